@@ -1,0 +1,40 @@
+"""wsidist: distributed whole-slide-image preprocessing on Dask.
+
+Stage 1 turns slides into tissue masks and scored tiles in hive-partitioned Parquet:
+
+    import wsidist
+    slides = wsidist.run_stage1(["slides/"], "out/")
+    with wsidist.open_slide("slides/a.svs") as slide:
+        region = slide.read_region(0, 0, 0, (512, 512))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "open_slide": "wsidist.slide",
+    "Slide": "wsidist.slide",
+    "SlideError": "wsidist.slide",
+    "WsidistError": "wsidist.errors",
+    "Stage1Config": "wsidist.config",
+    "build_job": "wsidist.config",
+    "run_stage1": "wsidist.job",
+    "parse_pipeline": "wsidist.filters",
+    "FilterContext": "wsidist.filters",
+    "Mask": "wsidist.tissue",
+    "TileGrid": "wsidist.tiles",
+    "TileView": "wsidist.scoring",
+    "seed_score": "wsidist.scoring",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use, so `import wsidist` stays light."""
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'wsidist' has no attribute {name!r}")

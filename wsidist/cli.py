@@ -1,0 +1,214 @@
+"""Command line: ``wsidist info | score | demo | filters``. Thin: parse, validate, delegate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wsidist.config import Stage1Job, build_job
+from wsidist.errors import WsidistError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+@app.command()
+def info(
+    slides: Annotated[list[str], typer.Argument(help="slide paths, folders, globs or URLs")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print each slide's metadata: vendor, levels, mpp, objective, associated images."""
+    from wsidist.inputs import expand_inputs
+    from wsidist.slide import SlideError, info_table, open_slide
+
+    try:
+        urls = expand_inputs(slides)
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    infos, errors = [], []
+    for url in urls:
+        try:
+            with open_slide(url) as slide:
+                infos.append(slide.info())
+        except SlideError as exc:
+            errors.append({"url": url, "error": str(exc)})
+    if as_json:
+        out_console.print_json(json.dumps([i.as_dict() for i in infos] + errors))
+    else:
+        out_console.print(info_table(infos))
+        for err in errors:
+            console.print(f"[red]{err['url']}[/]: {err['error']}")
+    if errors:
+        raise typer.Exit(1)
+
+
+TissueOpt = Annotated[
+    str | None, typer.Option("--tissue", help="tissue preset or filter spec (see `filters`)")
+]
+
+
+@app.command()
+def score(
+    slides: Annotated[list[str] | None, typer.Argument(help="slides, folders, globs, URLs")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="output folder or s3:// URL")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="job YAML file")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    scale: Annotated[float | None, typer.Option(help="downsample for filtering")] = None,
+    tissue: TissueOpt = None,
+    tile_size: Annotated[int | None, typer.Option(help="tile side, level-0 px")] = None,
+    tile_um: Annotated[float | None, typer.Option(help="tile side in µm (needs mpp)")] = None,
+    overlap: Annotated[float | None, typer.Option(help="overlap, unit of the tile size")] = None,
+    edge: Annotated[str | None, typer.Option(help="keep | drop partial edge tiles")] = None,
+    mpp: Annotated[float | None, typer.Option(help="µm per level-0 px, overrides slides")] = None,
+    scorer: Annotated[str | None, typer.Option(help="'seed', 'tissue' or module:function")] = None,
+    batch: Annotated[bool | None, typer.Option("--batch", help="write every step image")] = None,
+    overwrite: Annotated[bool | None, typer.Option("--overwrite", help="redo done slides")] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="local cache for remote slides")] = None,
+) -> None:
+    """Stage 1: tissue masks and scored tiles for every slide, as hive-partitioned Parquet."""
+    try:
+        job = build_job(
+            config,
+            inputs=slides or None,
+            out=out,
+            scheduler=scheduler,
+            workers=workers,
+            scale=scale,
+            tissue=tissue,
+            tile_size=tile_size,
+            tile_um=tile_um,
+            overlap=overlap,
+            edge=edge,
+            mpp=mpp,
+            scorer=scorer,
+            batch=batch,
+            overwrite=overwrite,
+            cache_dir=cache_dir,
+        )
+        if not job.inputs:
+            raise WsidistError("no slides given: pass SLIDES or `inputs:` in the job file")
+        if not job.out:
+            raise WsidistError("no output given: pass --out or `out:` in the job file")
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(_run_job(job))
+
+
+@app.command()
+def demo(
+    slides: Annotated[list[str] | None, typer.Argument(help="extra slides to include")] = None,
+    out: Annotated[str, typer.Option("--out", help="output folder")] = "demo-out",
+    n: Annotated[int, typer.Option(help="number of synthetic slides")] = 3,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="write step images")] = True,
+) -> None:
+    """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on a LocalCluster."""
+    from wsidist.synth import generate_demo_slides
+
+    slide_dir = Path(out) / "demo-slides"
+    console.print(f"generating {n} synthetic slides in {slide_dir} …")
+    paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
+    try:
+        job = build_job(None, inputs=paths + list(slides or []), out=out, workers=workers, batch=batch)
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    code = _run_job(job)
+    console.print(
+        f"outputs in [bold]{out}[/]: slides.parquet, tiles/, masks/, thumbnails/"
+        + (", batch/" if batch else "")
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def filters() -> None:
+    """List tissue presets and the filters a pipeline spec can use."""
+    from wsidist.filters import describe_filters
+    from wsidist.tissue import PRESETS
+
+    table = Table(title="tissue presets")
+    table.add_column("preset")
+    table.add_column("pipeline")
+    for name, spec in PRESETS.items():
+        table.add_row(name, str(spec))
+    out_console.print(table)
+    out_console.print(describe_filters())
+
+
+def _run_job(job: Stage1Job) -> int:
+    from wsidist.job import plan_tasks, run_stage1
+
+    try:
+        tasks = plan_tasks(job.inputs)
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    columns = (
+        TextColumn("[bold]stage 1[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ok {task.fields[ok]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("slides", total=len(tasks), ok=0, failed=0, skipped=0)
+
+        def on_result(row: dict[str, Any]) -> None:
+            counts["skipped" if row.get("skipped") else row["status"]] += 1
+            progress.update(bar, advance=1, **counts)
+
+        table = run_stage1(
+            [t.url for t in tasks],
+            job.out,
+            job.config,
+            scheduler=job.scheduler,
+            workers=job.workers,
+            overwrite=job.overwrite,
+            cache_dir=job.cache_dir,
+            storage_options=job.storage_options,
+            on_result=on_result,
+        )
+    return _print_summary(table, {t.slide_id for t in tasks})
+
+
+def _print_summary(table: pa.Table, this_run: set[str]) -> int:
+    rows = [r for r in table.to_pylist() if r["slide_id"] in this_run]
+    summary = Table(title="stage 1")
+    for name in ("slide_id", "status", "tiles", "tissue tiles", "tissue %", "mpp", "s", "note"):
+        summary.add_column(name)
+    for r in rows:
+        note = r["error"] or r["warning"] or ("skipped (done)" if r["skipped"] else "")
+        summary.add_row(
+            r["slide_id"],
+            "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]",
+            str(r["n_tiles"] if r["n_tiles"] is not None else "-"),
+            str(r["n_tissue_tiles"] if r["n_tissue_tiles"] is not None else "-"),
+            f"{100 * r['tissue_frac']:.1f}" if r["tissue_frac"] is not None else "-",
+            f"{r['mpp_x']:.3f}" if r["mpp_x"] else "-",
+            f"{r['seconds']:.1f}" if r["seconds"] is not None else "-",
+            note,
+        )
+    out_console.print(summary)
+    failed = [r["slide_id"] for r in rows if r["status"] != "ok"]
+    if failed:
+        console.print(f"[bold red]{len(failed)} slide(s) failed:[/] {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app()

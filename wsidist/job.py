@@ -1,0 +1,185 @@
+"""The stage-1 driver: fan slides out over Dask, collect one summary per slide.
+
+The driver expands inputs, starts (or connects to) a cluster, maps :func:`process_slide` over a
+Dask bag with one slide per partition, shows progress, and writes ``slides.parquet`` from the
+summaries. It never touches pixels or tile tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dask.bag as db
+import pyarrow as pa
+from distributed import Client, LocalCluster, as_completed
+
+from wsidist.config import SCHEMA_VERSION, ConfigError, Stage1Config
+from wsidist.inputs import assign_slide_ids, expand_inputs
+from wsidist.scoring import Scorer
+from wsidist.stage1 import SlideTask, process_slide
+from wsidist.storage import Store
+
+SLIDES_KEY = "slides.parquet"
+SLIDES_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("slide_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("warning", pa.string()),
+        ("vendor", pa.string()),
+        ("backend", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("level_count", pa.int32()),
+        ("mpp_x", pa.float64()),
+        ("mpp_y", pa.float64()),
+        ("mpp_source", pa.string()),
+        ("objective_power", pa.float64()),
+        ("scale", pa.float64()),
+        ("tile_px0", pa.int64()),
+        ("stride_px0", pa.int64()),
+        ("n_tiles", pa.int64()),
+        ("n_tissue_tiles", pa.int64()),
+        ("tissue_frac", pa.float64()),
+        ("pen_frac", pa.float64()),
+        ("seconds", pa.float64()),
+        ("skipped", pa.bool_()),
+        ("config_hash", pa.string()),
+        ("worker", pa.string()),
+        ("finished_at", pa.string()),
+    ]
+)
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A client of an existing scheduler, or of a LocalCluster of worker processes (one per core)."""
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n_workers = workers or os.cpu_count() or 1
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def plan_tasks(inputs: Sequence[str]) -> list[SlideTask]:
+    """Slide tasks (url and sanitised id) for the job's inputs, in a stable order."""
+    urls = expand_inputs(list(inputs))
+    if not urls:
+        raise ConfigError("no slides to process: give slide paths, folders, globs or URLs")
+    ids = assign_slide_ids(urls)
+    return [SlideTask(url, ids[url]) for url in urls]
+
+
+def run_stage1(
+    inputs: Sequence[str],
+    out: str,
+    config: Stage1Config | None = None,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Client | None = None,
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    scorer: Scorer | None = None,
+    on_result: ProgressCallback | None = None,
+) -> pa.Table:
+    """Run stage 1 over ``inputs`` into ``out``; returns the slides table it wrote.
+
+    ``scorer`` overrides ``config.scorer`` with a Python callable (it must pickle). A
+    ``client`` is used as given; otherwise ``scheduler`` or a LocalCluster of ``workers``.
+    """
+    config = config or Stage1Config()
+    tasks = plan_tasks(inputs)
+    store = Store(out, storage_options or {})
+    bag = db.from_sequence(tasks, npartitions=len(tasks)).map(
+        process_slide,
+        config=config,
+        store=store,
+        overwrite=overwrite,
+        cache_dir=cache_dir,
+        scorer=scorer,
+    )
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(scheduler, workers))
+        rows = _collect(client, bag, tasks, config, on_result)
+    table = _merge_previous(store, rows)
+    store.write_parquet(SLIDES_KEY, _slides_with_metadata(table, config))
+    return table
+
+
+def _collect(
+    client: Client,
+    bag: db.Bag,
+    tasks: list[SlideTask],
+    config: Stage1Config,
+    on_result: ProgressCallback | None,
+) -> list[dict[str, Any]]:
+    futures = client.compute(bag.to_delayed(), retries=2)
+    task_of = {f.key: t for f, t in zip(futures, tasks)}
+    rows = []
+    for future in as_completed(futures):
+        try:
+            (row,) = future.result()
+        except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
+            task = task_of[future.key]
+            row = {
+                "url": task.url,
+                "slide_id": task.slide_id,
+                "status": "failed",
+                "error": f"worker failed while processing the slide: {type(exc).__name__}: {exc}",
+                "scale": config.scale,
+                "config_hash": config.config_hash(),
+                "skipped": False,
+            }
+        rows.append(row)
+        if on_result:
+            on_result(row)
+    order = {t.slide_id: i for i, t in enumerate(tasks)}
+    return sorted(rows, key=lambda r: order[r["slide_id"]])
+
+
+def _merge_previous(store: Store, rows: list[dict[str, Any]]) -> pa.Table:
+    """This run's rows plus earlier rows of slides not in this run."""
+    table = pa.Table.from_pylist(
+        [{name: row.get(name) for name in SLIDES_SCHEMA.names} for row in rows],
+        schema=SLIDES_SCHEMA,
+    )
+    if not store.exists(SLIDES_KEY):
+        return table
+    previous = store.read_parquet(SLIDES_KEY)
+    done = set(table.column("slide_id").to_pylist())
+    keep = [r for r in previous.to_pylist() if r.get("slide_id") not in done]
+    if not keep:
+        return table
+    old = pa.Table.from_pylist(
+        [{name: r.get(name) for name in SLIDES_SCHEMA.names} for r in keep], schema=SLIDES_SCHEMA
+    )
+    return pa.concat_tables([old, table])
+
+
+def _slides_with_metadata(table: pa.Table, config: Stage1Config) -> pa.Table:
+    meta = {
+        "wsidist.schema_version": SCHEMA_VERSION,
+        "wsidist.config_hash": config.config_hash(),
+        "wsidist.config": config.model_dump_json(),
+    }
+    return table.replace_schema_metadata(meta)

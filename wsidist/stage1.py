@@ -1,0 +1,215 @@
+"""Stage 1 for one slide, run on a worker: thumbnail → mask → tiles → scores → outputs.
+
+The worker writes everything for its slide itself and returns one small summary dict (a
+``slides.parquet`` row). Any error becomes a ``failed`` summary with a readable reason.
+Outputs under the job root:
+
+- ``tiles/slide_id=<id>/part-0.parquet``: one row per tile (level-0 boxes, features, score, rank)
+- ``masks/<id>.png`` (1-bit, ceil(H/scale) × ceil(W/scale)), ``thumbnails/<id>.jpg``
+- ``status/<id>.json``: the summary, so a rerun with the same config hash skips the slide
+- batch mode: ``batch/<id>/``: every filter step, the tile summary and the score heat map
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from wsidist import render
+from wsidist.config import SCHEMA_VERSION, Stage1Config
+from wsidist.errors import WsidistError
+from wsidist.filters import FilterContext, parse_pipeline
+from wsidist.scoring import Scorer, resolve_scorer
+from wsidist.slide import open_slide
+from wsidist.storage import Store
+from wsidist.tiles import TileGrid, tile_features
+from wsidist.tissue import pen_mask
+
+DARK_BACKGROUND_LEVEL = 60  # median gray below this: not a brightfield slide
+
+
+@dataclass(frozen=True)
+class SlideTask:
+    """One slide of a job: where it is and the id its outputs are written under."""
+
+    url: str
+    slide_id: str
+
+
+def status_key(slide_id: str) -> str:
+    return f"status/{slide_id}.json"
+
+
+def tiles_key(slide_id: str) -> str:
+    return f"tiles/slide_id={slide_id}/part-0.parquet"
+
+
+def process_slide(
+    task: SlideTask,
+    config: Stage1Config,
+    store: Store,
+    *,
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
+    """Run stage 1 on one slide and return its summary row. Never raises for slide errors."""
+    config_hash = config.config_hash()
+    if not overwrite:
+        previous = _previous_summary(store, task.slide_id)
+        if (
+            previous
+            and previous.get("status") == "ok"
+            and previous.get("config_hash") == config_hash
+            and previous.get("url") == task.url
+        ):
+            return {**previous, "skipped": True}
+    started = time.perf_counter()
+    summary: dict[str, Any] = {
+        "url": task.url,
+        "slide_id": task.slide_id,
+        "scale": config.scale,
+        "config_hash": config_hash,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+    try:
+        summary.update(
+            _run(task, config, store, config_hash, cache_dir, scorer or resolve_scorer(config.scorer))
+        )
+        summary["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
+        summary.update(status="failed", error=_reason(exc))
+        store.remove(f"tiles/slide_id={task.slide_id}", recursive=True)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary["skipped"] = False
+    store.write_bytes(status_key(task.slide_id), json.dumps(summary).encode())
+    return summary
+
+
+def _run(
+    task: SlideTask,
+    config: Stage1Config,
+    store: Store,
+    config_hash: str,
+    cache_dir: str | None,
+    scorer: Scorer,
+) -> dict[str, Any]:
+    pipeline = parse_pipeline(config.tissue)
+    with open_slide(task.url, cache_dir=cache_dir) as slide:
+        width, height = slide.dimensions
+        mpp = config.mpp or slide.mpp_x
+        meta = {
+            "vendor": slide.vendor,
+            "backend": slide.backend,
+            "width": width,
+            "height": height,
+            "level_count": slide.level_count,
+            "mpp_x": config.mpp or slide.mpp_x,
+            "mpp_y": config.mpp or slide.mpp_y,
+            "mpp_source": "config" if config.mpp else ("slide" if slide.mpp_x else None),
+            "objective_power": slide.objective_power,
+        }
+        grid = TileGrid.from_units(
+            tile_px=config.tile_size_px if config.tile_um is None else None,
+            tile_um=config.tile_um,
+            overlap=config.overlap,
+            mpp=mpp,
+            edge=config.edge,
+        )
+        rgb = slide.thumbnail(config.scale)
+    # Thumbnails cover ceil(W/scale) px; the exact downsample of this grid is W / columns.
+    downsample = width / rgb.shape[1]
+    result = pipeline.run(rgb, FilterContext(downsample=downsample, mpp=mpp))
+    tissue = np.asarray(result.mask, dtype=bool)
+    pen = pen_mask(rgb)
+    tiles = tile_features(rgb, tissue, pen, grid, width, height, downsample, scorer)
+    warnings = _warnings(rgb, tissue)
+
+    sid = task.slide_id
+    store.write_bytes(f"masks/{sid}.png", render.encode(tissue, "png"))
+    store.write_bytes(f"thumbnails/{sid}.jpg", render.encode(rgb, "jpeg"))
+    if config.batch:
+        _write_batch(store, sid, rgb, tissue, result.steps, tiles, downsample)
+    store.write_parquet(tiles_key(sid), _with_metadata(tiles, task, config, config_hash))
+
+    tissue_frac = tiles.column("tissue_frac").to_numpy()
+    return {
+        **meta,
+        "error": None,
+        "warning": "; ".join(warnings) or None,
+        "tile_px0": grid.tile_px0,
+        "stride_px0": grid.stride_px0,
+        "n_tiles": tiles.num_rows,
+        "n_tissue_tiles": int((tissue_frac >= config.min_tissue_frac).sum()),
+        "tissue_frac": float(tissue.mean()),
+        "pen_frac": float((pen & ~tissue).mean()),
+    }
+
+
+def _warnings(rgb: np.ndarray, tissue: np.ndarray) -> list[str]:
+    found = []
+    if not tissue.any():
+        found.append("no tissue detected")
+    if float(np.median(rgb.mean(axis=2))) < DARK_BACKGROUND_LEVEL:
+        found.append("dark background (fluorescence?): brightfield tissue presets may not apply")
+    return found
+
+
+def _write_batch(
+    store: Store,
+    sid: str,
+    rgb: np.ndarray,
+    tissue: np.ndarray,
+    steps: list[tuple[str, np.ndarray]],
+    tiles: pa.Table,
+    downsample: float,
+) -> None:
+    base = f"batch/{sid}"
+    store.write_bytes(f"{base}/00-rgb.png", render.encode(rgb, "png"))
+    for name, array in steps:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        store.write_bytes(f"{base}/steps/{safe}.png", render.encode(array, "png"))
+    masked = np.where(tissue[..., None], rgb, 0).astype(np.uint8)
+    store.write_bytes(f"{base}/tissue.png", render.encode(masked, "png"))
+    summary = render.tile_summary(rgb, tiles, downsample)
+    store.write_bytes(f"{base}/tile_summary.png", render.encode(summary, "png"))
+    heat = render.score_heatmap(rgb, tiles, downsample)
+    store.write_bytes(f"{base}/score_heatmap.png", render.encode(heat, "png"))
+
+
+def _with_metadata(
+    tiles: pa.Table, task: SlideTask, config: Stage1Config, config_hash: str
+) -> pa.Table:
+    meta = {
+        "wsidist.schema_version": SCHEMA_VERSION,
+        "wsidist.config_hash": config_hash,
+        "wsidist.config": config.model_dump_json(),
+        "wsidist.slide_id": task.slide_id,
+        "wsidist.url": task.url,
+    }
+    return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})
+
+
+def _previous_summary(store: Store, slide_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(store.read_bytes(status_key(slide_id)))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, WsidistError | ValueError):
+        return str(exc)
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    place = f" (at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{place}"
