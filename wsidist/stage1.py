@@ -140,7 +140,7 @@ def _run(
     store.write_bytes(f"thumbnails/{sid}.jpg", render.encode(rgb, "jpeg"))
     if config.batch:
         _write_batch(store, sid, rgb, tissue, result.steps, tiles, downsample)
-    store.write_parquet(tiles_key(sid), _with_metadata(tiles, task, config, config_hash))
+    store.write_parquet(tiles_key(sid), _tile_table(tiles, task, config, config_hash))
 
     tissue_frac = tiles.column("tissue_frac").to_numpy()
     return {
@@ -187,7 +187,7 @@ def _write_batch(
     store.write_bytes(f"{base}/score_heatmap.png", render.encode(heat, "png"))
 
 
-def _with_metadata(
+def _tile_table(
     tiles: pa.Table, task: SlideTask, config: Stage1Config, config_hash: str
 ) -> pa.Table:
     meta = {
@@ -197,6 +197,8 @@ def _with_metadata(
         "wsidist.slide_id": task.slide_id,
         "wsidist.url": task.url,
     }
+    ids = pa.array([task.slide_id] * tiles.num_rows, type=pa.string())
+    tiles = tiles.add_column(0, "slide_id", ids)
     return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})
 
 

@@ -65,25 +65,27 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 def dilation(mask: np.ndarray, radius_px: int = 1) -> np.ndarray:
     """Binary dilation by a disk of radius_px pixels."""
     mask = np.asarray(mask, dtype=bool)
-    return morphology.isotropic_dilation(mask, radius_px) if radius_px > 0 else mask.copy()
+    if radius_px <= 0 or not mask.any():  # (the distance transform is undefined without zeros)
+        return mask.copy()
+    return morphology.isotropic_dilation(mask, radius_px)
 
 
 def erosion(mask: np.ndarray, radius_px: int = 1) -> np.ndarray:
-    """Binary erosion by a disk of radius_px pixels."""
+    """Binary erosion by a disk of radius_px pixels (the image border does not erode)."""
     mask = np.asarray(mask, dtype=bool)
-    return morphology.isotropic_erosion(mask, radius_px) if radius_px > 0 else mask.copy()
+    if radius_px <= 0 or mask.all():
+        return mask.copy()
+    return morphology.isotropic_erosion(mask, radius_px)
 
 
 def opening(mask: np.ndarray, radius_px: int = 1) -> np.ndarray:
     """Binary opening (erosion then dilation) by a disk of radius_px pixels."""
-    mask = np.asarray(mask, dtype=bool)
-    return morphology.isotropic_opening(mask, radius_px) if radius_px > 0 else mask.copy()
+    return dilation(erosion(mask, radius_px), radius_px)
 
 
 def closing(mask: np.ndarray, radius_px: int = 1) -> np.ndarray:
     """Binary closing (dilation then erosion) by a disk of radius_px pixels."""
-    mask = np.asarray(mask, dtype=bool)
-    return morphology.isotropic_closing(mask, radius_px) if radius_px > 0 else mask.copy()
+    return erosion(dilation(mask, radius_px), radius_px)
 
 
 def pad(mask: np.ndarray, margin_px: int = 1) -> np.ndarray:

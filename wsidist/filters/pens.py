@@ -51,9 +51,7 @@ def red_filter(rgb: np.ndarray, red_lower: int, green_upper: int, blue_upper: in
     return ~((r > red_lower) & (g < green_upper) & (b < blue_upper))
 
 
-def green_filter(
-    rgb: np.ndarray, red_upper: int, green_lower: int, blue_lower: int
-) -> np.ndarray:
+def green_filter(rgb: np.ndarray, red_upper: int, green_lower: int, blue_lower: int) -> np.ndarray:
     """False where r < red_upper and g > green_lower and b > blue_lower (greenish), else True."""
     r, g, b = _channels(rgb)
     return ~((r < red_upper) & (g > green_lower) & (b > blue_lower))

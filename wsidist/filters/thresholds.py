@@ -61,4 +61,6 @@ def entropy(gray: np.ndarray, neighborhood_px: int = 9, threshold: float = 5.0) 
 
 def canny(gray: np.ndarray, sigma: float = 1.0, low: float = 0, high: float = 25) -> np.ndarray:
     """Canny edges; thresholds are on the 0-255 intensity scale."""
-    return feature.canny(gray.astype(np.float64), sigma=sigma, low_threshold=low, high_threshold=high)
+    return feature.canny(
+        gray.astype(np.float64), sigma=sigma, low_threshold=low, high_threshold=high
+    )

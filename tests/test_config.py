@@ -1,0 +1,53 @@
+"""Job configuration: YAML + flags, validation naming the bad value, stable hash."""
+
+import pytest
+
+from wsidist.config import ConfigError, Stage1Config, build_job
+
+
+def test_yaml_and_flags_merge(tmp_path):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("kind: stage1\ninputs: [a.svs]\nout: o/\nscale: 16\ntissue: otsu\n")
+    job = build_job(job_file, scale=64.0, workers=2, tile_um=None)
+    assert job.inputs == ["a.svs"] and job.out == "o/" and job.workers == 2
+    assert job.config.scale == 64 and job.config.tissue == "otsu"
+
+
+def test_hash_ignores_where_it_runs_but_not_what_it_computes():
+    a = build_job(None, inputs=["x"], out="o1", workers=1).config
+    b = build_job(None, inputs=["y"], out="o2", workers=4, batch=True).config
+    assert a.config_hash() == b.config_hash()
+    assert Stage1Config(scale=16).config_hash() != a.config_hash()
+    assert Stage1Config(tissue="otsu").config_hash() != a.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("scale", -3, "scale"),
+        ("tile_size", 0, "tile_size"),
+        ("edge", "pad", "edge"),
+        ("tissue", "gren_channel", "gren_channel"),
+        ("scorer", "nope", "nope"),
+        ("bogus", 1, "bogus"),
+    ],
+)
+def test_bad_values_fail_naming_them(field, value, named):
+    with pytest.raises(ConfigError, match=named):
+        build_job(None, **{field: value})
+
+
+def test_tile_units_are_exclusive_and_overlap_bounded():
+    with pytest.raises(ConfigError, match="not both"):
+        build_job(None, tile_size=512, tile_um=128.0)
+    with pytest.raises(ConfigError, match="overlap"):
+        build_job(None, tile_size=512, overlap=512)
+
+
+def test_bad_job_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        build_job(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        build_job(tmp_path / "missing.yaml")

@@ -1,0 +1,109 @@
+"""Stage remote slides (any fsspec URL) into a local cache so OpenSlide and tifffile can open them.
+
+The cache key hashes the URL together with the object's size, etag and modification time, so a
+changed object is fetched again. Downloads go to a temporary name in the cache and are renamed
+into place, so concurrent worker processes never see a partial file (the loser of a race just
+discards its copy). A directory URL (a DICOM series) and the companion folder of an ``.mrxs``
+file are staged as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import fsspec
+
+_VERSION_KEYS = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5", "created")
+
+
+def default_cache_dir() -> str:
+    """``$WSIDIST_CACHE_DIR`` or ``~/.cache/wsidist/slides``."""
+    return os.environ.get("WSIDIST_CACHE_DIR") or str(Path.home() / ".cache" / "wsidist" / "slides")
+
+
+def local_path(url: str) -> str | None:
+    """The local filesystem path of ``url`` (plain path or ``file://``), or None if remote."""
+    if "://" not in url:
+        return url
+    parsed = urlparse(url)
+    if parsed.scheme in ("file", "local"):
+        return unquote(parsed.path) if parsed.netloc in ("", "localhost") else None
+    return None
+
+
+def _version(info: dict) -> str:
+    return "|".join(f"{k}={info[k]}" for k in _VERSION_KEYS if info.get(k) is not None)
+
+
+def _download_file(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> None:
+    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
+    try:
+        fs.get_file(rpath, str(tmp))
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _download_dir(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> None:
+    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
+    tmp.mkdir(parents=True)
+    try:
+        for src in sorted(fs.find(rpath)):
+            rel = posixpath.relpath(src, rpath.rstrip("/"))
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(src, str(target))
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # another process won the race: keep theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stage(url: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:
+    """Return a local path for ``url``, downloading remote objects into ``cache_dir`` once.
+
+    Local paths and ``file://`` URLs are returned as local paths without copying. Raises
+    ``FileNotFoundError`` when the remote object does not exist.
+    """
+    path = local_path(url)
+    if path is not None:
+        return path
+    fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    rpath = rpath.rstrip("/")
+    info = fs.info(rpath)  # raises FileNotFoundError
+    is_dir = info.get("type") == "directory"
+    name = posixpath.basename(rpath) or "slide"
+    if is_dir:
+        version = ";".join(
+            f"{p}:{_version(i)}" for p, i in sorted(fs.find(rpath, detail=True).items())
+        )
+    else:
+        version = _version(info)
+    companion = None
+    if not is_dir and name.lower().endswith(".mrxs"):
+        companion = rpath[: -len(".mrxs")]
+        if not fs.isdir(companion):
+            companion = None
+    key = hashlib.sha256(f"{url}\n{version}".encode()).hexdigest()[:32]
+    root = Path(cache_dir or default_cache_dir()) / key
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / name
+    if companion is not None:
+        comp_dest = root / posixpath.basename(companion)
+        if not comp_dest.is_dir():
+            _download_dir(fs, companion, comp_dest)
+    if is_dir:
+        if not dest.is_dir():
+            _download_dir(fs, rpath, dest)
+    elif not dest.is_file():
+        _download_file(fs, rpath, dest)
+    return str(dest)
