@@ -419,7 +419,7 @@ def demo_specs(n: int = 3, seed: int = 0) -> list[SynthSpec]:
             width=7000,
             height=5000,
             n_blobs=1,
-            blob_size=0.5,
+            blob_size=0.8,
             pens=("blue",),
             mpp=0.25,
             objective_power=40,

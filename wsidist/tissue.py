@@ -2,8 +2,10 @@
 
 Presets (sizes in level-0 pixels, so they work on slides without mpp):
 
-- ``default``    seed tutorial chain: green channel, grays and pen keep-masks ANDed, small objects
-                 removed (500 px at 1/32 scale = 512000 level-0 px).
+- ``default``    seed tutorial chain: green channel and grays say tissue vs glass; objects under
+                 500 px at 1/32 scale (512000 level-0 px) are dropped *before* the red, green and
+                 blue pen keep-masks are ANDed in, so strokes across tissue do not cut it into
+                 pieces that then count as small; pen-edge residue under 51200 px0 goes last.
 - ``otsu``       Paeng et al.: Otsu on the gray complement, dilation, closing and opening,
                  small holes filled.
 - ``hysteresis`` Ertosun & Rubin: hysteresis threshold on the gray complement.
@@ -29,8 +31,8 @@ __all__ = ["PRESETS", "Mask", "pen_mask", "tissue_mask"]
 PRESETS: Mapping[str, str] = MappingProxyType(
     {
         "default": (
-            "green_channel & grays & red_pen & green_pen & blue_pen"
-            " |> remove_small_objects(min_px0=512000)"
+            "(green_channel & grays |> remove_small_objects(min_px0=512000))"
+            " & red_pen & green_pen & blue_pen |> remove_small_objects(min_px0=51200)"
         ),
         "otsu": (
             "rgb_to_gray > complement > otsu & ~pen"
