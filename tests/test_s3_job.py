@@ -1,0 +1,47 @@
+"""Stage 1 reading slides from s3:// and writing to s3:// on a real S3 server (SeaweedFS)."""
+
+import duckdb
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client, LocalCluster
+
+from wsidist.config import Stage1Config
+from wsidist.job import run_stage1
+
+
+@pytest.mark.slow
+def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, tmp_path):
+    fs = s3.filesystem()
+    bucket = s3_bucket.removeprefix("s3://")
+    fs.put_file(str(real_slides_dir / "CMU-1-Small-Region.svs"), f"{bucket}/in/cmu.svs")
+    fs.put_file(str(synthetic_slides[0].path), f"{bucket}/in/synth.svs")
+    fs.pipe_file(f"{bucket}/in/bad.svs", b"II*\x00 truncated")
+    out = f"{s3_bucket}/run1"
+    # workers start after the fixture set the S3 environment, so they inherit it
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        table = run_stage1(
+            [f"{s3_bucket}/in/*.svs"], out, Stage1Config(scale=16), client=client,
+            cache_dir=str(tmp_path / "cache"),
+        )
+    rows = {r["slide_id"]: r for r in table.to_pylist()}
+    assert rows["cmu"]["status"] == "ok" and rows["synth"]["status"] == "ok"
+    assert rows["bad"]["status"] == "failed" and rows["bad"]["error"]
+    assert rows["cmu"]["url"] == f"{s3_bucket}/in/cmu.svs"
+    assert fs.exists(f"{bucket}/run1/masks/cmu.png")
+    assert not [p for p in fs.find(f"{bucket}/run1") if "_tmp-" in p]
+
+    with fs.open(f"{bucket}/run1/slides.parquet", "rb") as fh:
+        assert pq.read_table(fh).num_rows == 3
+    con = duckdb.connect()
+    con.register_filesystem(fsspec.filesystem("s3", **s3.storage_options))
+    counts = dict(
+        con.sql(
+            f"SELECT slide_id, count(*) FROM read_parquet('{out}/tiles/**/*.parquet', "
+            "hive_partitioning = true) GROUP BY 1"
+        ).fetchall()
+    )
+    assert counts == {"cmu": rows["cmu"]["n_tiles"], "synth": rows["synth"]["n_tiles"]}
