@@ -16,9 +16,13 @@ from wsidist.job import run_stage1
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as c:
-            yield c
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
 
 
 @pytest.fixture()
@@ -29,7 +33,9 @@ def slide_folder(real_slides_dir, tmp_path):
     shutil.copy(real_slides_dir / "CMU-1-Small-Region.svs", folder / "cmu copy (2) #1.svs")
     shutil.copy(real_slides_dir / "tcga-cr-7395-01a-01-ts1.svs", folder / "tcga.svs")
     shutil.copy(real_slides_dir / "kidney-48-5.tif", folder / "kidney.tif")
-    (folder / "broken.svs").write_bytes((real_slides_dir / "CMU-1-Small-Region.svs").read_bytes()[:150_000])
+    (folder / "broken.svs").write_bytes(
+        (real_slides_dir / "CMU-1-Small-Region.svs").read_bytes()[:150_000]
+    )
     return folder
 
 
@@ -41,7 +47,9 @@ def _tiles_sql(out):
 def test_stage1_on_two_workers_read_back_with_duckdb(client, slide_folder, tmp_path):
     out = tmp_path / "out"
     seen = []
-    table = run_stage1([str(slide_folder)], str(out), Stage1Config(scale=16), client=client, on_result=seen.append)
+    table = run_stage1(
+        [str(slide_folder)], str(out), Stage1Config(scale=16), client=client, on_result=seen.append
+    )
     rows = {r["slide_id"]: r for r in table.to_pylist()}
     assert len(seen) == 5
     assert set(rows) == {"cmu", "cmu_copy_2_1", "tcga", "kidney", "broken"}
@@ -52,9 +60,14 @@ def test_stage1_on_two_workers_read_back_with_duckdb(client, slide_folder, tmp_p
     assert (out / "masks" / "cmu_copy_2_1.png").exists()
 
     slides = pq.read_table(out / "slides.parquet")
-    assert slides.schema.metadata[b"wsidist.config_hash"] == Stage1Config(scale=16).config_hash().encode()
+    assert (
+        slides.schema.metadata[b"wsidist.config_hash"]
+        == Stage1Config(scale=16).config_hash().encode()
+    )
     con = duckdb.connect()
-    counts = dict(con.sql(f"SELECT slide_id, count(*) FROM {_tiles_sql(out)} GROUP BY 1").fetchall())
+    counts = dict(
+        con.sql(f"SELECT slide_id, count(*) FROM {_tiles_sql(out)} GROUP BY 1").fetchall()
+    )
     assert counts == {s: r["n_tiles"] for s, r in rows.items() if r["status"] == "ok"}
     top = con.sql(
         f"""SELECT slide_id, x, y, w, h, score, rank FROM {_tiles_sql(out)}
@@ -70,13 +83,20 @@ def test_stage1_on_two_workers_read_back_with_duckdb(client, slide_folder, tmp_p
     assert joined > 0
 
     # a rerun skips what is done with this config, and retries what failed
-    again = {r["slide_id"]: r for r in run_stage1([str(slide_folder)], str(out), Stage1Config(scale=16), client=client).to_pylist()}
+    again = {
+        r["slide_id"]: r
+        for r in run_stage1(
+            [str(slide_folder)], str(out), Stage1Config(scale=16), client=client
+        ).to_pylist()
+    }
     assert all(again[s]["skipped"] for s in again if s != "broken")
     assert not again["broken"]["skipped"]
 
 
 @pytest.mark.slow
-def test_user_scorer_travels_to_workers_and_slides_table_accumulates(client, real_slides_dir, tmp_path):
+def test_user_scorer_travels_to_workers_and_slides_table_accumulates(
+    client, real_slides_dir, tmp_path
+):
     out = tmp_path / "out"
     run_stage1([str(real_slides_dir / "kidney-48-5.tif")], str(out), client=client)
 
@@ -87,14 +107,20 @@ def test_user_scorer_travels_to_workers_and_slides_table_accumulates(client, rea
         [str(real_slides_dir / "CMU-1-Small-Region.svs")], str(out), client=client, scorer=by_row
     )
     assert set(table.column("slide_id").to_pylist()) == {"kidney-48-5", "CMU-1-Small-Region"}
-    tiles = pq.read_table(out / "tiles" / "slide_id=CMU-1-Small-Region" / "part-0.parquet").to_pylist()
+    tiles = pq.read_table(
+        out / "tiles" / "slide_id=CMU-1-Small-Region" / "part-0.parquet"
+    ).to_pylist()
     best = min(tiles, key=lambda t: t["rank"])
     assert best["row"] == max(t["row"] for t in tiles)
 
 
 def _cli(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "wsidist.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "wsidist.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -102,7 +128,16 @@ def _cli(*args, cwd):
 def test_cli_exit_code_and_summary_name_failed_slides(real_slides_dir, tmp_path):
     bad = tmp_path / "bad.svs"
     bad.write_text("not a slide")
-    res = _cli("score", str(real_slides_dir / "kidney-48-5.tif"), str(bad), "--out", "out", "--workers", "1", cwd=tmp_path)
+    res = _cli(
+        "score",
+        str(real_slides_dir / "kidney-48-5.tif"),
+        str(bad),
+        "--out",
+        "out",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert res.returncode == 1, res.stderr
     assert "bad" in res.stderr and "failed" in res.stderr
     assert (tmp_path / "out" / "slides.parquet").exists()
@@ -118,7 +153,9 @@ def test_cli_exit_code_and_summary_name_failed_slides(real_slides_dir, tmp_path)
     ],
 )
 def test_cli_bad_arguments_fail_before_any_work(real_slides_dir, tmp_path, args, named):
-    res = _cli("score", str(real_slides_dir / "kidney-48-5.tif"), "--out", "out", *args, cwd=tmp_path)
+    res = _cli(
+        "score", str(real_slides_dir / "kidney-48-5.tif"), "--out", "out", *args, cwd=tmp_path
+    )
     assert res.returncode == 2
     assert named in res.stderr
     assert not (tmp_path / "out").exists()

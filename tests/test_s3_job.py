@@ -20,11 +20,16 @@ def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, 
     out = f"{s3_bucket}/run1"
     # workers start after the fixture set the S3 environment, so they inherit it
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
         Client(cluster) as client,
     ):
         table = run_stage1(
-            [f"{s3_bucket}/in/*.svs"], out, Stage1Config(scale=16), client=client,
+            [f"{s3_bucket}/in/*.svs"],
+            out,
+            Stage1Config(scale=16),
+            client=client,
             cache_dir=str(tmp_path / "cache"),
         )
     rows = {r["slide_id"]: r for r in table.to_pylist()}

@@ -66,7 +66,9 @@ def test_slide_facts_reach_the_row(real_slides_dir, tmp_path):
     assert "fluorescence" in row["warning"]
 
 
-def test_tile_um_without_mpp_is_a_clear_failure_and_mpp_override_fixes_it(real_slides_dir, tmp_path):
+def test_tile_um_without_mpp_is_a_clear_failure_and_mpp_override_fixes_it(
+    real_slides_dir, tmp_path
+):
     url = real_slides_dir / REAL["tcga"][0]
     row, store = _run(url, tmp_path, "tcga", tile_um=256)
     assert row["status"] == "failed"
@@ -103,7 +105,9 @@ def pen_slides(tmp_path_factory):
     slides = []
     for seed in (11, 12):
         spec = SynthSpec(width=9000, height=7000, seed=seed, strokes_per_pen=2)
-        slides.append((folder / f"pens{seed}.svs", write_synthetic_slide(folder / f"pens{seed}.svs", spec)))
+        slides.append(
+            (folder / f"pens{seed}.svs", write_synthetic_slide(folder / f"pens{seed}.svs", spec))
+        )
     return slides
 
 
@@ -117,7 +121,9 @@ def test_default_preset_dice_on_generated_slides_with_pens(pen_slides, tmp_path)
         ink_core = ndimage.binary_erosion(pen)  # pixels not blended with tissue or glass
         pen_share = (mask & pen).sum() / mask.sum()
         core_kept = (mask & ink_core).sum() / ink_core.sum()
-        print(f"{path.name}: Dice {dice:.3f}, ink share of mask {pen_share:.4f}, core kept {core_kept:.3f}")
+        print(
+            f"{path.name}: Dice {dice:.3f}, ink share of mask {pen_share:.4f}, core kept {core_kept:.3f}"
+        )
         assert dice >= 0.95
         assert pen_share <= 0.02
         assert core_kept <= 0.06
@@ -128,7 +134,9 @@ def test_batch_mode_writes_every_step(pen_slides, tmp_path):
     path, _ = pen_slides[0]
     row, store = _run(path, tmp_path, "b", batch=True)
     names = store.list("batch/b")
-    assert {"batch/b/00-rgb.png", "batch/b/tile_summary.png", "batch/b/score_heatmap.png"} <= set(names)
+    assert {"batch/b/00-rgb.png", "batch/b/tile_summary.png", "batch/b/score_heatmap.png"} <= set(
+        names
+    )
     steps = store.list("batch/b/steps")
     assert len(steps) >= 7 and any("red_pen" in s for s in steps)
     summary = np.asarray(Image.open(store.path("batch/b/tile_summary.png")).convert("RGB"))
@@ -170,5 +178,7 @@ def test_rerun_skips_done_slide_unless_config_or_overwrite_changes(real_slides_d
     assert again["skipped"] and again["finished_at"] == first["finished_at"]
     other, _ = _run(url, tmp_path / "out", "cmu", scale=16)
     assert not other["skipped"] and other["config_hash"] != first["config_hash"]
-    forced = process_slide(SlideTask(str(url), "cmu"), Stage1Config(scale=16), store, overwrite=True)
+    forced = process_slide(
+        SlideTask(str(url), "cmu"), Stage1Config(scale=16), store, overwrite=True
+    )
     assert not forced["skipped"]

@@ -7,7 +7,9 @@ from wsidist.errors import WsidistError
 from wsidist.storage import Store, check_key
 
 
-@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "a//b", ".hidden", "a/b c", ""])
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "/etc/passwd", "a//b", ".hidden", "a/b c", ""]
+)
 def test_unsafe_keys_are_refused(key):
     with pytest.raises(WsidistError, match="unsafe"):
         check_key(key)

@@ -52,7 +52,11 @@ def _image_with_purple_block():
     tissue = np.zeros((64, 96), bool)
     rng = np.random.default_rng(0)
     block = np.stack(
-        [rng.integers(90, 170, (32, 32)), rng.integers(40, 110, (32, 32)), rng.integers(140, 210, (32, 32))],
+        [
+            rng.integers(90, 170, (32, 32)),
+            rng.integers(40, 110, (32, 32)),
+            rng.integers(140, 210, (32, 32)),
+        ],
         -1,
     ).astype(np.uint8)
     rgb[:32, :32] = block
@@ -89,7 +93,14 @@ def test_tile_features_fractions_scores_and_rank():
 def test_user_scorer_is_used():
     rgb, tissue, pen = _image_with_purple_block()
     table = tile_features(
-        rgb, tissue, pen, TileGrid(1024, 1024), 96 * 32, 64 * 32, 32.0, lambda t: t.col * 10.0 + t.row
+        rgb,
+        tissue,
+        pen,
+        TileGrid(1024, 1024),
+        96 * 32,
+        64 * 32,
+        32.0,
+        lambda t: t.col * 10.0 + t.row,
     )
     by_rank = sorted(table.to_pylist(), key=lambda r: r["rank"])
     assert (by_rank[0]["row"], by_rank[0]["col"]) == (1, 2)
@@ -97,7 +108,9 @@ def test_user_scorer_is_used():
 
 def test_resolve_scorer_names():
     assert resolve_scorer("seed") is seed_score
-    assert resolve_scorer("wsidist.scoring:tissue_fraction_score").__name__ == "tissue_fraction_score"
+    assert (
+        resolve_scorer("wsidist.scoring:tissue_fraction_score").__name__ == "tissue_fraction_score"
+    )
     with pytest.raises(ValueError, match="unknown scorer"):
         resolve_scorer("best")
     with pytest.raises(ValueError, match="does not resolve"):

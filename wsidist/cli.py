@@ -123,7 +123,9 @@ def demo(
     console.print(f"generating {n} synthetic slides in {slide_dir} …")
     paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
     try:
-        job = build_job(None, inputs=paths + list(slides or []), out=out, workers=workers, batch=batch)
+        job = build_job(
+            None, inputs=paths + list(slides or []), out=out, workers=workers, batch=batch
+        )
     except WsidistError as exc:
         raise _fail(str(exc)) from None
     code = _run_job(job)
@@ -161,7 +163,9 @@ def _run_job(job: Stage1Job) -> int:
         TextColumn("[bold]stage 1[/]"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("ok {task.fields[ok]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"),
+        TextColumn(
+            "ok {task.fields[ok]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"
+        ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:

@@ -83,7 +83,9 @@ def process_slide(
     }
     try:
         summary.update(
-            _run(task, config, store, config_hash, cache_dir, scorer or resolve_scorer(config.scorer))
+            _run(
+                task, config, store, config_hash, cache_dir, scorer or resolve_scorer(config.scorer)
+            )
         )
         summary["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
