@@ -51,3 +51,22 @@ def test_bad_job_file(tmp_path):
         build_job(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         build_job(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_job_file_is_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml"))
+    assert files
+    for path in files:
+        job = build_job(path)
+        assert job.inputs and job.out
+        assert job.config.tissue_pipeline().spec
+
+
+def test_refine_appends_to_a_preset_and_bad_refiners_are_named():
+    config = build_job(None, tissue="otsu", refine="fill_holes |> dilation(radius_um=20)").config
+    assert config.tissue_pipeline().spec.endswith("|> fill_holes |> dilation(radius_um=20)")
+    assert config.config_hash() != build_job(None, tissue="otsu").config.config_hash()
+    with pytest.raises(ConfigError, match="fil_holes"):
+        build_job(None, refine="fil_holes")

@@ -1,6 +1,7 @@
 """End to end on a real LocalCluster with 2 worker processes, read back with DuckDB."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -171,3 +172,24 @@ def test_cli_info_json(real_slides_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     (info,) = json.loads(res.stdout)
     assert info["vendor"] == "aperio" and info["mpp_x"] is None and info["level_count"] == 2
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried(client, real_slides_dir, tmp_path):
+    marker = tmp_path / "died-once"
+
+    def dies_once(tile):
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)  # the worker process dies mid-slide, as on a segfault or OOM kill
+        return tile.features["tissue_frac"]
+
+    table = run_stage1(
+        [str(real_slides_dir / "kidney-48-5.tif")],
+        str(tmp_path / "out"),
+        client=client,
+        scorer=dies_once,
+    )
+    (row,) = table.to_pylist()
+    assert marker.exists()
+    assert row["status"] == "ok", row["error"]

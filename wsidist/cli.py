@@ -69,6 +69,9 @@ def score(
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
     scale: Annotated[float | None, typer.Option(help="downsample for filtering")] = None,
     tissue: TissueOpt = None,
+    refine: Annotated[
+        str | None, typer.Option(help="refiners after the tissue preset, e.g. 'fill_holes'")
+    ] = None,
     tile_size: Annotated[int | None, typer.Option(help="tile side, level-0 px")] = None,
     tile_um: Annotated[float | None, typer.Option(help="tile side in µm (needs mpp)")] = None,
     overlap: Annotated[float | None, typer.Option(help="overlap, unit of the tile size")] = None,
@@ -89,6 +92,7 @@ def score(
             workers=workers,
             scale=scale,
             tissue=tissue,
+            refine=refine,
             tile_size=tile_size,
             tile_um=tile_um,
             overlap=overlap,

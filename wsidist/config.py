@@ -30,6 +30,9 @@ class Stage1Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tissue: str = Field("default", description="tissue preset name or filter pipeline spec")
+    refine: str | None = Field(
+        None, description="mask refiners appended to the tissue pipeline, e.g. 'fill_holes'"
+    )
     scale: float = Field(32.0, gt=1, le=1024, description="downsample of the filtered image")
     tile_size: int | None = Field(None, gt=0, description="tile side in level-0 px")
     tile_um: float | None = Field(None, gt=0, description="tile side in µm (needs mpp)")
@@ -49,6 +52,22 @@ class Stage1Config(BaseModel):
 
         parse_pipeline(value)
         return value
+
+    @field_validator("refine")
+    @classmethod
+    def _refine_parses(cls, value: str | None) -> str | None:
+        from wsidist.filters import parse_pipeline
+
+        if value is not None:
+            parse_pipeline("default").refine(value)
+        return value
+
+    def tissue_pipeline(self):  # -> wsidist.filters.Pipeline
+        """The tissue pipeline: the preset or spec, with ``refine`` appended."""
+        from wsidist.filters import parse_pipeline
+
+        pipeline = parse_pipeline(self.tissue)
+        return pipeline.refine(self.refine) if self.refine else pipeline
 
     @field_validator("scorer")
     @classmethod

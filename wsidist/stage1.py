@@ -27,7 +27,7 @@ import pyarrow as pa
 from wsidist import render
 from wsidist.config import SCHEMA_VERSION, Stage1Config
 from wsidist.errors import WsidistError
-from wsidist.filters import FilterContext, parse_pipeline
+from wsidist.filters import FilterContext
 from wsidist.scoring import Scorer, resolve_scorer
 from wsidist.slide import open_slide
 from wsidist.storage import Store
@@ -106,7 +106,7 @@ def _run(
     cache_dir: str | None,
     scorer: Scorer,
 ) -> dict[str, Any]:
-    pipeline = parse_pipeline(config.tissue)
+    pipeline = config.tissue_pipeline()
     with open_slide(task.url, cache_dir=cache_dir) as slide:
         width, height = slide.dimensions
         mpp = config.mpp or slide.mpp_x
