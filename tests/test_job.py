@@ -193,3 +193,17 @@ def test_a_killed_worker_is_retried(client, real_slides_dir, tmp_path):
     (row,) = table.to_pylist()
     assert marker.exists()
     assert row["status"] == "ok", row["error"]
+
+
+def test_cli_filters_lists_presets_and_filters(tmp_path):
+    res = _cli("filters", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in (
+        "default",
+        "hysteresis",
+        "green_channel",
+        "red_pen",
+        "remove_small_objects",
+        "kmeans_segmentation",
+    ):
+        assert name in res.stdout

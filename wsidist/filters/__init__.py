@@ -18,6 +18,7 @@ from .color import (
     rgb_to_hsv,
 )
 from .context import FilterContext
+from .describe import describe_filters
 from .enhance import (
     adaptive_equalization,
     black_to_white,
@@ -54,6 +55,7 @@ from .thresholds import canny, entropy, hysteresis, local_otsu, otsu, otsu_satur
 __all__ = [
     "FILTERS",
     "FilterContext",
+    "describe_filters",
     "FilterInfo",
     "Pipeline",
     "PipelineResult",
