@@ -65,25 +65,24 @@ def blue_filter(rgb: np.ndarray, red_upper: int, green_upper: int, blue_lower: i
 
 def red_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on red pen ink (AND of the red filters over RED_PEN_THRESHOLDS)."""
-    keep = np.ones(rgb.shape[:2], dtype=bool)
-    for t in RED_PEN_THRESHOLDS:
-        keep &= red_filter(rgb, *t)
-    return keep
+    return _keep_all(rgb, red_filter, RED_PEN_THRESHOLDS)
 
 
 def green_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on green pen ink (AND of the green filters over GREEN_PEN_THRESHOLDS)."""
-    keep = np.ones(rgb.shape[:2], dtype=bool)
-    for t in GREEN_PEN_THRESHOLDS:
-        keep &= green_filter(rgb, *t)
-    return keep
+    return _keep_all(rgb, green_filter, GREEN_PEN_THRESHOLDS)
 
 
 def blue_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on blue pen ink (AND of the blue filters over BLUE_PEN_THRESHOLDS)."""
+    return _keep_all(rgb, blue_filter, BLUE_PEN_THRESHOLDS)
+
+
+def _keep_all(rgb: np.ndarray, channel_filter, thresholds) -> np.ndarray:
+    """AND of one channel filter over several threshold sets."""
     keep = np.ones(rgb.shape[:2], dtype=bool)
-    for t in BLUE_PEN_THRESHOLDS:
-        keep &= blue_filter(rgb, *t)
+    for t in thresholds:
+        keep &= channel_filter(rgb, *t)
     return keep
 
 
