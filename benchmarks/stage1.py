@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from wsidist.config import Stage1Config
-from wsidist.job import run_stage1
+from wsidist.job import dask_client, run_stage1
 from wsidist.slide import DEFAULT_BLOCK_PX, open_slide
 from wsidist.stage1 import SlideTask, process_slide
 from wsidist.storage import Store
@@ -95,14 +95,19 @@ def main() -> None:
                 f" {stage1_s:9.3f} {stage1_s / max(decode_s, 1e-9):6.2f} {row['n_tiles']:6d}"
             )
 
-        print("\nwhole set as a job (LocalCluster, worker processes; cluster start included)")
+        print("\nwhole set as a job on a started LocalCluster of worker processes")
         times = {}
         for workers in (1, 2):
-            start = time.perf_counter()
-            table = run_stage1(urls, str(tmp_path / f"out-{workers}"), config, workers=workers)
-            times[workers] = time.perf_counter() - start
+            with dask_client(None, workers) as client:
+                client.wait_for_workers(workers)
+                start = time.perf_counter()
+                table = run_stage1(urls, str(tmp_path / f"out-{workers}"), config, client=client)
+                times[workers] = time.perf_counter() - start
             ok = sum(s == "ok" for s in table.column("status").to_pylist())
             print(f"  {workers} worker(s): {times[workers]:7.2f} s  ({ok}/{len(urls)} ok)")
+            for row in table.to_pylist():
+                if row["status"] != "ok":
+                    print(f"    {row['slide_id']} failed: {row['error']}")
         print(f"  speed-up 2 vs 1: {times[1] / times[2]:.2f}× (ideal 2.00× on 2 cores)")
         total_gp = sum(math.prod(open_slide(u).dimensions) for u in urls) / 1e9
         print(
