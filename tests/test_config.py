@@ -70,3 +70,17 @@ def test_refine_appends_to_a_preset_and_bad_refiners_are_named():
     assert config.config_hash() != build_job(None, tissue="otsu").config.config_hash()
     with pytest.raises(ConfigError, match="fil_holes"):
         build_job(None, refine="fil_holes")
+
+
+def test_tissue_pipeline_as_yaml_mapping(tmp_path):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        "tissue:\n  mask: green_channel & grays\n  refine:\n    - remove_small_objects: {min_px0: 51200}\n"
+    )
+    config = build_job(job_file).config
+    assert config.tissue_pipeline().spec == (
+        "green_channel & grays |> remove_small_objects(min_px0=51200)"
+    )
+    job_file.write_text("tissue:\n  mask: green_chanel & grays\n")
+    with pytest.raises(ConfigError, match="green_chanel"):
+        build_job(job_file)

@@ -29,7 +29,9 @@ class Stage1Config(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tissue: str = Field("default", description="tissue preset name or filter pipeline spec")
+    tissue: str | dict[str, Any] = Field(
+        "default", description="tissue preset name, filter spec string, or its YAML/dict form"
+    )
     refine: str | None = Field(
         None, description="mask refiners appended to the tissue pipeline, e.g. 'fill_holes'"
     )
@@ -47,7 +49,7 @@ class Stage1Config(BaseModel):
 
     @field_validator("tissue")
     @classmethod
-    def _tissue_parses(cls, value: str) -> str:
+    def _tissue_parses(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
         from wsidist.filters import parse_pipeline
 
         parse_pipeline(value)
