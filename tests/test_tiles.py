@@ -115,3 +115,13 @@ def test_resolve_scorer_names():
         resolve_scorer("best")
     with pytest.raises(ValueError, match="does not resolve"):
         resolve_scorer("wsidist.scoring:nope")
+
+
+def test_gray_entropy_matches_scikit_image():
+    from skimage.measure import shannon_entropy
+
+    from wsidist.tiles import gray_entropy
+
+    rng = np.random.default_rng(3)
+    for gray in (rng.integers(0, 256, (31, 17)).astype(np.uint8), np.full((8, 8), 7, np.uint8)):
+        assert gray_entropy(gray) == pytest.approx(shannon_entropy(gray))

@@ -20,7 +20,6 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 from skimage.color import rgb2hsv
-from skimage.measure import shannon_entropy
 
 from wsidist.scoring import (
     Scorer,
@@ -151,7 +150,7 @@ def tile_features(
             "tissue_frac": t_frac,
             "pen_frac": p_frac,
             "background_frac": max(0.0, 1.0 - t_frac - p_frac),
-            "entropy": float(shannon_entropy(gray[window])),
+            "entropy": gray_entropy(gray[window]),
             "color_factor": color_factor(hue_deg[window]),
             "sv_factor": saturation_value_factor(hsv[window][..., 1], hsv[window][..., 2]),
             "quantity_factor": quantity_factor(t_frac),
@@ -164,6 +163,13 @@ def tile_features(
             columns[name].append(value)
         columns["score"].append(score)
     return _finish_table(columns)
+
+
+def gray_entropy(gray: np.ndarray) -> float:
+    """Shannon entropy (bits) of the gray levels of a uint8 array."""
+    counts = np.bincount(gray.ravel(), minlength=256)
+    p = counts[counts > 0] / gray.size
+    return float(-(p * np.log2(p)).sum()) + 0.0
 
 
 def tissue_class(tissue_frac: np.ndarray) -> np.ndarray:
