@@ -207,3 +207,16 @@ def test_cli_filters_lists_presets_and_filters(tmp_path):
         "kmeans_segmentation",
     ):
         assert name in res.stdout
+
+
+@pytest.mark.slow
+def test_existing_scheduler_by_address(client, real_slides_dir, tmp_path):
+    address = client.scheduler.address
+    table = run_stage1(
+        [str(real_slides_dir / "kidney-48-5.tif")], str(tmp_path / "out"), scheduler=address
+    )
+    (row,) = table.to_pylist()
+    assert row["status"] == "ok"
+    # the slide ran on one of that cluster's worker processes
+    pids = {str(w["pid"]) for w in client.scheduler_info()["workers"].values()}
+    assert row["worker"].rsplit(":", 1)[1] in pids
