@@ -220,3 +220,57 @@ def test_existing_scheduler_by_address(client, real_slides_dir, tmp_path):
     # the slide ran on one of that cluster's worker processes
     pids = {str(pid) for pid in client.run(os.getpid).values()}
     assert row["worker"].rsplit(":", 1)[1] in pids
+
+
+def test_cli_select_and_top_tiles(real_slides_dir, tmp_path):
+    from wsidist.stage1 import SlideTask, process_slide
+    from wsidist.storage import Store
+
+    out = tmp_path / "out"
+    url = str(real_slides_dir / "CMU-1-Small-Region.svs")
+    row = process_slide(
+        SlideTask(url, "cmu"), Stage1Config(scale=16, tile_size=512), Store(str(out))
+    )
+    run_stage1_rows = [row]
+    # the slides table the driver would write, so select can join on it
+    import pyarrow as pa
+
+    from wsidist.job import SLIDES_SCHEMA
+
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{k: r.get(k) for k in SLIDES_SCHEMA.names} for r in run_stage1_rows],
+            schema=SLIDES_SCHEMA,
+        ),
+        out / "slides.parquet",
+    )
+    res = _cli("select", str(out), "--top", "5", "--stratum", "0.8:3", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    selection = pq.read_table(out / "selection.parquet")
+    assert selection.num_rows == 3 and min(selection.column("tissue_frac").to_pylist()) >= 0.8
+    bad = _cli("select", str(out), "--stratum", "lots", cwd=tmp_path)
+    assert bad.returncode == 2 and "lots" in bad.stderr
+
+    res = _cli(
+        "top-tiles",
+        url,
+        "--out",
+        "tiles",
+        "--n",
+        "4",
+        "--size",
+        "128",
+        "--tile-size",
+        "512",
+        "--scale",
+        "16",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    written = sorted((tmp_path / "tiles").iterdir())
+    assert len(written) == 4 and all(p.suffix == ".png" for p in written)
+    best = max(
+        (r for r in pq.read_table(out / "tiles" / "slide_id=cmu" / "part-0.parquet").to_pylist()),
+        key=lambda r: r["score"],
+    )
+    assert any(f"_r1_x{best['x']}_y{best['y']}" in p.name for p in written)

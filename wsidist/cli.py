@@ -1,4 +1,4 @@
-"""Command line: ``wsidist info | score | demo | filters``. Thin: parse, validate, delegate."""
+"""Command line: ``wsidist info | score | select | top-tiles | demo | filters``. Thin: parse, validate, delegate."""
 
 from __future__ import annotations
 
@@ -138,6 +138,74 @@ def demo(
         + (", batch/" if batch else "")
     )
     raise typer.Exit(code)
+
+
+@app.command("select")
+def select_tiles(
+    out: Annotated[str, typer.Argument(help="a stage-1 output folder or s3:// URL")],
+    top: Annotated[int | None, typer.Option(help="top N tiles per slide by score")] = None,
+    where: Annotated[str | None, typer.Option(help="SQL filter on tile/slide columns")] = None,
+    stratum: Annotated[
+        list[str] | None,
+        typer.Option(help="FRAC:N, e.g. 0.8:10 (repeatable): up to N tiles per tissue band"),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option(help="selection Parquet (default OUT/selection.parquet)")
+    ] = None,
+) -> None:
+    """Select tiles from a stage-1 output with DuckDB, without touching pixels."""
+    from wsidist.select import select, selection_counts, write_selection
+
+    try:
+        strata = [_parse_stratum(s) for s in stratum or []] or None
+        table = select(out, top=top, where=where, strata=strata)
+        url = write_selection(table, to or f"{out.rstrip('/')}/selection.parquet")
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    counts = Table(title=f"{table.num_rows} tiles selected", caption=f"written to {url}")
+    counts.add_column("slide_id")
+    counts.add_column("tiles", justify="right")
+    for row in selection_counts(table).to_pylist():
+        counts.add_row(row["slide_id"], str(row["n_tiles"]))
+    out_console.print(counts)
+
+
+def _parse_stratum(text: str) -> tuple[float, int]:
+    frac, sep, count = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(frac), int(count)
+    except ValueError:
+        raise WsidistError(f"bad --stratum {text!r}: expected FRAC:N, e.g. 0.8:10") from None
+
+
+@app.command("top-tiles")
+def top_tiles_cmd(
+    slide: Annotated[str, typer.Argument(help="a slide path or URL")],
+    out: Annotated[str, typer.Option("--out", help="folder (or URL) for the tiles")],
+    n: Annotated[int, typer.Option(help="number of tiles")] = 20,
+    size: Annotated[int | None, typer.Option(help="resize tiles to SIZE×SIZE px")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png or jpg")] = "png",
+    tissue: TissueOpt = None,
+    scale: Annotated[float | None, typer.Option(help="downsample for filtering")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="tile side, level-0 px")] = None,
+    tile_um: Annotated[float | None, typer.Option(help="tile side in µm (needs mpp)")] = None,
+    mpp: Annotated[
+        float | None, typer.Option(help="µm per level-0 px, overrides the slide")
+    ] = None,
+) -> None:
+    """Dynamic mode: the best tiles straight from the slide, no intermediate files."""
+    from wsidist.dynamic import write_top_tiles
+
+    try:
+        config = build_job(
+            None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp
+        ).config
+        paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config)
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {len(paths)} tiles to {out}")
 
 
 @app.command()

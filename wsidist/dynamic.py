@@ -50,9 +50,7 @@ def top_tiles(
     config = config or Stage1Config()
     with open_slide(url, cache_dir=cache_dir) as slide:
         if not 0 <= level < slide.level_count:
-            raise WsidistError(
-                f"{url}: level {level} out of range (0..{slide.level_count - 1})"
-            )
+            raise WsidistError(f"{url}: level {level} out of range (0..{slide.level_count - 1})")
         analysis = analyse_slide(slide, config, scorer)
         tiles = analysis.tiles.sort_by([("rank", "ascending")]).slice(0, n)
         ds_level = float(slide.level_downsamples[level])

@@ -25,14 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from wsidist import render
+from wsidist.analysis import analyse_slide
 from wsidist.config import SCHEMA_VERSION, Stage1Config
 from wsidist.errors import WsidistError
-from wsidist.filters import FilterContext
 from wsidist.scoring import Scorer, resolve_scorer
 from wsidist.slide import open_slide
 from wsidist.storage import Store
-from wsidist.tiles import TileGrid, tile_features
-from wsidist.tissue import pen_mask
 
 DARK_BACKGROUND_LEVEL = 60  # median gray below this: not a brightfield slide
 
@@ -106,42 +104,17 @@ def _run(
     cache_dir: str | None,
     scorer: Scorer,
 ) -> dict[str, Any]:
-    pipeline = config.tissue_pipeline()
     with open_slide(task.url, cache_dir=cache_dir) as slide:
-        width, height = slide.dimensions
-        mpp = config.mpp or slide.mpp_x
-        meta = {
-            "vendor": slide.vendor,
-            "backend": slide.backend,
-            "width": width,
-            "height": height,
-            "level_count": slide.level_count,
-            "mpp_x": config.mpp or slide.mpp_x,
-            "mpp_y": config.mpp or slide.mpp_y,
-            "mpp_source": "config" if config.mpp else ("slide" if slide.mpp_x else None),
-            "objective_power": slide.objective_power,
-        }
-        grid = TileGrid.from_units(
-            tile_px=config.tile_size_px if config.tile_um is None else None,
-            tile_um=config.tile_um,
-            overlap=config.overlap,
-            mpp=mpp,
-            edge=config.edge,
-        )
-        rgb = slide.thumbnail(config.scale)
-    # Thumbnails cover ceil(W/scale) px; the exact downsample of this grid is W / columns.
-    downsample = width / rgb.shape[1]
-    result = pipeline.run(rgb, FilterContext(downsample=downsample, mpp=mpp))
-    tissue = np.asarray(result.mask, dtype=bool)
-    pen = pen_mask(rgb)
-    tiles = tile_features(rgb, tissue, pen, grid, width, height, downsample, scorer)
+        analysis = analyse_slide(slide, config, scorer)
+    rgb, tissue, pen, tiles = analysis.rgb, analysis.tissue, analysis.pen, analysis.tiles
+    downsample, grid, meta = analysis.downsample, analysis.grid, analysis.meta
     warnings = _warnings(rgb, tissue)
 
     sid = task.slide_id
     store.write_bytes(f"masks/{sid}.png", render.encode(tissue, "png"))
     store.write_bytes(f"thumbnails/{sid}.jpg", render.encode(rgb, "jpeg"))
     if config.batch:
-        _write_batch(store, sid, rgb, tissue, result.steps, tiles, downsample)
+        _write_batch(store, sid, rgb, tissue, analysis.steps, tiles, downsample)
     store.write_parquet(tiles_key(sid), _tile_table(tiles, task, config, config_hash))
 
     tissue_frac = tiles.column("tissue_frac").to_numpy()

@@ -77,9 +77,10 @@ def _openslide_can_open(path: str) -> bool:
 
 
 def _openslide_open(path: str) -> Any:
-    from wsidist.backends.openslide_backend import OpenSlideBackend
+    # OpenSlide, with the direct tile-decode fast path where it is pixel-identical
+    from wsidist.backends.direct import DirectOpenSlideBackend
 
-    return OpenSlideBackend(path)
+    return DirectOpenSlideBackend(path)
 
 
 def _tifffile_can_open(path: str) -> bool:
