@@ -248,6 +248,17 @@ def test_cli_select_and_top_tiles(real_slides_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     selection = pq.read_table(out / "selection.parquet")
     assert selection.num_rows == 3 and min(selection.column("tissue_frac").to_pylist()) >= 0.8
+    res = _cli(
+        "extract", str(out / "selection.parquet"), "--to", "patches", "--workers", "1", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert "3 written" in res.stderr
+    index = pq.read_table(tmp_path / "patches" / "index.parquet")
+    assert index.num_rows == 3 and set(index.column("status").to_pylist()) == {"written"}
+    again = _cli(
+        "extract", str(out / "selection.parquet"), "--to", "patches", "--workers", "1", cwd=tmp_path
+    )
+    assert again.returncode == 0 and "0 written, 3 unchanged" in again.stderr
     bad = _cli("select", str(out), "--stratum", "lots", cwd=tmp_path)
     assert bad.returncode == 2 and "lots" in bad.stderr
 

@@ -1,4 +1,4 @@
-"""Command line: ``wsidist info | score | select | top-tiles | demo | filters``. Thin: parse, validate, delegate."""
+"""Command line: ``wsidist info | score | select | extract | top-tiles | demo | filters``. Thin: parse, validate, delegate."""
 
 from __future__ import annotations
 
@@ -178,6 +178,48 @@ def _parse_stratum(text: str) -> tuple[float, int]:
         return float(frac), int(count)
     except ValueError:
         raise WsidistError(f"bad --stratum {text!r}: expected FRAC:N, e.g. 0.8:10") from None
+
+
+@app.command("extract")
+def extract_cmd(
+    selection: Annotated[str, typer.Argument(help="selection Parquet (from `wsidist select`)")],
+    dest: Annotated[str, typer.Option("--to", help="destination folder or s3:// URL")],
+    level: Annotated[int, typer.Option(help="pyramid level to read")] = 0,
+    mpp: Annotated[float | None, typer.Option(help="read at this µm/px instead of a level")] = None,
+    size: Annotated[int | None, typer.Option(help="resize patches to SIZE×SIZE px")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png, jpg or webp")] = "png",
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality")] = 90,
+    shard_mb: Annotated[float | None, typer.Option(help="WebDataset tar shards of ~MB")] = None,
+    mosaic: Annotated[int | None, typer.Option(help="also stitch N patches per slide")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="address of a Dask scheduler")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes")] = None,
+) -> None:
+    """Extract selected patches from the slides to a folder or bucket, with index.parquet."""
+    from wsidist.extract import extract
+
+    try:
+        index = extract(
+            selection,
+            dest,
+            level=level,
+            mpp=mpp,
+            size=size,
+            fmt=fmt,
+            quality=quality,
+            shard_bytes=int(shard_mb * 2**20) if shard_mb else None,
+            mosaic=mosaic,
+            scheduler=scheduler,
+            workers=workers,
+        )
+    except WsidistError as exc:
+        raise _fail(str(exc)) from None
+    statuses = index.column("status").to_pylist()
+    counts = {s: statuses.count(s) for s in ("written", "skipped", "failed")}
+    console.print(
+        f"{counts['written']} written, {counts['skipped']} unchanged, {counts['failed']} failed"
+        f" → {dest.rstrip('/')}/index.parquet"
+    )
+    raise typer.Exit(1 if counts["failed"] else 0)
 
 
 @app.command("top-tiles")
