@@ -1,13 +1,20 @@
 """Stage 1 reading slides from s3:// and writing to s3:// on a real S3 server (SeaweedFS)."""
 
+import io
+
 import duckdb
 import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from distributed import Client, LocalCluster
+from PIL import Image
 
 from wsidist.config import Stage1Config
+from wsidist.extract import extract
 from wsidist.job import run_stage1
+from wsidist.select import select
+from wsidist.slide import open_slide
 
 
 @pytest.mark.slow
@@ -32,6 +39,12 @@ def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, 
             client=client,
             cache_dir=str(tmp_path / "cache"),
         )
+        # then select on s3 and extract the selection to s3, on the same cluster
+        selection = select(out, top=3, storage_options=s3.storage_options)
+        index = extract(
+            selection, f"{s3_bucket}/patches", size=256, client=client,
+            storage_options=s3.storage_options,
+        )  # fmt: skip
     rows = {r["slide_id"]: r for r in table.to_pylist()}
     assert rows["cmu"]["status"] == "ok" and rows["synth"]["status"] == "ok"
     assert rows["bad"]["status"] == "failed" and rows["bad"]["error"]
@@ -50,3 +63,20 @@ def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, 
         ).fetchall()
     )
     assert counts == {"cmu": rows["cmu"]["n_tiles"], "synth": rows["synth"]["n_tiles"]}
+
+    assert selection.num_rows == 6 and set(selection.column("slide_id").to_pylist()) == {
+        "cmu",
+        "synth",
+    }
+    with fs.open(f"{bucket}/patches/index.parquet", "rb") as fh:
+        stored = pq.read_table(fh)
+    assert stored.num_rows == 6 and set(stored.column("status").to_pylist()) == {"written"}
+    assert index.column("sha256").to_pylist() == stored.column("sha256").to_pylist()
+    first = stored.to_pylist()[0]
+    patch = np.asarray(Image.open(io.BytesIO(fs.cat_file(f"{bucket}/patches/{first['key']}"))))
+    url = next(r["url"] for r in selection.to_pylist() if r["slide_id"] == first["slide_id"])
+    with open_slide(url, cache_dir=str(tmp_path / "cache")) as slide:
+        region = slide.read_region(first["x"], first["y"], 0, (first["w"], first["h"]))
+    expected = np.asarray(Image.fromarray(region).resize((256, 256), Image.Resampling.LANCZOS))
+    assert patch.shape == (256, 256, 3)
+    assert np.abs(patch.astype(int) - expected.astype(int)).mean() < 1.0
