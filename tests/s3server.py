@@ -123,7 +123,7 @@ class S3Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
-        # SeaweedFS always makes gRPC unix sockets /tmp/seaweedfs-<part>-grpc-<port>.sock
+        # SeaweedFS always makes gRPC unix sockets seaweedfs-<part>-grpc-<port>.sock in the temp dir
         for name, port in self.ports.items():
             if name.endswith(".grpc"):
                 part = name.split(".")[0]

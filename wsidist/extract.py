@@ -385,16 +385,11 @@ def _collect(
     opts: ExtractOptions,
     on_result: ResultCallback | None,
 ) -> list[dict[str, Any]]:
-    from distributed import as_completed
+    from wsidist.job import partition_results
 
-    futures = client.compute(bag.to_delayed(), retries=2)
-    task_of = {f.key: t for f, t in zip(futures, tasks)}
     by_slide: dict[str, list[dict[str, Any]]] = {}
-    for future in as_completed(futures):
-        task = task_of[future.key]
-        try:
-            (summary,) = future.result()
-        except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
+    for task, summary, exc in partition_results(client, bag, tasks):
+        if exc is not None:
             summary = _failed_summary(
                 task, opts, f"worker failed while extracting: {type(exc).__name__}: {exc}"
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import dask.bag as db
 import pyarrow as pa
@@ -22,6 +22,7 @@ from wsidist.scoring import Scorer
 from wsidist.stage1 import SlideTask, process_slide
 from wsidist.storage import Store
 
+T = TypeVar("T")
 SLIDES_KEY = "slides.parquet"
 SLIDES_SCHEMA = pa.schema(
     [
@@ -126,6 +127,25 @@ def run_stage1(
     return table
 
 
+def partition_results(
+    client: Client, bag: db.Bag, tasks: Sequence[T]
+) -> Iterator[tuple[T, Any, BaseException | None]]:
+    """Compute a bag of one task per partition; yield (task, result, error) as each finishes.
+
+    Partitions are retried twice (a worker killed by a slide is retried elsewhere); a partition
+    that still fails yields its exception instead of raising, so one slide never stops a job.
+    """
+    futures = client.compute(bag.to_delayed(), retries=2)
+    task_of = {f.key: t for f, t in zip(futures, tasks)}
+    for future in as_completed(futures):
+        try:
+            (result,) = future.result()
+        except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
+            yield task_of[future.key], None, exc
+        else:
+            yield task_of[future.key], result, None
+
+
 def _collect(
     client: Client,
     bag: db.Bag,
@@ -133,14 +153,9 @@ def _collect(
     config: Stage1Config,
     on_result: ProgressCallback | None,
 ) -> list[dict[str, Any]]:
-    futures = client.compute(bag.to_delayed(), retries=2)
-    task_of = {f.key: t for f, t in zip(futures, tasks)}
     rows = []
-    for future in as_completed(futures):
-        try:
-            (row,) = future.result()
-        except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
-            task = task_of[future.key]
+    for task, row, exc in partition_results(client, bag, tasks):
+        if exc is not None:
             row = {
                 "url": task.url,
                 "slide_id": task.slide_id,
