@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsidist.errors import WsidistError
-from wsidist.storage import Store
+from wsidist.storage import Store, merge_by_slide_id, rows_to_table
 
 INDEX_KEY = "index.parquet"
 FORMATS = {"png": ("PNG", "png"), "jpg": ("JPEG", "jpg"), "jpeg": ("JPEG", "jpg"),
@@ -132,7 +132,7 @@ def extract(
 
                 client = stack.enter_context(dask_client(scheduler, workers))
             rows = _collect(client, bag, tasks, opts, on_result)
-    table = _merge_previous(store, rows)
+    table = merge_by_slide_id(store, INDEX_KEY, _as_table(rows))
     store.write_parquet(INDEX_KEY, table)
     return table
 
@@ -406,22 +406,5 @@ def _progress(summary: dict[str, Any]) -> dict[str, Any]:
     return {"slide_id": summary["slide_id"], "n": len(rows), **counts, "errors": errors}
 
 
-def _merge_previous(store: Store, rows: list[dict[str, Any]]) -> pa.Table:
-    """This run's rows plus the previous index's rows of slides not in this run."""
-    table = _as_table(rows)
-    if not store.exists(INDEX_KEY):
-        return table
-    try:
-        previous = store.read_parquet(INDEX_KEY)
-    except Exception:  # noqa: BLE001 — an unreadable old index is replaced
-        return table
-    done = set(table.column("slide_id").to_pylist())
-    keep = [r for r in previous.to_pylist() if r.get("slide_id") not in done]
-    return pa.concat_tables([_as_table(keep), table]) if keep else table
-
-
 def _as_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{name: row.get(name) for name in INDEX_SCHEMA.names} for row in rows],
-        schema=INDEX_SCHEMA,
-    )
+    return rows_to_table(rows, INDEX_SCHEMA)

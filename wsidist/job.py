@@ -20,7 +20,7 @@ from wsidist.config import SCHEMA_VERSION, ConfigError, Stage1Config
 from wsidist.inputs import assign_slide_ids, expand_inputs
 from wsidist.scoring import Scorer
 from wsidist.stage1 import SlideTask, process_slide
-from wsidist.storage import Store
+from wsidist.storage import Store, merge_by_slide_id, rows_to_table
 
 T = TypeVar("T")
 SLIDES_KEY = "slides.parquet"
@@ -122,7 +122,7 @@ def run_stage1(
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
         rows = _collect(client, bag, tasks, config, on_result)
-    table = _merge_previous(store, rows)
+    table = merge_by_slide_id(store, SLIDES_KEY, rows_to_table(rows, SLIDES_SCHEMA))
     store.write_parquet(SLIDES_KEY, _slides_with_metadata(table, config))
     return table
 
@@ -170,25 +170,6 @@ def _collect(
             on_result(row)
     order = {t.slide_id: i for i, t in enumerate(tasks)}
     return sorted(rows, key=lambda r: order[r["slide_id"]])
-
-
-def _merge_previous(store: Store, rows: list[dict[str, Any]]) -> pa.Table:
-    """This run's rows plus earlier rows of slides not in this run."""
-    table = pa.Table.from_pylist(
-        [{name: row.get(name) for name in SLIDES_SCHEMA.names} for row in rows],
-        schema=SLIDES_SCHEMA,
-    )
-    if not store.exists(SLIDES_KEY):
-        return table
-    previous = store.read_parquet(SLIDES_KEY)
-    done = set(table.column("slide_id").to_pylist())
-    keep = [r for r in previous.to_pylist() if r.get("slide_id") not in done]
-    if not keep:
-        return table
-    old = pa.Table.from_pylist(
-        [{name: r.get(name) for name in SLIDES_SCHEMA.names} for r in keep], schema=SLIDES_SCHEMA
-    )
-    return pa.concat_tables([old, table])
 
 
 def _slides_with_metadata(table: pa.Table, config: Stage1Config) -> pa.Table:

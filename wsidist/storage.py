@@ -111,6 +111,27 @@ class Store:
             self.fs.rm(path, recursive=recursive)
 
 
+def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts, missing keys as nulls) as a table of ``schema``."""
+    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
+
+
+def merge_by_slide_id(store: Store, key: str, table: pa.Table) -> pa.Table:
+    """``table`` plus the rows of the table stored at ``key`` whose slide is not in ``table``.
+
+    An earlier run's rows for other slides are kept; an unreadable old table is replaced.
+    """
+    if not store.exists(key):
+        return table
+    try:
+        previous = store.read_parquet(key)
+    except Exception:  # noqa: BLE001 — a damaged old table is replaced, not fatal
+        return table
+    done = set(table.column("slide_id").to_pylist())
+    keep = [r for r in previous.to_pylist() if r.get("slide_id") not in done]
+    return pa.concat_tables([rows_to_table(keep, table.schema), table]) if keep else table
+
+
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
