@@ -2,42 +2,57 @@
 
 :func:`write_pyramid` classifies every level-0 output tile as tissue or glass from a stage-1
 tissue mask (dilated by a margin), then writes level 0 and its reduced levels (downsample 2
-each) as top-level tiled pages, one IFD per level. Tiles are read from the source, encoded and
-handed to tifffile as pre-encoded bytes from a generator, one band of tiles at a time; glass
-tiles are stored with zero bytes (``glass="empty"``: readers see them as missing, i.e. white),
-as one shared encoded white tile (``"white"``) or with their original pixels (``"keep"``).
+each, area averages of level 0) as top-level tiled pages, one IFD per level. Glass tiles are
+stored with zero bytes (``glass="empty"``: readers see them as missing, i.e. white), as one
+shared encoded white tile (``"white"``) or with their original pixels (``"keep"``).
 
-Memory: one band of level-0 tiles plus the reduced levels, which are held in memory when small
-and in a temporary memory-mapped file otherwise (level 1 is 1/4 of level 0).
+Work is split into blocks of tiles (:mod:`wsidist.pyramid_blocks`), encoded in parallel on Dask
+workers or threads; this process is the one writer: it spools encoded tiles to a temporary file
+as blocks finish and then hands them to tifffile level by level, in tile order.
+
+Memory: the blocks in flight (about 12 MB of pixels each), the spool index, and the first level
+no block encodes (1/4**(levels+1) of level 0; a temporary memory map when large).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import queue
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import imagecodecs
 import numpy as np
 import tifffile
 
 from wsidist.errors import WsidistError
+from wsidist.pyramid_blocks import (
+    WHITE,
+    BlockPlan,
+    BlockResult,
+    Codec,
+    any_reduce,
+    area_reduce,
+    encode_block,
+    padded_tile,
+    psnr,
+)
 from wsidist.slide import Slide
 
 __all__ = ["PyramidError", "PyramidReport", "tissue_tiles", "write_pyramid"]
 
 CODECS = ("jpegxl", "jpeg")
 GLASS_MODES = ("empty", "white", "keep")
-_WHITE = 255
-_IN_MEMORY_BYTES = 256 * 2**20  # reduced levels larger than this go to a temporary memmap
-_PSNR_SAMPLES = 64
+_IN_MEMORY_BYTES = 256 * 2**20  # level images larger than this go to a temporary memmap
+_QUALITY_SAMPLES = 64  # level-0 tissue tiles sampled for PSNR / SSIM
+Submit = Callable[..., Any]  # Client.submit or Executor.submit: returns a future
 
 
 class PyramidError(WsidistError):
@@ -56,10 +71,15 @@ class PyramidReport:
     n_tissue_tiles: int
     glass_fraction: float  # fraction of level-0 tiles classified as glass
     level_dimensions: tuple[tuple[int, int], ...]
-    psnr_db: float | None  # over sampled tissue tiles (pooled MSE); inf when lossless
+    psnr_db: float | None  # over sampled tissue tiles (pooled MSE); None when not measured
     psnr_min_db: float | None  # worst sampled tile
-    psnr_tiles: int
+    ssim: float | None  # mean SSIM over the same sampled tiles (skimage, RGB)
+    ssim_min: float | None
+    quality_tiles: int  # tiles sampled for PSNR/SSIM
     seconds: float
+    lossless: bool = False  # True when no pixel was changed (lossless JPEG-XL, transcode)
+    levels_from: str = "level0"  # "level0": reduced levels area-averaged; "source": copied
+    worker_seconds: float = 0.0  # summed time of the block tasks (read + encode)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -114,82 +134,7 @@ def tissue_tiles(
     return count > 0
 
 
-def _any_reduce(a: np.ndarray, f: int) -> np.ndarray:
-    h, w = a.shape
-    oh, ow = -(-h // f), -(-w // f)
-    p = np.zeros((oh * f, ow * f), bool)
-    p[:h, :w] = a
-    return p.reshape(oh, f, ow, f).any(axis=(1, 3))
-
-
-def _reduce(a: np.ndarray, f: int) -> np.ndarray:
-    """Area average by f×f blocks; partial edge blocks average their valid pixels."""
-    h, w = a.shape[:2]
-    oh, ow = -(-h // f), -(-w // f)
-    if (h, w) != (oh * f, ow * f):
-        a = np.pad(a, ((0, oh * f - h), (0, ow * f - w), (0, 0)))
-    s = a.reshape(oh, f, ow, f, 3).sum(axis=(1, 3), dtype=np.uint32)
-    cy = np.minimum(f, h - np.arange(oh) * f)
-    cx = np.minimum(f, w - np.arange(ow) * f)
-    n = (cy[:, None] * cx[None, :])[..., None].astype(np.uint32)
-    return ((s + n // 2) // n).astype(np.uint8)
-
-
-# ------------------------------------------------------------------------------ codecs
-def _encoder(codec: str, distance: float, effort: int, lossless: bool, jpeg_quality: int):
-    if codec == "jpegxl":
-        if lossless:
-            kw: dict[str, Any] = {"lossless": True, "effort": effort}
-        else:
-            kw = {"distance": float(distance), "effort": effort}
-
-        def encode(tile: np.ndarray) -> bytes:
-            return imagecodecs.jpegxl_encode(tile, numthreads=1, **kw)
-
-        def decode(data: bytes) -> np.ndarray:
-            return imagecodecs.jpegxl_decode(data)
-
-        write_kw = {"compression": "jpegxl", "compressionargs": kw, "photometric": "rgb"}
-        return encode, decode, write_kw
-    # Same stream tifffile writes for compression="jpeg" on RGB: YCbCr, 2×2 subsampling.
-    jkw = {
-        "level": int(jpeg_quality),
-        "colorspace": "RGB",
-        "outcolorspace": "YCBCR",
-        "subsampling": (2, 2),
-    }
-
-    def encode(tile: np.ndarray) -> bytes:
-        return imagecodecs.jpeg8_encode(tile, **jkw)
-
-    def decode(data: bytes) -> np.ndarray:
-        return imagecodecs.jpeg8_decode(data, colorspace="YCBCR", outcolorspace="RGB")
-
-    write_kw = {
-        "compression": "jpeg",
-        "compressionargs": {"level": int(jpeg_quality)},
-        "photometric": "rgb",
-        "subsampling": (2, 2),
-    }
-    return encode, decode, write_kw
-
-
-def _psnr(mse: float) -> float:
-    return math.inf if mse <= 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
 # ------------------------------------------------------------------------------ writer
-def _alloc(shape: tuple[int, ...], tmpdir: str) -> np.ndarray:
-    nbytes = math.prod(shape)
-    if nbytes <= _IN_MEMORY_BYTES:
-        return np.full(shape, _WHITE, np.uint8)
-    fd, name = tempfile.mkstemp(suffix=".level", dir=tmpdir)
-    os.close(fd)
-    arr = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
-    arr[:] = _WHITE
-    return arr
-
-
 def write_pyramid(
     slide: Slide,
     mask: np.ndarray,
@@ -207,7 +152,10 @@ def write_pyramid(
     tile: int = 256,
     mpp: float | None = None,
     level_factor: int = 2,
+    block_levels: int | None = None,
+    submit: Submit | None = None,
     workers: int | None = None,
+    description_extra: dict[str, Any] | None = None,
 ) -> PyramidReport:
     """Write ``slide`` as a glass-removed tiled pyramidal TIFF at ``path``; return a report.
 
@@ -215,10 +163,121 @@ def write_pyramid(
     ``downsample_of_mask``. A level-0 tile is tissue when the mask is set anywhere in its box
     grown by ``margin_um`` (with ``mpp`` or the slide's mpp) or by ``margin_px0`` level-0 px
     (default when the mpp is unknown: 64 px; when given it wins over ``margin_um``).
-    Reduced levels (downsample ``level_factor`` each, area average) follow until the level
-    fits in one tile; a reduced tile is glass when all level-0 tiles under it are.
+    Reduced levels (downsample ``level_factor`` each, area average of level 0) follow until the
+    level fits in one tile; a reduced tile is glass when all level-0 tiles under it are.
+
+    Blocks of tiles are encoded in parallel through ``submit`` (``Client.submit`` of a Dask
+    client, or an executor's ``submit``; default: a thread pool of ``workers``), at most
+    ``2 * workers`` at a time; this process assembles the file from a spool of encoded tiles.
     """
     t0 = time.perf_counter()
+    _check_args(codec, glass, tile, level_factor, lossless, distance, jpeg_quality)
+    path = Path(path)
+    width, height = slide.dimensions
+    mpp = mpp or slide.mpp_x
+    if margin_px0 is None:
+        margin_px0 = margin_um / mpp if mpp else 64.0
+    tissue0 = tissue_tiles(mask, downsample_of_mask, width, height, tile, margin_px0)
+    if not tissue0.any():
+        raise PyramidError(
+            f"{slide.url}: the tissue mask has no tissue; refusing to write an empty pyramid"
+        )
+    keep0 = np.ones_like(tissue0) if glass == "keep" else tissue0
+    tile_codec = Codec(codec, distance, effort, lossless, jpeg_quality)
+    glass_bytes = b"" if glass == "empty" else tile_codec.encode(_white(tile))
+
+    dims = _level_dims(width, height, tile, level_factor)
+    keeps = [keep0]
+    for _ in dims[1:]:
+        keeps.append(any_reduce(keeps[-1], level_factor))
+    if block_levels is None:  # blocks of about 2048 level-0 px
+        block_levels = max(1, round(math.log(2048 / tile, level_factor)))
+    m = min(block_levels, len(dims) - 1)
+    plan = BlockPlan(slide, width, height, tile, level_factor, m, len(dims) > m + 1, tile_codec)
+    workers = workers or os.cpu_count() or 1
+    desc = {
+        "wsidist": "pyramid",
+        "source": slide.url,
+        "vendor": slide.vendor,
+        "mpp": mpp,
+        "objective_power": slide.objective_power,
+        "codec": codec,
+        "lossless": bool(lossless) if codec == "jpegxl" else False,
+        "glass": glass,
+        "tile_px": tile,
+        "margin_px0": margin_px0,
+        "level_downsamples": [width / w for w, _ in dims],
+        "levels_from": "level0",
+        **(description_extra or {}),
+    }
+
+    with (
+        tempfile.TemporaryDirectory(dir=path.parent, prefix=".pyramid-") as tmpdir,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
+        top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
+        stats = _encode_blocks(plan, keep0, _quality_sample(tissue0), submit or pool.submit,
+                               2 * workers, spool, top)  # fmt: skip
+        tmp_path = path.with_name(path.name + ".part")
+        try:
+            with tifffile.TiffWriter(tmp_path, bigtiff=width * height * 3 > 2**31) as tw:
+                level_arr = top
+                for k, (lw, lh) in enumerate(dims):
+                    if k <= m:
+                        tiles = spool.tiles(k, glass_bytes)
+                    else:
+                        tiles = _array_tiles(
+                            level_arr, keeps[k], tile, tile_codec, glass_bytes, pool
+                        )
+                    tw.write(
+                        tiles,
+                        shape=(lh, lw, 3),
+                        dtype=np.uint8,
+                        tile=(tile, tile),
+                        subfiletype=1 if k else 0,
+                        description=json.dumps(desc) if k == 0 else None,
+                        metadata=None,
+                        software="wsidist",
+                        **_resolution(mpp, width, height, lw, lh),
+                        **tile_codec.write_kw,
+                    )
+                    if k > m and k + 1 < len(dims):
+                        level_arr = _reduce_array(level_arr, level_factor, tile, tmpdir)
+            tmp_path.replace(path)
+        finally:
+            spool.close()
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+    source_bytes = os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
+    out_bytes = os.path.getsize(path)
+    n = int(tissue0.size)
+    sq_err, ssim = stats["sq_err"], stats["ssim"]
+    return PyramidReport(
+        path=str(path),
+        codec=codec,
+        glass=glass,
+        source_bytes=source_bytes,
+        output_bytes=out_bytes,
+        reduction_pct=100.0 * (1 - out_bytes / source_bytes) if source_bytes else math.nan,
+        n_tiles=n,
+        n_tissue_tiles=int(tissue0.sum()),
+        glass_fraction=1.0 - float(tissue0.sum()) / n,
+        level_dimensions=tuple(dims),
+        psnr_db=psnr(float(np.mean(sq_err))) if sq_err else None,
+        psnr_min_db=psnr(max(sq_err)) if sq_err else None,
+        ssim=float(np.mean(ssim)) if ssim else None,
+        ssim_min=float(min(ssim)) if ssim else None,
+        quality_tiles=len(sq_err),
+        seconds=time.perf_counter() - t0,
+        lossless=codec == "jpegxl" and lossless,
+        levels_from="level0",
+        worker_seconds=stats["seconds"],
+    )
+
+
+def _check_args(codec, glass, tile, level_factor, lossless, distance, jpeg_quality) -> None:
     if codec not in CODECS:
         raise PyramidError(f"codec must be one of {CODECS}, got {codec!r}")
     if glass not in GLASS_MODES:
@@ -231,168 +290,160 @@ def write_pyramid(
         raise PyramidError(f"JPEG-XL distance must be in (0, 25], got {distance}")
     if codec == "jpeg" and not 1 <= jpeg_quality <= 100:
         raise PyramidError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
-    path = Path(path)
-    width, height = slide.dimensions
-    mpp = mpp or slide.mpp_x
-    if margin_px0 is None:
-        margin_px0 = margin_um / mpp if mpp else 64.0
-    tissue0 = tissue_tiles(mask, downsample_of_mask, width, height, tile, margin_px0)
-    if not tissue0.any():
-        raise PyramidError(
-            f"{slide.url}: the tissue mask has no tissue; refusing to write an empty pyramid"
-        )
-    keep0 = np.ones_like(tissue0) if glass == "keep" else tissue0
 
-    encode, decode, write_kw = _encoder(codec, distance, effort, lossless, jpeg_quality)
-    white_tile = np.full((tile, tile, 3), _WHITE, np.uint8)
-    glass_bytes = b"" if glass == "empty" else encode(white_tile)
 
-    # level geometry: downsample level_factor each until the level fits in one tile
+def _white(tile: int) -> np.ndarray:
+    return np.full((tile, tile, 3), WHITE, np.uint8)
+
+
+def _level_dims(width: int, height: int, tile: int, factor: int) -> list[tuple[int, int]]:
+    """Level sizes: downsample ``factor`` each until the level fits in one tile."""
     dims = [(width, height)]
     while max(dims[-1]) > tile:
         w, h = dims[-1]
-        dims.append((-(-w // level_factor), -(-h // level_factor)))
-    keeps = [keep0]
-    for _ in dims[1:]:
-        keeps.append(_any_reduce(keeps[-1], level_factor))
+        dims.append((-(-w // factor), -(-h // factor)))
+    return dims
 
-    rows, cols = tissue0.shape
-    tissue_idx = np.flatnonzero(tissue0)
-    step = max(1, len(tissue_idx) // _PSNR_SAMPLES)
-    sample = set(tissue_idx[::step][:_PSNR_SAMPLES].tolist())
-    sq_err: list[float] = []
-    workers = workers or min(8, os.cpu_count() or 1)
 
-    desc = {
-        "wsidist": "pyramid",
-        "source": slide.url,
-        "vendor": slide.vendor,
-        "mpp": mpp,
-        "objective_power": slide.objective_power,
-        "codec": codec,
-        "glass": glass,
-        "tile_px": tile,
-        "margin_px0": margin_px0,
-        "level_downsamples": [width / w for w, _ in dims],
-    }
+def _quality_sample(tissue0: np.ndarray) -> np.ndarray:
+    """Up to ``_QUALITY_SAMPLES`` tissue tiles, evenly spread, for PSNR/SSIM."""
+    idx = np.flatnonzero(tissue0)
+    step = max(1, len(idx) // _QUALITY_SAMPLES)
+    sample = np.zeros(tissue0.size, bool)
+    sample[idx[::step][:_QUALITY_SAMPLES]] = True
+    return sample.reshape(tissue0.shape)
 
-    def res_kw(k: int) -> dict[str, Any]:
-        if not mpp:
-            return {}
-        ppcm = 1e4 / (mpp * width / dims[k][0])
-        ppcm_y = 1e4 / (mpp * height / dims[k][1])
-        return {"resolution": (ppcm, ppcm_y), "resolutionunit": "CENTIMETER"}
 
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".pyramid-") as tmpdir:
-        below: list[np.ndarray] = []  # level 1 (filled during the level-0 pass)
-        if len(dims) > 1:
-            below.append(_alloc((dims[1][1], dims[1][0], 3), tmpdir))
-        f = level_factor
+def _resolution(mpp: float | None, width: int, height: int, lw: int, lh: int) -> dict[str, Any]:
+    if not mpp:
+        return {}
+    ppcm_x = 1e4 / (mpp * width / lw)
+    ppcm_y = 1e4 / (mpp * height / lh)
+    return {"resolution": (ppcm_x, ppcm_y), "resolutionunit": "CENTIMETER"}
 
-        def level0_tile(idx: int) -> tuple[np.ndarray, bytes]:
-            r, c = divmod(idx, cols)
-            if not keep0[r, c]:
-                return white_tile, glass_bytes
-            px = slide.read_level(0, c * tile, r * tile, tile, tile)
-            if c * tile + tile > width or r * tile + tile > height:  # pad edges with white
-                px = px.copy()
-                px[max(0, height - r * tile) :] = _WHITE
-                px[:, max(0, width - c * tile) :] = _WHITE
-            data = encode(px)
-            if idx in sample:
-                err = (decode(data)[:tile, :tile, :3].astype(np.float32) - px) ** 2
-                sq_err.append(float(err.mean()))
-            return px, data
 
-        def level0_tiles(pool: ThreadPoolExecutor) -> Iterator[bytes]:
-            for r in range(rows):
-                band = list(pool.map(level0_tile, range(r * cols, (r + 1) * cols)))
-                if below:
-                    y_end = min(height, (r + 1) * tile)
-                    strip = np.concatenate([px for px, _ in band], axis=1)
-                    strip = strip[: y_end - r * tile, :width]
-                    y1 = r * tile // f
-                    red = _reduce(strip, f)
-                    below[0][y1 : y1 + red.shape[0]] = red
-                for _, data in band:
-                    yield data
+def _alloc(shape: tuple[int, ...], tmpdir: str) -> np.ndarray:
+    """A white image, in memory when small, else in a temporary memory-mapped file."""
+    if math.prod(shape) <= _IN_MEMORY_BYTES:
+        return np.full(shape, WHITE, np.uint8)
+    fd, name = tempfile.mkstemp(suffix=".level", dir=tmpdir)
+    os.close(fd)
+    arr = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
+    arr[:] = WHITE
+    return arr
 
-        def level_tiles(k: int, pool: ThreadPoolExecutor) -> Iterator[bytes]:
-            arr = below[k - 1]
-            keep = keeps[k]
 
-            def one(idx: int) -> bytes:
-                r, c = divmod(idx, keep.shape[1])
-                if not keep[r, c]:
-                    return glass_bytes
-                px = np.full((tile, tile, 3), _WHITE, np.uint8)
-                part = arr[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
-                px[: part.shape[0], : part.shape[1]] = part
-                return encode(px)
+def _reduce_array(arr: np.ndarray, factor: int, tile: int, tmpdir: str) -> np.ndarray:
+    """The next level of a level image, band by band."""
+    h, w = arr.shape[:2]
+    nxt = _alloc((-(-h // factor), -(-w // factor), 3), tmpdir)
+    band = tile * factor
+    for y in range(0, h, band):
+        red = area_reduce(np.asarray(arr[y : y + band]), factor)
+        nxt[y // factor : y // factor + red.shape[0]] = red
+    return nxt
 
-            for r in range(keep.shape[0]):
-                yield from pool.map(one, range(r * keep.shape[1], (r + 1) * keep.shape[1]))
 
-        def build_next(k: int) -> None:
-            """Level k + 1 from level k (k ≥ 1), band by band."""
-            arr, (lw, lh) = below[k - 1], dims[k]
-            nxt = _alloc((dims[k + 1][1], dims[k + 1][0], 3), tmpdir)
-            band = tile * f
-            for y in range(0, lh, band):
-                red = _reduce(np.asarray(arr[y : y + band, :lw]), f)
-                nxt[y // f : y // f + red.shape[0]] = red
-            below.append(nxt)
+def _array_tiles(
+    arr: np.ndarray,
+    keep: np.ndarray,
+    tile: int,
+    codec: Codec,
+    glass_bytes: bytes,
+    pool: ThreadPoolExecutor,
+) -> Iterator[bytes]:
+    """Encoded tiles of a (small, top) level image, row-major, glass where ``keep`` is False."""
 
-        tmp_path = path.with_name(path.name + ".part")
-        bigtiff = width * height * 3 > 2**31
-        try:
-            with (
-                ThreadPoolExecutor(workers) as pool,
-                tifffile.TiffWriter(tmp_path, bigtiff=bigtiff) as tw,
-            ):
-                for k, (lw, lh) in enumerate(dims):
-                    tiles = level0_tiles(pool) if k == 0 else level_tiles(k, pool)
-                    tw.write(
-                        tiles,
-                        shape=(lh, lw, 3),
-                        dtype=np.uint8,
-                        tile=(tile, tile),
-                        subfiletype=1 if k else 0,
-                        description=json.dumps(desc) if k == 0 else None,
-                        metadata=None,
-                        software="wsidist",
-                        **res_kw(k),
-                        **write_kw,
-                    )
-                    # (tifffile closes the generator after the last tile: no work after it)
-                    if 1 <= k < len(dims) - 1:
-                        build_next(k)
-            tmp_path.replace(path)
-        finally:
-            below.clear()
-            if tmp_path.exists():
-                tmp_path.unlink()
+    def one(rc: tuple[int, int]) -> bytes:
+        r, c = rc
+        return codec.encode(padded_tile(arr, r, c, tile)) if keep[r, c] else glass_bytes
 
-    source_bytes = os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
-    out_bytes = os.path.getsize(path)
-    n = int(tissue0.size)
-    psnr = psnr_min = None
-    if sq_err:
-        psnr = _psnr(float(np.mean(sq_err)))
-        psnr_min = _psnr(max(sq_err))
-    return PyramidReport(
-        path=str(path),
-        codec=codec,
-        glass=glass,
-        source_bytes=source_bytes,
-        output_bytes=out_bytes,
-        reduction_pct=100.0 * (1 - out_bytes / source_bytes) if source_bytes else math.nan,
-        n_tiles=n,
-        n_tissue_tiles=int(tissue0.sum()),
-        glass_fraction=1.0 - float(tissue0.sum()) / n,
-        level_dimensions=tuple(dims),
-        psnr_db=psnr,
-        psnr_min_db=psnr_min,
-        psnr_tiles=len(sq_err),
-        seconds=time.perf_counter() - t0,
-    )
+    for r in range(keep.shape[0]):
+        yield from pool.map(one, [(r, c) for c in range(keep.shape[1])])
+
+
+class _Spool:
+    """Encoded tiles of levels 0..m in one temporary file, indexed by (level, row, col)."""
+
+    def __init__(self, path: Path, grids: list[tuple[int, int]]):
+        self._fh = open(path, "w+b")  # noqa: SIM115 — closed by close()
+        self._offsets = [np.full(g, -1, np.int64) for g in grids]
+        self._lengths = [np.zeros(g, np.int64) for g in grids]
+
+    def add(self, level: int, row: int, col: int, data: bytes) -> None:
+        self._fh.seek(0, os.SEEK_END)
+        self._offsets[level][row, col] = self._fh.tell()
+        self._lengths[level][row, col] = len(data)
+        self._fh.write(data)
+
+    def tiles(self, level: int, glass_bytes: bytes) -> Iterator[bytes]:
+        """The level's tiles in row-major order; glass (never added) as ``glass_bytes``."""
+        offsets, lengths = self._offsets[level], self._lengths[level]
+        for off, n in zip(offsets.ravel().tolist(), lengths.ravel().tolist()):
+            if off < 0:
+                yield glass_bytes
+            else:
+                self._fh.seek(off)
+                yield self._fh.read(n)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _encode_blocks(
+    plan: BlockPlan,
+    keep0: np.ndarray,
+    sample: np.ndarray,
+    submit: Submit,
+    window: int,
+    spool: _Spool,
+    top: np.ndarray | None,
+) -> dict[str, Any]:
+    """Run :func:`encode_block` over every block with a kept tile, ``window`` at a time,
+    spooling tiles and pasting the reduced pieces into ``top`` as blocks complete."""
+    b = plan.block_tiles
+    rows, cols = keep0.shape
+    by_n, bx_n = -(-rows // b), -(-cols // b)
+    pad_keep = np.zeros((by_n * b, bx_n * b), bool)
+    pad_keep[:rows, :cols] = keep0
+    pad_sample = np.zeros_like(pad_keep)
+    pad_sample[:rows, :cols] = sample
+    todo = [
+        (bx, by)
+        for by in range(by_n)
+        for bx in range(bx_n)
+        if pad_keep[by * b : (by + 1) * b, bx * b : (bx + 1) * b].any()
+    ]
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stats: dict[str, Any] = {"sq_err": [], "ssim": [], "seconds": 0.0, "blocks": len(todo)}
+    in_flight = []
+    piece_px = plan.block_px0 // plan.factor ** (plan.levels + 1)
+
+    def start(bx: int, by: int) -> None:
+        sl = np.s_[by * b : (by + 1) * b, bx * b : (bx + 1) * b]
+        fut = submit(encode_block, plan, bx, by, pad_keep[sl].copy(), pad_sample[sl].copy())
+        fut.add_done_callback(done.put)
+        in_flight.append(fut)
+
+    pending = iter(todo)
+    try:
+        for bx, by in itertools.islice(pending, window):
+            start(bx, by)
+        for _ in range(len(todo)):
+            fut = done.get()
+            in_flight.remove(fut)
+            res: BlockResult = fut.result()
+            for nxt in itertools.islice(pending, 1):
+                start(*nxt)
+            for level, r, c, data in res.tiles:
+                spool.add(level, r, c, data)
+            if top is not None and res.reduced is not None:
+                y, x = res.by * piece_px, res.bx * piece_px
+                top[y : y + res.reduced.shape[0], x : x + res.reduced.shape[1]] = res.reduced
+            stats["sq_err"] += res.sq_err
+            stats["ssim"] += res.ssim
+            stats["seconds"] += res.seconds
+    finally:
+        for fut in in_flight:
+            fut.cancel()
+    return stats
