@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from wsidist.errors import WsidistError
 
 SCHEMA_VERSION = "1"
+JobT = TypeVar("JobT", bound=BaseModel)
 
 
 class ConfigError(WsidistError, ValueError):
@@ -116,41 +117,49 @@ class Stage1Job(BaseModel):
     config: Stage1Config = Field(default_factory=Stage1Config)
 
 
-_JOB_FIELDS = set(Stage1Job.model_fields) - {"config"}
-
-
 def build_job(yaml_path: str | Path | None = None, **overrides: Any) -> Stage1Job:
     """Merge a job YAML file and CLI overrides (``None`` means not given) into a job.
 
     Raises :class:`ConfigError` naming the bad field and value.
     """
-    data: dict[str, Any] = {}
-    if yaml_path is not None:
-        data = load_yaml(yaml_path)
+    return merge_job(Stage1Job, Stage1Config, "stage1", yaml_path, overrides)
+
+
+def merge_job(
+    job_cls: type[JobT],
+    config_cls: type[BaseModel],
+    kind: str,
+    yaml_path: str | Path | None,
+    overrides: dict[str, Any],
+) -> JobT:
+    """A ``job_cls`` from a ``kind`` job file plus overrides; non-job fields go to its config."""
+    data: dict[str, Any] = load_yaml(yaml_path, kind) if yaml_path is not None else {}
     flat = {**data.pop("config", {}), **data}
     flat.update({k: v for k, v in overrides.items() if v is not None})
-    job_fields = {k: v for k, v in flat.items() if k in _JOB_FIELDS}
-    config_fields = {k: v for k, v in flat.items() if k not in _JOB_FIELDS and k != "kind"}
+    job_names = set(job_cls.model_fields) - {"config"}
+    job_fields = {k: v for k, v in flat.items() if k in job_names}
+    config_fields = {k: v for k, v in flat.items() if k not in job_names and k != "kind"}
     try:
-        return Stage1Job(**job_fields, config=Stage1Config(**config_fields))
+        return job_cls(**job_fields, config=config_cls(**config_fields))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_validation(exc)) from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, kind: str = "stage1") -> dict[str, Any]:
+    """The mapping in a job file whose ``kind`` (default ``stage1``) is ``kind``."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read job file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"job file {path} must hold a mapping of fields")
-    kind = data.get("kind", "stage1")
-    if kind != "stage1":
-        raise ConfigError(f"job file {path}: kind {kind!r} is not 'stage1'")
+    found = data.get("kind", "stage1")
+    if found != kind:
+        raise ConfigError(f"job file {path}: kind {found!r} is not {kind!r}")
     return data
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "config"

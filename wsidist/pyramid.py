@@ -51,7 +51,6 @@ __all__ = ["PyramidError", "PyramidReport", "tissue_tiles", "write_pyramid"]
 CODECS = ("jpegxl", "jpeg")
 GLASS_MODES = ("empty", "white", "keep")
 _IN_MEMORY_BYTES = 256 * 2**20  # level images larger than this go to a temporary memmap
-_QUALITY_SAMPLES = 64  # level-0 tissue tiles sampled for PSNR / SSIM
 Submit = Callable[..., Any]  # Client.submit or Executor.submit: returns a future
 
 
@@ -155,6 +154,7 @@ def write_pyramid(
     block_levels: int | None = None,
     submit: Submit | None = None,
     workers: int | None = None,
+    quality_samples: int = 64,
     description_extra: dict[str, Any] | None = None,
 ) -> PyramidReport:
     """Write ``slide`` as a glass-removed tiled pyramidal TIFF at ``path``; return a report.
@@ -166,6 +166,7 @@ def write_pyramid(
     Reduced levels (downsample ``level_factor`` each, area average of level 0) follow until the
     level fits in one tile; a reduced tile is glass when all level-0 tiles under it are.
 
+    PSNR and SSIM are measured on ``quality_samples`` level-0 tissue tiles spread over the slide.
     Blocks of tiles are encoded in parallel through ``submit`` (``Client.submit`` of a Dask
     client, or an executor's ``submit``; default: a thread pool of ``workers``), at most
     ``2 * workers`` at a time; this process assembles the file from a spool of encoded tiles.
@@ -217,7 +218,7 @@ def write_pyramid(
     ):
         spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
         top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
-        stats = _encode_blocks(plan, keep0, _quality_sample(tissue0), submit or pool.submit,
+        stats = _encode_blocks(plan, keep0, _quality_sample(tissue0, quality_samples), submit or pool.submit,
                                2 * workers, spool, top)  # fmt: skip
         tmp_path = path.with_name(path.name + ".part")
         try:
@@ -305,12 +306,12 @@ def _level_dims(width: int, height: int, tile: int, factor: int) -> list[tuple[i
     return dims
 
 
-def _quality_sample(tissue0: np.ndarray) -> np.ndarray:
-    """Up to ``_QUALITY_SAMPLES`` tissue tiles, evenly spread, for PSNR/SSIM."""
+def _quality_sample(tissue0: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` tissue tiles, evenly spread, for PSNR/SSIM."""
     idx = np.flatnonzero(tissue0)
-    step = max(1, len(idx) // _QUALITY_SAMPLES)
+    step = max(1, len(idx) // max(n, 1))
     sample = np.zeros(tissue0.size, bool)
-    sample[idx[::step][:_QUALITY_SAMPLES]] = True
+    sample[idx[::step][:n]] = True
     return sample.reshape(tissue0.shape)
 
 

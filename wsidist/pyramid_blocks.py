@@ -105,16 +105,23 @@ class BlockResult:
 
 
 def area_reduce(a: np.ndarray, f: int) -> np.ndarray:
-    """Area average by f×f blocks; partial edge blocks average their valid pixels."""
+    """Area average by f×f blocks (rounded); partial edge blocks average their valid pixels."""
     h, w = a.shape[:2]
     oh, ow = -(-h // f), -(-w // f)
     if (h, w) != (oh * f, ow * f):
         a = np.pad(a, ((0, oh * f - h), (0, ow * f - w), (0, 0)))
-    s = a.reshape(oh, f, ow, f, 3).sum(axis=(1, 3), dtype=np.uint32)
+    acc = np.zeros((oh, ow, 3), np.uint16 if f * f * 255 < 2**16 else np.uint32)
+    for dy in range(f):
+        for dx in range(f):
+            acc += a[dy::f, dx::f]
+    if (h, w) == (oh * f, ow * f):
+        acc += f * f // 2
+        acc //= f * f
+        return acc.astype(np.uint8)
     cy = np.minimum(f, h - np.arange(oh) * f)
     cx = np.minimum(f, w - np.arange(ow) * f)
     n = (cy[:, None] * cx[None, :])[..., None].astype(np.uint32)
-    return ((s + n // 2) // n).astype(np.uint8)
+    return ((acc + n // 2) // n).astype(np.uint8)
 
 
 def any_reduce(a: np.ndarray, f: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import io
 import posixpath
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +74,20 @@ class Store:
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write ``data`` to a temporary key, then move it into place. Returns the path."""
+        return self._publish(lambda fs, tmp: fs.pipe_file(tmp, data), key)
+
+    def put_file(self, local_path: str, key: str) -> str:
+        """Upload a local file to a temporary key, then move it into place. Returns the path."""
+        return self._publish(lambda fs, tmp: fs.put_file(local_path, tmp), key)
+
+    def _publish(self, write: Callable[[fsspec.AbstractFileSystem, str], Any], key: str) -> str:
         fs = self.fs
         final = self.path(key)
         parent = posixpath.dirname(final)
         tmp = posixpath.join(parent, f"_tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
         if self.is_local:
             fs.makedirs(parent, exist_ok=True)
-        fs.pipe_file(tmp, data)
+        write(fs, tmp)
         try:
             fs.mv(tmp, final)
         except Exception:
