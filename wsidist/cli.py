@@ -1,28 +1,27 @@
-"""Command line: ``wsidist info | score | select | extract | top-tiles | demo | filters``. Thin: parse, validate, delegate."""
+"""Command line: ``wsidist info | score | select | extract | top-tiles | rewrite | restore | demo | filters``.
+
+Thin: parse, validate, delegate.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pyarrow as pa
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wsidist.cli_output import console, out_console, slide_progress
+from wsidist.cli_output import fail as _fail
+from wsidist.cli_stage2 import restore_cmd, rewrite_cmd
 from wsidist.config import Stage1Job, build_job
 from wsidist.errors import WsidistError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
-out_console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+app.command("rewrite")(rewrite_cmd)
+app.command("restore")(restore_cmd)
 
 
 @app.command()
@@ -272,23 +271,7 @@ def _run_job(job: Stage1Job) -> int:
         tasks = plan_tasks(job.inputs)
     except WsidistError as exc:
         raise _fail(str(exc)) from None
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    columns = (
-        TextColumn("[bold]stage 1[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "ok {task.fields[ok]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"
-        ),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("slides", total=len(tasks), ok=0, failed=0, skipped=0)
-
-        def on_result(row: dict[str, Any]) -> None:
-            counts["skipped" if row.get("skipped") else row["status"]] += 1
-            progress.update(bar, advance=1, **counts)
-
+    with slide_progress("stage 1", len(tasks)) as on_result:
         table = run_stage1(
             [t.url for t in tasks],
             job.out,

@@ -29,6 +29,7 @@ from distributed import Client
 from PIL import Image
 
 from wsidist.config import SCHEMA_VERSION, Stage1Config
+from wsidist.errors import WsidistError
 from wsidist.job import dask_client, partition_results, plan_tasks
 from wsidist.pyramid import PyramidReport, write_pyramid
 from wsidist.rewrite_config import RewriteConfig
@@ -260,7 +261,8 @@ def _previous(store: Store, slide_id: str) -> dict[str, Any] | None:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+    plain = isinstance(exc, (WsidistError, ValueError, OSError))
+    return text if plain else f"{type(exc).__name__}: {text}"
 
 
 # ------------------------------------------------------------------------------ driver

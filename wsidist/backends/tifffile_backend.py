@@ -10,6 +10,7 @@ cache so neighbouring reads (thumbnail blocks, tile grids) do not decode a tile 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import imagecodecs
 import numpy as np
 import tifffile
 
@@ -150,6 +152,35 @@ def _aperio_fields(description: str) -> dict[str, str]:
     return fields
 
 
+def wsidist_meta(description: str | None) -> dict | None:
+    """The parsed JSON description wsidist writes on level 0 of its pyramids, else None."""
+    if not description or not description.lstrip().startswith("{"):
+        return None
+    try:
+        meta = json.loads(description)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("wsidist") == "pyramid" else None
+
+
+def transcode_meta(description: str | None) -> dict | None:
+    """The wsidist JSON description when it marks a JPEG → JPEG-XL transcode, else None."""
+    meta = wsidist_meta(description)
+    return meta if meta is not None and meta.get("transcode") is True else None
+
+
+def decode_transcoded_tile(data: bytes | None, colorspace: str | None) -> np.ndarray | None:
+    """RGB pixels of a transcoded tile, as libjpeg decodes the source JPEG (None when empty).
+
+    ``jpegxl_decode`` would assume YCbCr and miscolour RGB-JPEG (Aperio) tiles, so the JPEG
+    stream is rebuilt and decoded with the source's colour space ("RGB" or None: libjpeg's guess).
+    """
+    if not data:
+        return None
+    jpeg = imagecodecs.jpegxl_decode_jpeg(data)
+    return imagecodecs.jpeg8_decode(jpeg, colorspace=colorspace, outcolorspace="RGB")
+
+
 def _positive(value) -> float | None:
     try:
         v = float(value)
@@ -217,11 +248,19 @@ class TiffBackend:
         }
         aperio = _aperio_fields(str(base.description or ""))
         props.update({f"aperio.{k}": v for k, v in aperio.items()})
+        ours = wsidist_meta(str(base.description or ""))
+        transcode = transcode_meta(str(base.description or ""))
+        self._transcoded = transcode is not None  # tiles: JPEG-XL recompressed JPEG streams
+        self._jpeg_colorspace = transcode.get("jpeg_colorspace") if transcode else None
         props["tifffile.series"] = tif.series[0].name or ""
         props["tifffile.compression"] = base.compression.name.lower()
         self.properties = MappingProxyType(props)
         self.mpp_x, self.mpp_y = self._mpp(base, aperio)
         self.objective_power = _positive(aperio.get("AppMag"))
+        if ours:
+            self.objective_power = self.objective_power or _positive(ours.get("objective_power"))
+            if self.mpp_x is None and self.mpp_y is None and _positive(ours.get("mpp")):
+                self.mpp_x = self.mpp_y = _positive(ours.get("mpp"))
         self.tile_size = (int(base.tilewidth), int(base.tilelength)) if base.is_tiled else None
         self.compression = base.compression.name.lower()
         self._associated = {}
@@ -277,6 +316,9 @@ class TiffBackend:
                 flat=True,
             )
             for data, i in segments:
+                if self._transcoded:
+                    found[i] = decode_transcoded_tile(data, self._jpeg_colorspace)
+                    continue
                 arr, _, _ = page.decode(
                     data, i, jpegtables=page.jpegtables, jpegheader=page.jpegheader
                 )
