@@ -192,3 +192,25 @@ def test_levels_are_area_averages_whatever_the_block_size(tmp_path):
             if k:
                 expected = area_reduce(expected, 2)
             assert np.array_equal(page.asarray(), expected), f"level {k}"
+
+
+def test_blocks_in_flight_are_bounded(glassy, tmp_path):
+    """The writer never has more than 2 × workers blocks submitted and unfinished."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    src, mask, _ = glassy
+    state = {"pending": 0, "peak": 0, "submitted": 0}
+    with ThreadPoolExecutor(4) as pool, open_slide(src) as slide:
+
+        def submit(fn, *args):
+            state["pending"] += 1
+            state["submitted"] += 1
+            state["peak"] = max(state["peak"], state["pending"])
+            fut = pool.submit(fn, *args)
+            fut.add_done_callback(lambda _: state.update(pending=state["pending"] - 1))
+            return fut
+
+        kw = {"glass": "keep", "quality_samples": 0, "block_levels": 1}  # 2×2-tile blocks
+        write_pyramid(slide, mask, MASK_DS, tmp_path / "p.tif", submit=submit, workers=1, **kw)
+    assert state["submitted"] == math.ceil(16 / 2) * math.ceil(24 / 2)  # every block once
+    assert state["peak"] <= 2

@@ -101,15 +101,12 @@ def rewrite_slide(
     config_hash = config.config_hash()
     if not overwrite:
         previous = _previous(store, task.slide_id)
-        if previous and (
+        done = previous and (
             previous.get("status"),
             previous.get("config_hash"),
             previous.get("url"),
-        ) == (
-            "ok",
-            config_hash,
-            task.url,
-        ):
+        )
+        if done == ("ok", config_hash, task.url) and store.exists(pyramid_key(task.slide_id)):
             return {**previous, "skipped": True}
     started = time.perf_counter()
     row: dict[str, Any] = {
