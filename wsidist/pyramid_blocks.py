@@ -186,12 +186,27 @@ def encode_block(
                 result.sq_err.append(mse)
                 result.ssim.append(ssim)
         if k < plan.levels or plan.reduce_once_more:
-            level_img = area_reduce(level_img, f)
+            level_img = _reduce_kept(level_img, keep, tile, f)
             keep = any_reduce(keep, f)
     if plan.reduce_once_more:
         result.reduced = level_img
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _reduce_kept(img: np.ndarray, keep: np.ndarray, tile: int, f: int) -> np.ndarray:
+    """``area_reduce(img, f)`` computed only under kept tiles: the rest of ``img`` is white,
+    which averages to white, and tile edges are multiples of ``f``, so the result is equal."""
+    h, w = img.shape[:2]
+    out = np.full((-(-h // f), -(-w // f), 3), WHITE, np.uint8)
+    if keep.all():
+        return area_reduce(img, f)
+    t = tile // f
+    for r, c in np.argwhere(keep):
+        out[r * t : (r + 1) * t, c * t : (c + 1) * t] = area_reduce(
+            img[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile], f
+        )
+    return out
 
 
 def psnr(mse: float) -> float:
