@@ -13,8 +13,9 @@ the default tissue mask is computed once (not timed); then, per mode:
 * ``dask e3``   — the big slide's effort-3 rewrite through a ``distributed.LocalCluster`` of
   ``--workers`` single-threaded processes, first ("cold") and second ("warm") run on the same
   cluster (cluster start-up not timed);
-* ``dask e3 … mtune`` — the same with the workers' glibc malloc trim/mmap thresholds raised
-  (Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` makes them page-fault on every big buffer);
+* ``dask e3 … mtune`` — the same with the workers' glibc malloc trim/mmap thresholds raised as
+  wsidist's LocalCluster sets them (Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` makes
+  workers page-fault on every big buffer);
 * ``jpeg q90``  — the big slide as a JPEG q90 pyramid with glass kept (the size baseline).
 
 "limit" is the raw single-thread ``imagecodecs`` time of exactly the level-0 tissue tiles the
@@ -40,6 +41,7 @@ import imagecodecs
 import numpy as np
 import tifffile
 
+from wsidist.job import worker_environ
 from wsidist.pyramid import PyramidReport, tissue_tiles, write_pyramid
 from wsidist.pyramid_blocks import padded_tile
 from wsidist.rewrite import _computed_mask
@@ -53,8 +55,8 @@ REAL = ["CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"]
 TILE = 256
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap
 # threshold: every large buffer (blocks, libjxl) is mmap-ed and page-faulted afresh. The
-# "mtune" Dask rows start the workers with these instead (1 GiB trim, 64 MiB mmap threshold).
-MALLOC_TUNED = {"MALLOC_TRIM_THRESHOLD_": str(2**30), "MALLOC_MMAP_THRESHOLD_": str(2**26)}
+# "mtune" Dask rows start the workers as wsidist's own LocalCluster does (worker_environ).
+MALLOC_TUNED = {k: str(v) for k, v in worker_environ().items() if k.startswith("MALLOC_")}
 
 
 @dataclass
