@@ -1,6 +1,7 @@
 """Job configuration: YAML + flags, validation naming the bad value, stable hash."""
 
 import pytest
+import yaml
 
 from wsidist.config import ConfigError, Stage1Config, build_job
 
@@ -58,10 +59,22 @@ def test_every_shipped_job_file_is_valid():
 
     files = sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml"))
     assert files
+    from wsidist.config import load_yaml
+    from wsidist.rewrite_config import build_rewrite_job
+
+    kinds = set()
     for path in files:
+        kind = yaml.safe_load(path.read_text()).get("kind", "stage1")
+        kinds.add(kind)
+        if kind == "rewrite":
+            job = build_rewrite_job(path)
+            assert job.inputs and job.out and job.config.codec
+            continue
+        assert load_yaml(path)
         job = build_job(path)
         assert job.inputs and job.out
         assert job.config.tissue_pipeline().spec
+    assert kinds == {"stage1", "rewrite"}
 
 
 def test_refine_appends_to_a_preset_and_bad_refiners_are_named():
