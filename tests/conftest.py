@@ -61,6 +61,24 @@ def synthetic_slides(tmp_path_factory) -> list[SyntheticSlide]:
     ]
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of a real LocalCluster: 2 worker processes, one thread each."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """A real SeaweedFS S3 server on 127.0.0.1 for the whole session.

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from distributed import Client, LocalCluster
 from PIL import Image
 
 from wsidist.errors import WsidistError
@@ -22,18 +21,6 @@ from wsidist.slide import open_slide
 
 INDEX_COLUMNS = ["slide_id", "x", "y", "w", "h", "level", "mpp", "key", "bytes", "sha256",
                  "status"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        Client(cluster) as c,
-    ):  # fmt: skip
-        yield c
 
 
 def selection_table(rows: list[tuple[str, str, int, int, int, int]]) -> pa.Table:

@@ -9,21 +9,9 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from distributed import Client, LocalCluster
 
 from wsidist.config import Stage1Config
 from wsidist.job import run_stage1
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 import tifffile
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import get_task_stream
 from scipy import ndimage as ndi
 
 from wsidist.analysis import analyse_slide
@@ -25,17 +25,6 @@ from wsidist.slide import open_slide
 from wsidist.synth import SynthSpec, write_synthetic_slide
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from wsidist.errors import WsidistError
 
@@ -25,12 +33,23 @@ class ConfigError(WsidistError, ValueError):
     """Bad configuration: raised before any slide is read, naming the bad value."""
 
 
+def _tissue_parses(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    from wsidist.filters import parse_pipeline
+
+    parse_pipeline(value)
+    return value
+
+
+TissueSpec = Annotated[str | dict[str, Any], AfterValidator(_tissue_parses)]
+"""A tissue preset name, filter spec string or its YAML/dict form, checked when parsed."""
+
+
 class Stage1Config(BaseModel):
     """What stage 1 computes for each slide. Every field here changes the outputs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tissue: str | dict[str, Any] = Field(
+    tissue: TissueSpec = Field(
         "default", description="tissue preset name, filter spec string, or its YAML/dict form"
     )
     refine: str | None = Field(
@@ -47,14 +66,6 @@ class Stage1Config(BaseModel):
     scorer: str = Field("seed", description="'seed' or 'module:function' of a tile scorer")
     min_tissue_frac: float = Field(0.5, ge=0, le=1, description="tissue tile threshold")
     batch: bool = Field(False, description="also write every intermediate image")
-
-    @field_validator("tissue")
-    @classmethod
-    def _tissue_parses(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        from wsidist.filters import parse_pipeline
-
-        parse_pipeline(value)
-        return value
 
     @field_validator("refine")
     @classmethod

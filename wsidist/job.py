@@ -16,6 +16,7 @@ import dask
 import dask.bag as db
 import pyarrow as pa
 from distributed import Client, LocalCluster, as_completed
+from pydantic import BaseModel
 
 from wsidist.config import SCHEMA_VERSION, ConfigError, Stage1Config
 from wsidist.inputs import assign_slide_ids, expand_inputs
@@ -133,13 +134,12 @@ def run_stage1(
         cache_dir=cache_dir,
         scorer=scorer,
     )
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(dask_client(scheduler, workers))
-        rows = _collect(client, bag, tasks, config, on_result)
-    table = merge_by_slide_id(store, SLIDES_KEY, rows_to_table(rows, SLIDES_SCHEMA))
-    store.write_parquet(SLIDES_KEY, _slides_with_metadata(table, config))
-    return table
+
+    rows = run_slide_tasks(
+        bag, tasks, config, failed_extra={"scale": config.scale}, client=client,
+        scheduler=scheduler, workers=workers, on_result=on_result,
+    )  # fmt: skip
+    return write_job_table(store, SLIDES_KEY, rows, SLIDES_SCHEMA, config)
 
 
 def partition_results(
@@ -161,36 +161,58 @@ def partition_results(
             yield task_of[future.key], result, None
 
 
-def _collect(
-    client: Client,
+def run_slide_tasks(
     bag: db.Bag,
-    tasks: list[SlideTask],
-    config: Stage1Config,
-    on_result: ProgressCallback | None,
+    tasks: Sequence[SlideTask],
+    config: BaseModel,
+    *,
+    failed_extra: dict[str, Any] | None = None,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    on_result: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
+    """Compute a bag of one slide task per partition; its rows in task order.
+
+    Runs on ``client``, else on ``scheduler`` or a new LocalCluster of ``workers``. A partition
+    that fails even after retries (e.g. a worker killed twice) becomes a ``failed`` row with
+    ``config``'s hash and ``failed_extra``; ``on_result`` sees each row as it arrives.
+    """
+
+    def failed_row(task: SlideTask, exc: BaseException) -> dict[str, Any]:
+        return {
+            "url": task.url,
+            "slide_id": task.slide_id,
+            "status": "failed",
+            "error": f"worker failed on the slide: {type(exc).__name__}: {exc}",
+            "config_hash": config.config_hash(),
+            "skipped": False,
+            **(failed_extra or {}),
+        }
+
     rows = []
-    for task, row, exc in partition_results(client, bag, tasks):
-        if exc is not None:
-            row = {
-                "url": task.url,
-                "slide_id": task.slide_id,
-                "status": "failed",
-                "error": f"worker failed while processing the slide: {type(exc).__name__}: {exc}",
-                "scale": config.scale,
-                "config_hash": config.config_hash(),
-                "skipped": False,
-            }
-        rows.append(row)
-        if on_result:
-            on_result(row)
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(scheduler, workers))
+        for task, row, exc in partition_results(client, bag, tasks):
+            row = failed_row(task, exc) if exc is not None else row
+            rows.append(row)
+            if on_result:
+                on_result(row)
     order = {t.slide_id: i for i, t in enumerate(tasks)}
     return sorted(rows, key=lambda r: order[r["slide_id"]])
 
 
-def _slides_with_metadata(table: pa.Table, config: Stage1Config) -> pa.Table:
+def write_job_table(
+    store: Store, key: str, rows: list[dict[str, Any]], schema: pa.Schema, config: BaseModel
+) -> pa.Table:
+    """Merge ``rows`` over the stored table at ``key`` (other slides kept) and write it with the
+    schema version and ``config`` (its hash and JSON) in the Parquet metadata."""
+    table = merge_by_slide_id(store, key, rows_to_table(rows, schema))
     meta = {
         "wsidist.schema_version": SCHEMA_VERSION,
         "wsidist.config_hash": config.config_hash(),
         "wsidist.config": config.model_dump_json(),
     }
-    return table.replace_schema_metadata(meta)
+    store.write_parquet(key, table.replace_schema_metadata(meta))
+    return table

@@ -28,14 +28,14 @@ import pyarrow as pa
 from distributed import Client
 from PIL import Image
 
-from wsidist.config import SCHEMA_VERSION, Stage1Config
+from wsidist.config import Stage1Config
 from wsidist.errors import WsidistError
-from wsidist.job import dask_client, partition_results, plan_tasks
+from wsidist.job import plan_tasks, run_slide_tasks, write_job_table
 from wsidist.pyramid import PyramidReport, write_pyramid
 from wsidist.rewrite_config import RewriteConfig
 from wsidist.slide import Slide, open_slide
 from wsidist.stage1 import SlideTask, status_key
-from wsidist.storage import Store, merge_by_slide_id, rows_to_table
+from wsidist.storage import Store
 
 PYRAMIDS_KEY = "pyramids.parquet"
 PYRAMIDS_SCHEMA = pa.schema(
@@ -294,30 +294,9 @@ def run_rewrite(
         overwrite=overwrite,
         cache_dir=cache_dir,
     )
-    rows = []
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(dask_client(scheduler, workers))
-        for task, row, exc in partition_results(client, bag, tasks):
-            if exc is not None:
-                row = {
-                    "url": task.url,
-                    "slide_id": task.slide_id,
-                    "status": "failed",
-                    "error": f"worker failed while rewriting the slide: {type(exc).__name__}: {exc}",
-                    "config_hash": config.config_hash(),
-                    "skipped": False,
-                }
-            rows.append(row)
-            if on_result:
-                on_result(row)
-    order = {t.slide_id: i for i, t in enumerate(tasks)}
-    rows.sort(key=lambda r: order[r["slide_id"]])
-    table = merge_by_slide_id(store, PYRAMIDS_KEY, rows_to_table(rows, PYRAMIDS_SCHEMA))
-    meta = {
-        "wsidist.schema_version": SCHEMA_VERSION,
-        "wsidist.config_hash": config.config_hash(),
-        "wsidist.config": config.model_dump_json(),
-    }
-    store.write_parquet(PYRAMIDS_KEY, table.replace_schema_metadata(meta))
-    return table
+
+    rows = run_slide_tasks(
+        bag, tasks, config, client=client, scheduler=scheduler, workers=workers,
+        on_result=on_result,
+    )  # fmt: skip
+    return write_job_table(store, PYRAMIDS_KEY, rows, PYRAMIDS_SCHEMA, config)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from wsidist.config import SCHEMA_VERSION, merge_job
+from wsidist.config import SCHEMA_VERSION, TissueSpec, merge_job
 
 
 class RewriteConfig(BaseModel):
@@ -36,19 +36,11 @@ class RewriteConfig(BaseModel):
     transcode: bool = Field(
         False, description="carry JPEG source tiles over losslessly as JPEG-XL (no pixel changes)"
     )
-    tissue: str | dict[str, Any] = Field(
+    tissue: TissueSpec = Field(
         "default", description="tissue preset/spec when no stage-1 mask exists"
     )
     scale: float = Field(32.0, gt=1, le=1024, description="mask downsample when computing it")
     mpp: float | None = Field(None, gt=0, description="µm per level-0 px; overrides the slide's")
-
-    @field_validator("tissue")
-    @classmethod
-    def _tissue_parses(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        from wsidist.filters import parse_pipeline
-
-        parse_pipeline(value)
-        return value
 
     @field_validator("tile")
     @classmethod
