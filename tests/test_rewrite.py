@@ -6,13 +6,14 @@ import json
 import math
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 import tifffile
-from distributed import get_task_stream
+from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
 
 from wsidist.analysis import analyse_slide
@@ -96,6 +97,36 @@ def test_blocks_of_one_slide_ran_on_both_workers(job):
     _, _, stream = job
     workers = {t["worker"] for t in stream if "encode_block" in str(t["key"])}
     assert len(workers) == 2
+
+
+def test_at_most_one_slide_writer_per_worker_thread(slides, tmp_path):
+    """Slide tasks secede while their blocks run; the driver still starts at most 2 at once,
+    even with the scheduler's own root-task queuing switched off."""
+    import dask
+
+    copies = []
+    for i in range(5):
+        copy = tmp_path / f"copy{i}.tif"
+        copy.write_bytes(slides["cmu"].read_bytes())
+        copies.append(str(copy))
+    config = RewriteConfig(effort=1)
+    with (
+        dask.config.set({"distributed.scheduler.worker-saturation": "inf"}),
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        table = run_rewrite(copies, str(tmp_path / "out"), config, client=client)
+    assert table.column("status").to_pylist() == ["ok"] * 5
+    spans = [
+        (datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"]))
+        for r in table.to_pylist()
+    ]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak <= 2
 
 
 def test_glassy_pyramid_beats_a_jpeg_copy_and_keeps_quality(job, slides):

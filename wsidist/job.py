@@ -8,6 +8,7 @@ summaries. It never touches pixels or tile tables.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -143,16 +144,29 @@ def run_stage1(
 
 
 def partition_results(
-    client: Client, bag: db.Bag, tasks: Sequence[T]
+    client: Client, bag: db.Bag, tasks: Sequence[T], max_in_flight: int | None = None
 ) -> Iterator[tuple[T, Any, BaseException | None]]:
     """Compute a bag of one task per partition; yield (task, result, error) as each finishes.
 
     Partitions are retried twice (a worker killed by a slide is retried elsewhere); a partition
     that still fails yields its exception instead of raising, so one slide never stops a job.
+    With ``max_in_flight``, at most that many partitions are submitted at a time (tasks that
+    secede to run sub-tasks would otherwise all start at once).
     """
-    futures = client.compute(bag.to_delayed(), retries=2)
-    task_of = {f.key: t for f, t in zip(futures, tasks)}
-    for future in as_completed(futures):
+    pending = iter(zip(bag.to_delayed(), tasks, strict=True))
+    running = as_completed()
+    task_of: dict[str, T] = {}
+
+    def submit_next() -> None:
+        for part, task in itertools.islice(pending, 1):
+            future = client.compute(part, retries=2)
+            task_of[future.key] = task
+            running.add(future)
+
+    for _ in range(max_in_flight or len(tasks)):
+        submit_next()
+    for future in running:
+        submit_next()
         try:
             (result,) = future.result()
         except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
@@ -167,6 +181,7 @@ def run_slide_tasks(
     config: BaseModel,
     *,
     failed_extra: dict[str, Any] | None = None,
+    max_in_flight: Callable[[Client], int] | None = None,
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
@@ -177,6 +192,7 @@ def run_slide_tasks(
     Runs on ``client``, else on ``scheduler`` or a new LocalCluster of ``workers``. A partition
     that fails even after retries (e.g. a worker killed twice) becomes a ``failed`` row with
     ``config``'s hash and ``failed_extra``; ``on_result`` sees each row as it arrives.
+    ``max_in_flight(client)`` bounds the slides running at once.
     """
 
     def failed_row(task: SlideTask, exc: BaseException) -> dict[str, Any]:
@@ -194,7 +210,8 @@ def run_slide_tasks(
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
-        for task, row, exc in partition_results(client, bag, tasks):
+        limit = max_in_flight(client) if max_in_flight else None
+        for task, row, exc in partition_results(client, bag, tasks, limit):
             row = failed_row(task, exc) if exc is not None else row
             rows.append(row)
             if on_result:

@@ -72,6 +72,7 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
         ("worker", pa.string()),
+        ("started_at", pa.string()),  # ISO 8601 UTC, ms
         ("finished_at", pa.string()),
     ]
 )
@@ -110,6 +111,7 @@ def rewrite_slide(
             return {**previous, "skipped": True}
     started = time.perf_counter()
     row: dict[str, Any] = {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "url": task.url,
         "slide_id": task.slide_id,
         "codec": config.codec,
@@ -127,7 +129,7 @@ def rewrite_slide(
     row["seconds"] = round(time.perf_counter() - started, 3)
     if row.get("megapixels") and row.get("workers"):
         row["mp_per_s_per_worker"] = row["megapixels"] / row["seconds"] / row["workers"]
-    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     row["skipped"] = False
     store.write_bytes(pyramid_status_key(task.slide_id), json.dumps(row).encode())
     return row
@@ -224,8 +226,11 @@ def _block_submitter() -> Iterator[tuple[Callable[..., Any] | None, int]]:
         yield None, os.cpu_count() or 1
         return
     with worker_client() as client:
-        threads = sum(client.nthreads().values()) or 1
-        yield functools.partial(client.submit, pure=False), threads
+        yield functools.partial(client.submit, pure=False), _cluster_threads(client)
+
+
+def _cluster_threads(client: Client) -> int:
+    return max(1, sum(client.nthreads().values()))
 
 
 @contextlib.contextmanager
@@ -295,8 +300,10 @@ def run_rewrite(
         cache_dir=cache_dir,
     )
 
+    # A slide task secedes while its blocks run: without a bound every slide would start at
+    # once. One writer per worker thread keeps the cluster busy and the open files few.
     rows = run_slide_tasks(
         bag, tasks, config, client=client, scheduler=scheduler, workers=workers,
-        on_result=on_result,
+        on_result=on_result, max_in_flight=_cluster_threads,
     )  # fmt: skip
     return write_job_table(store, PYRAMIDS_KEY, rows, PYRAMIDS_SCHEMA, config)
