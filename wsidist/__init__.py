@@ -6,6 +6,10 @@ Stage 1 turns slides into tissue masks and scored tiles in hive-partitioned Parq
     slides = wsidist.run_stage1(["slides/"], "out/")
     with wsidist.open_slide("slides/a.svs") as slide:
         region = slide.read_region(0, 0, 0, (512, 512))
+
+Stage 2a rewrites them as glass-removed JPEG-XL pyramids, using the stage-1 masks:
+
+    pyramids = wsidist.run_rewrite(["slides/"], "out/", wsidist.RewriteConfig(effort=3))
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ _EXPORTS = {
     "TileGrid": "wsidist.tiles",
     "TileView": "wsidist.scoring",
     "seed_score": "wsidist.scoring",
+    "RewriteConfig": "wsidist.rewrite_config",
+    "run_rewrite": "wsidist.rewrite",
+    "write_pyramid": "wsidist.pyramid",
+    "transcode_pyramid": "wsidist.transcode",
+    "restore_jpeg_tiff": "wsidist.transcode",
 }
 __all__ = sorted(_EXPORTS)
 
