@@ -112,7 +112,7 @@ def test_at_most_one_slide_writer_per_worker_thread(slides, tmp_path):
     config = RewriteConfig(effort=1)
     with (
         dask.config.set({"distributed.scheduler.worker-saturation": "inf"}),
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         table = run_rewrite(copies, str(tmp_path / "out"), config, client=client)
