@@ -16,14 +16,12 @@ no block encodes (1/4**(levels+1) of level 0; a temporary memory map when large)
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
-import queue
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +31,10 @@ import numpy as np
 import tifffile
 
 from wsidist.errors import WsidistError
+from wsidist.parallel import Submit, bounded_map
 from wsidist.pyramid_blocks import (
     WHITE,
     BlockPlan,
-    BlockResult,
     Codec,
     any_reduce,
     area_reduce,
@@ -51,7 +49,6 @@ __all__ = ["PyramidError", "PyramidReport", "tissue_tiles", "write_pyramid"]
 CODECS = ("jpegxl", "jpeg")
 GLASS_MODES = ("empty", "white", "keep")
 _IN_MEMORY_BYTES = 256 * 2**20  # level images larger than this go to a temporary memmap
-Submit = Callable[..., Any]  # Client.submit or Executor.submit: returns a future
 
 
 class PyramidError(WsidistError):
@@ -409,42 +406,24 @@ def _encode_blocks(
     pad_keep[:rows, :cols] = keep0
     pad_sample = np.zeros_like(pad_keep)
     pad_sample[:rows, :cols] = sample
-    todo = [
-        (bx, by)
-        for by in range(by_n)
-        for bx in range(bx_n)
-        if pad_keep[by * b : (by + 1) * b, bx * b : (bx + 1) * b].any()
-    ]
-    done: queue.SimpleQueue = queue.SimpleQueue()
-    stats: dict[str, Any] = {"sq_err": [], "ssim": [], "seconds": 0.0, "blocks": len(todo)}
-    in_flight = []
+
+    def block_args() -> Iterator[tuple[Any, ...]]:
+        for by in range(by_n):
+            for bx in range(bx_n):
+                sl = np.s_[by * b : (by + 1) * b, bx * b : (bx + 1) * b]
+                if pad_keep[sl].any():
+                    yield plan, bx, by, pad_keep[sl].copy(), pad_sample[sl].copy()
+
+    stats: dict[str, Any] = {"sq_err": [], "ssim": [], "seconds": 0.0}
     piece_px = plan.block_px0 // plan.factor ** (plan.levels + 1)
-
-    def start(bx: int, by: int) -> None:
-        sl = np.s_[by * b : (by + 1) * b, bx * b : (bx + 1) * b]
-        fut = submit(encode_block, plan, bx, by, pad_keep[sl].copy(), pad_sample[sl].copy())
-        fut.add_done_callback(done.put)
-        in_flight.append(fut)
-
-    pending = iter(todo)
-    try:
-        for bx, by in itertools.islice(pending, window):
-            start(bx, by)
-        for _ in range(len(todo)):
-            fut = done.get()
-            in_flight.remove(fut)
-            res: BlockResult = fut.result()
-            for nxt in itertools.islice(pending, 1):
-                start(*nxt)
-            for level, r, c, data in res.tiles:
-                spool.add(level, r, c, data)
-            if top is not None and res.reduced is not None:
-                y, x = res.by * piece_px, res.bx * piece_px
-                top[y : y + res.reduced.shape[0], x : x + res.reduced.shape[1]] = res.reduced
-            stats["sq_err"] += res.sq_err
-            stats["ssim"] += res.ssim
-            stats["seconds"] += res.seconds
-    finally:
-        for fut in in_flight:
-            fut.cancel()
+    results = bounded_map(submit, encode_block, block_args(), window, ordered=False)
+    for res in results:
+        for level, r, c, data in res.tiles:
+            spool.add(level, r, c, data)
+        if top is not None and res.reduced is not None:
+            y, x = res.by * piece_px, res.bx * piece_px
+            top[y : y + res.reduced.shape[0], x : x + res.reduced.shape[1]] = res.reduced
+        stats["sq_err"] += res.sq_err
+        stats["ssim"] += res.ssim
+        stats["seconds"] += res.seconds
     return stats

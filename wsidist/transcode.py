@@ -20,7 +20,6 @@ import base64
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import tifffile
 
 from wsidist.backends.tifffile_backend import decode_transcoded_tile, transcode_meta
+from wsidist.parallel import bounded_map
 from wsidist.pyramid import PyramidError, PyramidReport, tissue_tiles
 
 __all__ = [
@@ -373,10 +373,9 @@ class _BatchStream:
         window: int,
     ) -> None:
         self._levels = levels
-        self._submit = submit
-        self._window = max(1, window)
-        self._pending: deque[Future] = deque()
-        self._plan = self._batches(path, batch_tiles)
+        self._results = bounded_map(
+            submit, encode_tile_batch, self._batches(path, batch_tiles), window, ordered=True
+        )
 
     def _batches(self, path: str, batch: int) -> Iterator[tuple]:
         for page_index, offsets, counts, tables, keep in self._levels:
@@ -392,20 +391,6 @@ class _BatchStream:
                     tables,
                 )
 
-    def _fill(self) -> None:
-        while len(self._pending) < self._window:
-            args = next(self._plan, None)
-            if args is None:
-                return
-            self._pending.append(self._submit(encode_tile_batch, *args))
-
-    def _next_batch(self) -> list[bytes]:
-        self._fill()
-        future = self._pending.popleft()
-        result = future.result()
-        self._fill()
-        return result
-
     def level_tiles(self, k: int) -> Iterator[bytes]:
         """Encoded tiles of level ``k`` in row-major order (glass and empty tiles: b"")."""
         _, _, counts, _, keep = self._levels[k]
@@ -416,13 +401,12 @@ class _BatchStream:
                 yield b""
                 continue
             if pos == len(batch):
-                batch, pos = self._next_batch(), 0
+                batch, pos = next(self._results), 0
             yield batch[pos]
             pos += 1
 
     def cancel(self) -> None:
-        while self._pending:
-            self._pending.popleft().cancel()
+        self._results.close()
 
 
 # ------------------------------------------------------------------------------ restore
