@@ -29,7 +29,7 @@ from distributed import Client
 from PIL import Image
 
 from wsidist.config import Stage1Config
-from wsidist.errors import WsidistError
+from wsidist.errors import failure_reason
 from wsidist.job import plan_tasks, run_slide_tasks, write_job_table
 from wsidist.pyramid import PyramidReport, write_pyramid
 from wsidist.rewrite_config import RewriteConfig
@@ -101,7 +101,7 @@ def rewrite_slide(
     """Rewrite one slide and return its ``pyramids.parquet`` row. Never raises for slide errors."""
     config_hash = config.config_hash()
     if not overwrite:
-        previous = _previous(store, task.slide_id)
+        previous = store.read_json(pyramid_status_key(task.slide_id))
         done = previous and (
             previous.get("status"),
             previous.get("config_hash"),
@@ -125,7 +125,7 @@ def rewrite_slide(
             row.update(_rewrite(slide, task, config, store, masks))
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
-        row.update(status="failed", error=_reason(exc))
+        row.update(status="failed", error=failure_reason(exc))
     row["seconds"] = round(time.perf_counter() - started, 3)
     if row.get("megapixels") and row.get("workers"):
         row["mp_per_s_per_worker"] = row["megapixels"] / row["seconds"] / row["workers"]
@@ -164,6 +164,7 @@ def _rewrite(
                 margin_px0=margin_px0,
                 submit=submit,
                 description_extra=extra,
+                slide=slide,
             )
         else:
             report = write_pyramid(
@@ -197,12 +198,12 @@ def _rewrite(
 
 def _stage1_mask(masks: Store, task: SlideTask) -> np.ndarray | None:
     """The stage-1 mask of this slide (same URL, status ok), or None when there is none."""
+    status = masks.read_json(status_key(task.slide_id)) or {}
+    if status.get("status") != "ok" or status.get("url") != task.url:
+        return None
     try:
-        status = json.loads(masks.read_bytes(status_key(task.slide_id)))
-        if status.get("status") != "ok" or status.get("url") != task.url:
-            return None
         data = masks.read_bytes(f"masks/{task.slide_id}.png")
-    except (FileNotFoundError, json.JSONDecodeError):
+    except FileNotFoundError:
         return None
     return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
 
@@ -252,19 +253,6 @@ def _report_columns(report: PyramidReport) -> dict[str, Any]:
     d = report.as_dict()
     d["level_count"] = len(d.pop("level_dimensions"))
     return {k: v for k, v in d.items() if k in PYRAMIDS_SCHEMA.names}
-
-
-def _previous(store: Store, slide_id: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(store.read_bytes(pyramid_status_key(slide_id)))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    plain = isinstance(exc, (WsidistError, ValueError, OSError))
-    return text if plain else f"{type(exc).__name__}: {text}"
 
 
 # ------------------------------------------------------------------------------ driver

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,7 +26,7 @@ import pyarrow as pa
 from wsidist import render
 from wsidist.analysis import analyse_slide
 from wsidist.config import SCHEMA_VERSION, Stage1Config
-from wsidist.errors import WsidistError
+from wsidist.errors import failure_reason
 from wsidist.scoring import Scorer, resolve_scorer
 from wsidist.slide import open_slide
 from wsidist.storage import Store
@@ -63,7 +62,7 @@ def process_slide(
     """Run stage 1 on one slide and return its summary row. Never raises for slide errors."""
     config_hash = config.config_hash()
     if not overwrite:
-        previous = _previous_summary(store, task.slide_id)
+        previous = store.read_json(status_key(task.slide_id))
         if (
             previous
             and previous.get("status") == "ok"
@@ -87,7 +86,7 @@ def process_slide(
         )
         summary["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
-        summary.update(status="failed", error=_reason(exc))
+        summary.update(status="failed", error=failure_reason(exc))
         store.remove(f"tiles/slide_id={task.slide_id}", recursive=True)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -175,18 +174,3 @@ def _tile_table(
     ids = pa.array([task.slide_id] * tiles.num_rows, type=pa.string())
     tiles = tiles.add_column(0, "slide_id", ids)
     return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})
-
-
-def _previous_summary(store: Store, slide_id: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(store.read_bytes(status_key(slide_id)))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, WsidistError | ValueError):
-        return str(exc)
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    place = f" (at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{place}"

@@ -9,6 +9,7 @@ so a reader never sees a half-written file.
 from __future__ import annotations
 
 import io
+import json
 import posixpath
 import re
 import uuid
@@ -71,6 +72,13 @@ class Store:
 
     def read_bytes(self, key: str) -> bytes:
         return self.fs.cat_file(self.path(key))
+
+    def read_json(self, key: str) -> Any:
+        """The JSON document at ``key``, or None when it is missing or unreadable."""
+        try:
+            return json.loads(self.read_bytes(key))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write ``data`` to a temporary key, then move it into place. Returns the path."""

@@ -17,6 +17,7 @@ the source's (glass tiles stay empty; associated images are not kept).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import time
@@ -32,6 +33,7 @@ import tifffile
 from wsidist.backends.tifffile_backend import decode_transcoded_tile, transcode_meta
 from wsidist.parallel import bounded_map
 from wsidist.pyramid import PyramidError, PyramidReport, tissue_tiles
+from wsidist.slide import Slide, SlideError, open_slide
 
 __all__ = [
     "decode_transcoded_tile",
@@ -210,6 +212,7 @@ def transcode_pyramid(
     batch_tiles: int = 64,
     description_extra: dict | None = None,
     max_in_flight: int | None = None,
+    slide: Slide | None = None,
 ) -> PyramidReport:
     """Transcode the JPEG tiles of ``source_path`` to lossless JPEG-XL, dropping glass tiles.
 
@@ -218,7 +221,8 @@ def transcode_pyramid(
     ``batch_tiles`` by :func:`encode_tile_batch` via ``submit(fn, *args)`` (a Dask client's or an
     executor's; default: a local thread pool), with at most ``max_in_flight`` batches pending
     (default 2 × CPUs). Raises PyramidError when the source is not a tiled JPEG TIFF or the mask
-    has no tissue.
+    has no tissue. ``slide``, the source already open, supplies vendor, mpp and objective
+    (otherwise the source is opened once more to read them).
     """
     t0 = time.perf_counter()
     source_path = os.fspath(source_path)
@@ -254,7 +258,7 @@ def transcode_pyramid(
                     f"expected {keep.size}"
                 )
             levels.append((page.index, offsets, counts, page.jpegtables, keep.ravel()))
-        meta = _source_meta(source_path, pages, tif)
+        meta = _source_meta(source_path, pages, tif, slide)
 
     desc: dict[str, Any] = {
         "wsidist": "pyramid",
@@ -326,14 +330,14 @@ def transcode_pyramid(
     )
 
 
-def _source_meta(path: str, pages: list[tifffile.TiffPage], tif: tifffile.TiffFile) -> dict:
+def _source_meta(
+    path: str, pages: list[tifffile.TiffPage], tif: tifffile.TiffFile, slide: Slide | None
+) -> dict:
     """Everything :func:`restore_jpeg_tiff` and readers need about the source, JSON-ready."""
-    from wsidist.slide import SlideError, open_slide
-
     vendor = mpp = objective = None
     try:
-        with open_slide(path) as slide:
-            vendor, mpp, objective = slide.vendor, slide.mpp_x, slide.objective_power
+        with contextlib.nullcontext(slide) if slide else open_slide(path) as opened:
+            vendor, mpp, objective = opened.vendor, opened.mpp_x, opened.objective_power
     except SlideError:
         pass
     base = pages[0]
