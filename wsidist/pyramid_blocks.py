@@ -100,7 +100,6 @@ class BlockResult:
     reduced: np.ndarray | None = None  # the block at level plan.levels + 1
     sq_err: list[float] = field(default_factory=list)  # per sampled level-0 tile
     ssim: list[float] = field(default_factory=list)
-    read_px: int = 0
     seconds: float = 0.0
 
 
@@ -171,7 +170,6 @@ def encode_block(
         tw, th = min(tile, w - c * tile), min(tile, h - r * tile)
         px = plan.slide.read_level(0, x0 + c * tile, y0 + r * tile, tw, th)
         img[r * tile : r * tile + th, c * tile : c * tile + tw] = px
-        result.read_px += tw * th
 
     level_img, keep = img, keep0
     for k in range(plan.levels + 1):
