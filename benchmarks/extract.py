@@ -5,7 +5,7 @@
 Per slide, one process, the same fixed random set of level-0 patch positions (inside the slide)
 for every method:
 
-* fast      — :class:`wsidist.backends.direct.DirectTiffReader.read_region` (fresh reader);
+* fast      — :class:`wsidist.io.backends.direct.DirectTiffReader.read_region` (fresh reader);
 * openslide — ``OpenSlide.read_region`` composited onto white, as the project's backend does;
 * decode    — imagecodecs decode of exactly the distinct tiles those patches touch, each once,
   bytes already in memory, no assembly (the floor for a reader that caches every tile).
@@ -22,9 +22,9 @@ import imagecodecs
 import numpy as np
 import openslide
 
-from wsidist.backends.direct import DirectTiffReader
-from wsidist.backends.openslide_backend import rgba_to_rgb_on_white
-from wsidist.synth import SynthSpec, write_synthetic_slide
+from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+from wsidist.io.backends.direct import DirectTiffReader
+from wsidist.io.backends.openslide_backend import rgba_to_rgb_on_white
 
 SLIDES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slides"
 REAL = ["CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"]

@@ -34,21 +34,22 @@ import math
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
 import tifffile
 
-from wsidist.job import worker_environ
-from wsidist.pyramid import PyramidReport, tissue_tiles, write_pyramid
-from wsidist.pyramid_blocks import padded_tile
-from wsidist.rewrite import _computed_mask
-from wsidist.rewrite_config import RewriteConfig
-from wsidist.slide import Slide, open_slide
-from wsidist.synth import SynthSpec, write_synthetic_slide
-from wsidist.transcode import _merge_tables, _source_levels, transcode_pyramid
+from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+from wsidist.io.slide import Slide, open_slide
+from wsidist.io.tiff_format import merge_jpeg_tables
+from wsidist.runtime.cluster import worker_environ
+from wsidist.stage2.blocks import padded_tile
+from wsidist.stage2.config import RewriteConfig
+from wsidist.stage2.pyramid import PyramidOptions, PyramidReport, tissue_tiles, write_pyramid
+from wsidist.stage2.transcode import source_levels, transcode_pyramid
+from wsidist.stage2.worker import computed_mask
 
 SLIDES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slides"
 REAL = ["CMU-1-Small-Region.svs", "tcga-cr-7395-01a-01-ts1.svs"]
@@ -77,7 +78,7 @@ class Row:
 
 def margin_px0(slide: Slide) -> float:
     """The writer's default margin: 50 µm at the slide's mpp, else 64 px."""
-    return 50.0 / slide.mpp_x if slide.mpp_x else 64.0
+    return PyramidOptions().margin_for(slide.mpp_x)
 
 
 def level0_tissue_pixels(slide: Slide, mask: np.ndarray, ds: float) -> list[np.ndarray]:
@@ -95,7 +96,7 @@ def level0_tissue_pixels(slide: Slide, mask: np.ndarray, ds: float) -> list[np.n
 def level0_tissue_jpegs(path: str, mask: np.ndarray, ds: float, margin: float) -> list[bytes]:
     """The level-0 source JPEG tiles ``transcode_pyramid`` encodes, tables merged in."""
     with tifffile.TiffFile(path) as tif:
-        page = _source_levels(tif, path)[0]
+        page = source_levels(tif, path)[0]
         keep = tissue_tiles(
             mask, ds, int(page.imagewidth), int(page.imagelength), int(page.tilewidth), margin
         ).ravel()
@@ -105,7 +106,7 @@ def level0_tissue_jpegs(path: str, mask: np.ndarray, ds: float, margin: float) -
             for i in np.flatnonzero(keep):
                 if counts[i]:
                     fh.seek(int(offsets[i]))
-                    out.append(_merge_tables(fh.read(int(counts[i])), tables))
+                    out.append(merge_jpeg_tables(fh.read(int(counts[i])), tables))
     return out
 
 
@@ -132,18 +133,20 @@ def bench_slide(path: Path, efforts: list[int], workers: int, out: Path, big: bo
     with open_slide(str(path)) as slide:
         width, height = slide.dimensions
         gp = width * height / 1e9
-        mask = _computed_mask(slide, RewriteConfig())
+        mask = computed_mask(slide, RewriteConfig())
         ds = width / mask.shape[1]
         pixels = level0_tissue_pixels(slide, mask, ds)
         dst = out / f"{path.stem}.tiff"
-        common = {"glass": "empty", "distance": 1.0, "workers": workers}
+        opts = PyramidOptions(glass="empty", distance=1.0)
 
-        qrep = write_pyramid(slide, mask, ds, dst, effort=3, **common)  # untimed, for PSNR/SSIM
+        # untimed, for PSNR/SSIM
+        qrep = write_pyramid(slide, mask, ds, dst, replace(opts, effort=3), workers=workers)
         psnr = f"{qrep.psnr_db:.2f}" if qrep.psnr_db is not None else ""
         ssim = f"{qrep.ssim:.4f}" if qrep.ssim is not None else ""
         for effort in efforts:
             start = time.perf_counter()
-            rep = write_pyramid(slide, mask, ds, dst, effort=effort, quality_samples=0, **common)
+            fast = replace(opts, effort=effort, quality_samples=0)
+            rep = write_pyramid(slide, mask, ds, dst, fast, workers=workers)
             secs = time.perf_counter() - start
             enc = functools.partial(
                 imagecodecs.jpegxl_encode, distance=1.0, effort=effort, numthreads=1
@@ -182,10 +185,10 @@ def bench_slide(path: Path, efforts: list[int], workers: int, out: Path, big: bo
                     rows.append(Row(path.name, mode, gp, secs, e3.limit, e3.threads, rep))
                     print(f"  {path.name} {mode}: {secs:.2f} s", flush=True)
             start = time.perf_counter()
+            jpeg = PyramidOptions(codec="jpeg", jpeg_quality=90, glass="keep", quality_samples=0)
             rep = write_pyramid(
-                slide, mask, ds, out / f"{path.stem}.jpeg.tiff", codec="jpeg", jpeg_quality=90,
-                glass="keep", workers=workers, quality_samples=0,
-            )  # fmt: skip
+                slide, mask, ds, out / f"{path.stem}.jpeg.tiff", jpeg, workers=workers
+            )
             secs = time.perf_counter() - start
             rows.append(Row(path.name, "jpeg q90 keep", gp, secs, report=rep))
             print(f"  {path.name} jpeg q90 keep: {secs:.2f} s", flush=True)
@@ -227,10 +230,8 @@ def bench_dask(
         submit = functools.partial(client.submit, pure=False)
         for warm in ("cold", "warm"):
             start = time.perf_counter()
-            rep = write_pyramid(
-                slide, mask, ds, dst, effort=3, distance=1.0, glass="empty", submit=submit,
-                workers=workers, quality_samples=0,
-            )  # fmt: skip
+            opts = PyramidOptions(effort=3, distance=1.0, glass="empty", quality_samples=0)
+            rep = write_pyramid(slide, mask, ds, dst, opts, submit=submit, workers=workers)
             out.append((warm, time.perf_counter() - start, rep))
     return out
 

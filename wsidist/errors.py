@@ -1,4 +1,8 @@
-"""Exception hierarchy shared by every wsidist module, and how a failure reads in a row."""
+"""Every exception wsidist raises on purpose, and how a failure reads in a row.
+
+The hierarchy is flat under :class:`WsidistError`; errors about bad input values also derive
+from ``ValueError``. Nothing here imports the rest of wsidist.
+"""
 
 import traceback
 
@@ -7,8 +11,32 @@ class WsidistError(Exception):
     """Base class of all errors raised on purpose by wsidist."""
 
 
+class ConfigError(WsidistError, ValueError):
+    """Bad configuration: raised before any slide is read, naming the bad value."""
+
+
 class PipelineError(WsidistError, ValueError):
     """A filter pipeline spec is invalid, or cannot run with the given slide context."""
+
+
+class ScorerError(WsidistError, ValueError):
+    """A scorer name that does not resolve to a callable."""
+
+
+class SlideError(WsidistError):
+    """A slide could not be opened or read; the message names the file and the reason."""
+
+
+class PyramidError(WsidistError):
+    """A pyramid cannot be written (bad arguments, a mask without tissue, …)."""
+
+
+class UnsupportedSlide(ValueError):
+    """A file cannot take the direct-decode fast path; the message says why."""
+
+
+class UnalignedRegion(ValueError):
+    """A level-0 origin that does not fall on a whole pixel of the requested level."""
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -2,7 +2,9 @@
 
 Images are rgb uint8 (h, w, 3) or gray uint8 (h, w); masks are bool (h, w). Sizes taken by the
 functions are image pixels; pipelines convert ``*_px0`` / ``*_um`` / ``*_um2`` sizes using a
-:class:`FilterContext`. See :mod:`wsidist.filters.pipeline` for the spec syntax.
+:class:`FilterContext`. See :mod:`wsidist.filters.pipeline` for the spec syntax,
+:mod:`wsidist.filters.presets` for the named tissue presets and :mod:`wsidist.filters.tissue`
+for the :class:`Mask` they produce.
 """
 
 from .background import grays, green_channel
@@ -18,7 +20,6 @@ from .color import (
     rgb_to_hsv,
 )
 from .context import FilterContext
-from .describe import describe_filters
 from .enhance import (
     adaptive_equalization,
     black_to_white,
@@ -47,15 +48,19 @@ from .pens import (
     red_filter,
     red_pen,
 )
-from .pipeline import Pipeline, PipelineResult, parse_pipeline
+from .pipeline import Pipeline, PipelineResult, TissueSpec, parse_pipeline
+from .presets import PRESETS
 from .registry import FILTERS, FilterInfo
 from .segmentation import kmeans_segmentation, rag_threshold
 from .thresholds import canny, entropy, hysteresis, local_otsu, otsu, otsu_saturation, threshold
+from .tissue import Mask, tissue_mask
 
 __all__ = [
     "FILTERS",
+    "PRESETS",
+    "Mask",
+    "TissueSpec",
     "FilterContext",
-    "describe_filters",
     "FilterInfo",
     "Pipeline",
     "PipelineResult",
@@ -102,4 +107,5 @@ __all__ = [
     "rgb_to_hed",
     "rgb_to_hsv",
     "threshold",
+    "tissue_mask",
 ]

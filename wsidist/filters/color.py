@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from skimage import color, exposure
 
+from wsidist.imaging.color import rgb_to_gray
+
 __all__ = [
     "complement",
     "eosin",
@@ -24,13 +26,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
-    """Luminance (0.2125 R + 0.7154 G + 0.0721 B) of an rgb image, uint8 (h, w)."""
-    if rgb.ndim == 2:
-        return rgb.astype(np.uint8, copy=False)
-    return to_uint8(color.rgb2gray(rgb[..., :3]))
 
 
 def complement(image: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import PipelineError
+from wsidist.errors import PipelineError
 
 __all__ = ["LENGTH_UNITS", "AREA_UNITS", "FilterContext"]
 

@@ -39,17 +39,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator
 
-from ..errors import PipelineError
+from wsidist.errors import PipelineError
+
 from .color import rgb_to_gray
 from .context import FilterContext
+from .presets import PRESETS
 from .registry import FILTERS
 from .spec import And, Call, Node, Not, Or, Pipe, format_node, infer, parse
 from .spec_dict import from_mapping, refiners
 
-__all__ = ["Pipeline", "PipelineResult", "parse_pipeline"]
+__all__ = ["Pipeline", "PipelineResult", "TissueSpec", "parse_pipeline"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,11 +176,9 @@ def _evaluate(node: Node, rgb: np.ndarray, ctx: FilterContext, record: Callable)
 
 
 def _preset_node(name: object) -> Node:
-    from .. import tissue  # presets live with the tissue API; imported late (no cycle)
-
-    if not isinstance(name, str) or name not in tissue.PRESETS:
-        raise PipelineError(f"unknown preset {name!r}; presets: {', '.join(tissue.PRESETS)}")
-    return parse(tissue.PRESETS[name])
+    if not isinstance(name, str) or name not in PRESETS:
+        raise PipelineError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return parse(PRESETS[name])
 
 
 def parse_pipeline(spec_or_preset: str | Mapping | Pipeline) -> Pipeline:
@@ -184,12 +186,20 @@ def parse_pipeline(spec_or_preset: str | Mapping | Pipeline) -> Pipeline:
     if isinstance(spec_or_preset, Pipeline):
         return spec_or_preset
     if isinstance(spec_or_preset, str):
-        from .. import tissue
-
         name = spec_or_preset.strip()
-        return Pipeline(_preset_node(name) if name in tissue.PRESETS else parse(name))
+        return Pipeline(_preset_node(name) if name in PRESETS else parse(name))
     if isinstance(spec_or_preset, Mapping):
         return Pipeline(from_mapping(spec_or_preset, _preset_node))
     raise PipelineError(
         f"a pipeline spec must be a string or a mapping, got {type(spec_or_preset).__name__}"
     )
+
+
+def _check_spec(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    parse_pipeline(value)
+    return value
+
+
+TissueSpec = Annotated[str | dict[str, Any], AfterValidator(_check_spec)]
+"""A config field holding a tissue preset name, filter spec string or its YAML/dict form,
+checked when the config is built."""

@@ -21,7 +21,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import PipelineError
+from wsidist.errors import PipelineError
+
 from .registry import FILTERS, FilterInfo
 
 __all__ = ["And", "Call", "Not", "Or", "Pipe", "flat", "format_node", "infer", "make_call", "parse"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import PipelineError
+from wsidist.errors import PipelineError
+
 from .registry import FILTERS
 from .spec import And, Call, Node, Not, Or, Pipe, flat, make_call, parse, parse_call
 

@@ -1,0 +1,99 @@
+"""Job configuration: YAML + flags, validation naming the bad value, stable hash."""
+
+import pytest
+import yaml
+
+from tests.helpers.paths import REPO
+from wsidist.stage1.config import ConfigError, Stage1Config, build_job
+
+
+def test_yaml_and_flags_merge(tmp_path):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("kind: stage1\ninputs: [a.svs]\nout: o/\nscale: 16\ntissue: otsu\n")
+    job = build_job(job_file, scale=64.0, workers=2, tile_um=None)
+    assert job.inputs == ["a.svs"] and job.out == "o/" and job.workers == 2
+    assert job.config.scale == 64 and job.config.tissue == "otsu"
+
+
+def test_hash_ignores_where_it_runs_but_not_what_it_computes():
+    a = build_job(None, inputs=["x"], out="o1", workers=1).config
+    b = build_job(None, inputs=["y"], out="o2", workers=4, batch=True).config
+    assert a.config_hash() == b.config_hash()
+    assert Stage1Config(scale=16).config_hash() != a.config_hash()
+    assert Stage1Config(tissue="otsu").config_hash() != a.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("scale", -3, "scale"),
+        ("tile_size", 0, "tile_size"),
+        ("edge", "pad", "edge"),
+        ("tissue", "gren_channel", "gren_channel"),
+        ("scorer", "nope", "nope"),
+        ("bogus", 1, "bogus"),
+    ],
+)
+def test_bad_values_fail_naming_them(field, value, named):
+    with pytest.raises(ConfigError, match=named):
+        build_job(None, **{field: value})
+
+
+def test_tile_units_are_exclusive_and_overlap_bounded():
+    with pytest.raises(ConfigError, match="not both"):
+        build_job(None, tile_size=512, tile_um=128.0)
+    with pytest.raises(ConfigError, match="overlap"):
+        build_job(None, tile_size=512, overlap=512)
+
+
+def test_bad_job_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        build_job(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        build_job(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_job_file_is_valid():
+
+    files = sorted((REPO / "jobs").glob("*.yaml"))
+    assert files
+    from wsidist.stage1.config import load_yaml
+    from wsidist.stage2.config import build_rewrite_job
+
+    kinds = set()
+    for path in files:
+        kind = yaml.safe_load(path.read_text()).get("kind", "stage1")
+        kinds.add(kind)
+        if kind == "rewrite":
+            job = build_rewrite_job(path)
+            assert job.inputs and job.out and job.config.codec
+            continue
+        assert load_yaml(path)
+        job = build_job(path)
+        assert job.inputs and job.out
+        assert job.config.tissue_pipeline().spec
+    assert kinds == {"stage1", "rewrite"}
+
+
+def test_refine_appends_to_a_preset_and_bad_refiners_are_named():
+    config = build_job(None, tissue="otsu", refine="fill_holes |> dilation(radius_um=20)").config
+    assert config.tissue_pipeline().spec.endswith("|> fill_holes |> dilation(radius_um=20)")
+    assert config.config_hash() != build_job(None, tissue="otsu").config.config_hash()
+    with pytest.raises(ConfigError, match="fil_holes"):
+        build_job(None, refine="fil_holes")
+
+
+def test_tissue_pipeline_as_yaml_mapping(tmp_path):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        "tissue:\n  mask: green_channel & grays\n  refine:\n    - remove_small_objects: {min_px0: 51200}\n"
+    )
+    config = build_job(job_file).config
+    assert config.tissue_pipeline().spec == (
+        "green_channel & grays |> remove_small_objects(min_px0=51200)"
+    )
+    job_file.write_text("tissue:\n  mask: green_chanel & grays\n")
+    with pytest.raises(ConfigError, match="green_chanel"):
+        build_job(job_file)

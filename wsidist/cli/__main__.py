@@ -1,0 +1,5 @@
+"""``python -m wsidist.cli``: the same as the ``wsidist`` command."""
+
+from wsidist.cli.app import app
+
+app()

@@ -1,0 +1,235 @@
+"""Open a whole-slide image from a path or URL and read regions and thumbnails from it.
+
+``open_slide(url)`` stages remote URLs to a local cache (:mod:`wsidist.io.remote`), picks a backend
+from :data:`wsidist.io.backends.BACKENDS` (OpenSlide for every format it knows, tifffile for other
+TIFFs) and returns a :class:`Slide`. Every read returns ``uint8 (h, w, 3)`` RGB; pixels outside
+the slide are white. Every failure (missing, corrupt, truncated, unsupported, unreadable) is a
+:class:`SlideError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from wsidist.errors import SlideError
+from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
+from wsidist.io.backends import BACKENDS
+from wsidist.io.remote import stage
+
+__all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "open_slide"]
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    url: str
+    vendor: str
+    backend: str
+    width: int
+    height: int
+    level_count: int
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    mpp_x: float | None
+    mpp_y: float | None
+    objective_power: float | None
+    associated_images: tuple[str, ...]
+    tile_width: int | None = None
+    tile_height: int | None = None
+    compression: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists)."""
+        d = asdict(self)
+        d["level_dimensions"] = [list(wh) for wh in self.level_dimensions]
+        d["level_downsamples"] = list(self.level_downsamples)
+        d["associated_images"] = list(self.associated_images)
+        return d
+
+
+class Slide:
+    """An open slide. Use as a context manager; workers open their own (``open_slide(url)``)."""
+
+    def __init__(self, url: str, path: str, impl: Any, *, cache_dir: str | None, backend: str):
+        self.url = url
+        self.path = path
+        self._impl = impl
+        self._reopen_args = (url, cache_dir, backend)
+        self._closed = False
+
+    # -- metadata ---------------------------------------------------------------------------
+    backend = property(lambda self: self._impl.name)
+    vendor = property(lambda self: self._impl.vendor)
+    level_dimensions = property(lambda self: self._impl.level_dimensions)
+    level_downsamples = property(lambda self: self._impl.level_downsamples)
+    level_count = property(lambda self: len(self._impl.level_dimensions))
+    dimensions = property(lambda self: self._impl.level_dimensions[0])
+    mpp_x = property(lambda self: self._impl.mpp_x)
+    mpp_y = property(lambda self: self._impl.mpp_y)
+    objective_power = property(lambda self: self._impl.objective_power)
+    associated_images = property(lambda self: self._impl.associated_images)
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        return self._impl.properties
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The smallest level whose downsample is ≤ ``downsample`` (level 0 if none is)."""
+        ds = self.level_downsamples
+        fits = [i for i, d in enumerate(ds) if d <= downsample * (1 + 1e-6)]
+        return max(fits, key=lambda i: ds[i]) if fits else 0
+
+    def info(self) -> SlideInfo:
+        w, h = self.dimensions
+        tile = self._impl.tile_size
+        return SlideInfo(
+            url=self.url, vendor=self.vendor, backend=self.backend, width=w, height=h,
+            level_count=self.level_count, level_dimensions=tuple(self.level_dimensions),
+            level_downsamples=tuple(self.level_downsamples), mpp_x=self.mpp_x, mpp_y=self.mpp_y,
+            objective_power=self.objective_power, associated_images=tuple(self.associated_images),
+            tile_width=tile[0] if tile else None, tile_height=tile[1] if tile else None,
+            compression=self._impl.compression,
+        )  # fmt: skip
+
+    # -- pixels -----------------------------------------------------------------------------
+    def _guard(self, what: str, fn: Callable[[], np.ndarray]) -> np.ndarray:
+        if self._closed:
+            raise SlideError(f"{self.url}: slide is closed")
+        try:
+            return fn()
+        except SlideError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — I/O and codec errors become SlideError
+            raise SlideError(f"{self.url}: {what} failed: {exc}") from exc
+
+    def _check_level(self, level: int) -> None:
+        if not 0 <= level < self.level_count:
+            raise SlideError(f"{self.url}: level {level} out of range (0..{self.level_count - 1})")
+
+    def read_region(self, x: int, y: int, level: int, size: tuple[int, int]) -> np.ndarray:
+        """uint8 (h, w, 3): (x, y) in level-0 px, size (w, h) in ``level`` px; outside is white."""
+        self._check_level(level)
+        w, h = (int(v) for v in size)
+        if w < 0 or h < 0:
+            raise SlideError(f"{self.url}: negative region size {size}")
+        x, y = int(x), int(y)
+        return self._guard("read_region", lambda: self._impl.read_region(x, y, level, (w, h)))
+
+    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """uint8 (h, w, 3) with (x, y, w, h) all in ``level`` px."""
+        self._check_level(level)
+        return self._guard("read_level", lambda: self._impl.read_level(level, x, y, w, h))
+
+    def thumbnail(self, scale: float, *, block_px: int = DEFAULT_BLOCK_PX) -> np.ndarray:
+        """uint8 (ceil(H/scale), ceil(W/scale), 3), each pixel the area average of its box.
+
+        Read from the smallest level whose downsample is ≤ ``scale``, in source blocks of at most
+        ``block_px`` level px a side (never a whole level at once).
+        """
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"thumbnail scale must be a positive number, got {scale!r}")
+        if block_px < 1:
+            raise ValueError(f"block_px must be ≥ 1, got {block_px}")
+        w0, h0 = self.dimensions
+        level = self.best_level_for_downsample(scale)
+        lw, lh = self.level_dimensions[level]
+        ratio = (scale * lw / w0, scale * lh / h0)
+        out_size = (math.ceil(w0 / scale), math.ceil(h0 / scale))
+
+        def read(x: int, y: int, w: int, h: int) -> np.ndarray:
+            return self.read_level(level, x, y, w, h)
+
+        return self._guard(
+            f"thumbnail at scale {scale}",
+            lambda: area_resample(read, (lw, lh), ratio, out_size, block_px),
+        )
+
+    def associated_image(self, name: str) -> np.ndarray:
+        return self._guard(f"associated image {name!r}", lambda: self._impl.associated_image(name))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._impl.close()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self):
+        # Pickling reopens the slide from its URL on the other side (nothing else is shipped).
+        return (_reopen, self._reopen_args)
+
+    def __repr__(self) -> str:
+        w, h = self.dimensions
+        return (
+            f"<Slide {self.url!r} {self.vendor}/{self.backend} {w}×{h} levels={self.level_count}>"
+        )
+
+
+def _reopen(url: str, cache_dir: str | None, backend: str) -> Slide:
+    return open_slide(url, cache_dir=cache_dir, backend=backend)
+
+
+def _resolve_local(path: str) -> str:
+    """Existence checks; a DICOM series folder resolves to one of its .dcm files."""
+    if os.path.isdir(path):
+        dcm = sorted(e.path for e in os.scandir(path) if e.name.lower().endswith(".dcm"))
+        if not dcm:
+            raise SlideError(f"{path}: a directory without .dcm files is not a slide")
+        return dcm[0]
+    if not os.path.exists(path):
+        raise SlideError(f"slide not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise SlideError(f"{path}: empty file")
+    return path
+
+
+def _sniff(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        return f"cannot read it: {exc}"
+    return f"not recognised by OpenSlide and not a TIFF (starts with {head!r})"
+
+
+def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto") -> Slide:
+    """Open a local path, ``file://`` URL or fsspec URL (remote files are staged to ``cache_dir``)."""
+    url = os.fspath(url)
+    if backend != "auto" and backend not in BACKENDS:
+        raise SlideError(f"unknown backend {backend!r} (choose auto, {', '.join(BACKENDS)})")
+    try:
+        path = stage(url, cache_dir)
+    except FileNotFoundError as exc:
+        raise SlideError(f"slide not found: {url}") from exc
+    except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
+        raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
+    path = _resolve_local(path)
+    names = [n for n in BACKENDS if backend in ("auto", n)]
+    errors = []
+    for name in names:
+        spec = BACKENDS[name]
+        if not spec.available():
+            errors.append(f"{name} backend not installed")
+            continue
+        if not spec.can_open(path):
+            continue
+        try:
+            impl = spec.open(path)
+        except SlideError as exc:
+            errors.append(str(exc))
+            continue
+        return Slide(url, path, impl, cache_dir=cache_dir, backend=backend)
+    if errors:
+        raise SlideError("; ".join(errors))
+    reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"
+    raise SlideError(f"unsupported format: {path}: {reason}")

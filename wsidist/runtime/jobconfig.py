@@ -1,0 +1,102 @@
+"""The job-configuration base every stage shares: job fields, config hash, job files.
+
+A job file (``jobs/*.yaml``) holds a ``kind`` (``stage1`` by default), the job fields of
+:class:`JobSpec` (``inputs``, ``out``, ``scheduler``, …) and the stage's own config fields side
+by side. :func:`merge_job` merges a file with command-line overrides into a validated job;
+any bad value raises :class:`~wsidist.errors.ConfigError` naming the field and the value, before
+any slide is read. Only the fields that change outputs enter :meth:`StageConfig.config_hash`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from wsidist.errors import ConfigError
+
+SCHEMA_VERSION = "1"
+JobT = TypeVar("JobT", bound="JobSpec")
+
+
+class StageConfig(BaseModel):
+    """Base of a stage's config: frozen, no unknown fields, and a stable hash of its outputs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    unhashed_fields: ClassVar[frozenset[str]] = frozenset()  # fields that change no output
+
+    def config_hash(self) -> str:
+        """Stable short hash of everything that changes the outputs."""
+        fields = self.model_dump(exclude=set(self.unhashed_fields))
+        payload = json.dumps({"schema": SCHEMA_VERSION, **fields}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class JobSpec(BaseModel):
+    """The fields of every job: inputs, output root, where to run. Stages add ``config``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inputs: list[str] = Field(default_factory=list)
+    out: str | None = None
+    scheduler: str | None = None
+    workers: int | None = Field(None, gt=0)
+    overwrite: bool = False
+    cache_dir: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    def require_inputs_and_out(self) -> None:
+        """ConfigError unless the job names its slides and its output."""
+        if not self.inputs:
+            raise ConfigError("no slides given: pass SLIDES or `inputs:` in the job file")
+        if not self.out:
+            raise ConfigError("no output given: pass --out or `out:` in the job file")
+
+
+def merge_job(
+    job_cls: type[JobT], kind: str, yaml_path: str | Path | None, overrides: dict[str, Any]
+) -> JobT:
+    """A ``job_cls`` from a ``kind`` job file plus overrides (``None`` means not given).
+
+    Fields of ``job_cls`` go to the job; every other field goes to its ``config``.
+    """
+    config_cls = job_cls.model_fields["config"].annotation
+    data: dict[str, Any] = load_yaml(yaml_path, kind) if yaml_path is not None else {}
+    flat = {**data.pop("config", {}), **data}
+    flat.update({k: v for k, v in overrides.items() if v is not None})
+    job_names = set(job_cls.model_fields) - {"config"}
+    job_fields = {k: v for k, v in flat.items() if k in job_names}
+    config_fields = {k: v for k, v in flat.items() if k not in job_names and k != "kind"}
+    try:
+        return job_cls(**job_fields, config=config_cls(**config_fields))
+    except ValidationError as exc:
+        raise ConfigError(describe_validation(exc)) from None
+
+
+def load_yaml(path: str | Path, kind: str = "stage1") -> dict[str, Any]:
+    """The mapping in a job file whose ``kind`` (default ``stage1``) is ``kind``."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read job file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"job file {path} must hold a mapping of fields")
+    found = data.get("kind", "stage1")
+    if found != kind:
+        raise ConfigError(f"job file {path}: kind {found!r} is not {kind!r}")
+    return data
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """One line naming every bad field and the value it got."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{where}: {err['msg']}{shown}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,132 @@
+"""The one per-slide task template, run on a worker: skip, run, failure row, timings, status.
+
+Every stage's worker function is ``run_slide_task(task, work, …)``: ``work()`` does the slide's
+job and returns its row's columns; everything else (the rerun skip, the worker id, turning an
+exception into a ``failed`` row with a readable reason, timestamps, the status JSON) is here,
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from wsidist.errors import ConfigError, failure_reason
+from wsidist.io.inputs import assign_slide_ids, expand_inputs
+from wsidist.io.storage import Store
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlideTask:
+    """One slide of a job: where it is and the id its outputs are written under."""
+
+    url: str
+    slide_id: str
+
+
+def plan_tasks(inputs: Sequence[str | SlideTask]) -> list[SlideTask]:
+    """Slide tasks (url and sanitised id) for a job's inputs, in a stable order.
+
+    Inputs are paths, folders, globs or URLs, expanded once; already planned
+    :class:`SlideTask` items pass through unchanged (so a caller that planned a job to show
+    progress does not list a bucket twice).
+    """
+    if inputs and all(isinstance(item, SlideTask) for item in inputs):
+        return list(inputs)  # type: ignore[arg-type]
+    urls = expand_inputs([str(item) for item in inputs])
+    if not urls:
+        raise ConfigError("no slides to process: give slide paths, folders, globs or URLs")
+    ids = assign_slide_ids(urls)
+    return [SlideTask(url, ids[url]) for url in urls]
+
+
+def worker_id() -> str:
+    """``host:pid`` of the process running a task."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 UTC with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def run_slide_task(
+    task: SlideTask,
+    work: Callable[[], Row],
+    *,
+    store: Store,
+    config_hash: str,
+    status_key: str | None,
+    columns: Row | None = None,
+    overwrite: bool = False,
+    still_current: Callable[[Row], bool] | None = None,
+    on_failure: Callable[[], None] | None = None,
+    finish: Callable[[Row], Row] | None = None,
+) -> Row:
+    """Run ``work`` for one slide and return its row. Never raises for slide errors.
+
+    - Skip: unless ``overwrite``, a status JSON at ``status_key`` that is ``ok`` for the same
+      URL and ``config_hash`` (and ``still_current(previous)``, e.g. "the output still
+      exists") is returned as the row, with ``skipped`` True.
+    - Run: the row starts as url, slide_id, ``columns``, config_hash, worker, started_at and
+      takes ``work()``'s columns; status ``ok``.
+    - Failure: any exception becomes status ``failed`` with :func:`failure_reason` as the
+      error; ``on_failure()`` then removes partial outputs.
+    - Finish: seconds, finished_at, skipped False, then ``finish(row)``'s columns; the row is
+      written to ``status_key`` (when given) so a rerun can skip it.
+    """
+    if not overwrite and status_key is not None:
+        previous = store.read_json(status_key)
+        if (
+            isinstance(previous, dict)
+            and previous.get("status") == "ok"
+            and previous.get("config_hash") == config_hash
+            and previous.get("url") == task.url
+            and (still_current is None or still_current(previous))
+        ):
+            return {**previous, "skipped": True}
+    started = time.perf_counter()
+    row: Row = {
+        "url": task.url,
+        "slide_id": task.slide_id,
+        **(columns or {}),
+        "config_hash": config_hash,
+        "worker": worker_id(),
+        "started_at": utc_now(),
+    }
+    try:
+        row.update(work())
+        row["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
+        row.update(status="failed", error=failure_reason(exc))
+        if on_failure is not None:
+            on_failure()
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    row["finished_at"] = utc_now()
+    row["skipped"] = False
+    if finish is not None:
+        row.update(finish(row))
+    if status_key is not None:
+        store.write_bytes(status_key, json.dumps(row).encode())
+    return row
+
+
+def lost_task_row(task: SlideTask, exc: BaseException, config_hash: str, **columns: Any) -> Row:
+    """The ``failed`` row of a slide whose task never returned (its worker died twice, …)."""
+    return {
+        "url": task.url,
+        "slide_id": task.slide_id,
+        "status": "failed",
+        "error": f"worker failed on the slide: {type(exc).__name__}: {exc}",
+        "config_hash": config_hash,
+        "skipped": False,
+        **columns,
+    }

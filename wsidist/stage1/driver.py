@@ -1,0 +1,93 @@
+"""The stage-1 driver: fan slides out over Dask, collect one summary per slide.
+
+The driver plans the slides (inputs expanded once), maps :func:`process_slide` over them on the
+cluster, shows progress, and writes ``slides.parquet`` from the summaries. It never touches
+pixels or tile tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from distributed import Client
+
+from wsidist import layout
+from wsidist.io.storage import Store
+from wsidist.runtime.results import ProgressCallback, run_slide_tasks, write_job_table
+from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
+from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.scoring import Scorer
+from wsidist.stage1.worker import process_slide
+
+__all__ = ["SLIDES_SCHEMA", "run_stage1"]
+
+SLIDES_SCHEMA = pa.schema(
+    [
+        ("url", pa.string()),
+        ("slide_id", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("warning", pa.string()),
+        ("vendor", pa.string()),
+        ("backend", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("level_count", pa.int32()),
+        ("mpp_x", pa.float64()),
+        ("mpp_y", pa.float64()),
+        ("mpp_source", pa.string()),
+        ("objective_power", pa.float64()),
+        ("scale", pa.float64()),
+        ("tile_px0", pa.int64()),
+        ("stride_px0", pa.int64()),
+        ("n_tiles", pa.int64()),
+        ("n_tissue_tiles", pa.int64()),
+        ("tissue_frac", pa.float64()),
+        ("pen_frac", pa.float64()),
+        ("seconds", pa.float64()),
+        ("skipped", pa.bool_()),
+        ("config_hash", pa.string()),
+        ("worker", pa.string()),
+        ("finished_at", pa.string()),
+    ]
+)
+
+
+def run_stage1(
+    inputs: Sequence[str | SlideTask],
+    out: str,
+    config: Stage1Config | None = None,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Client | None = None,
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    scorer: Scorer | None = None,
+    on_result: ProgressCallback | None = None,
+) -> pa.Table:
+    """Run stage 1 over ``inputs`` into ``out``; returns the slides table it wrote.
+
+    ``inputs`` are paths, folders, globs or URLs (or tasks from
+    :func:`~wsidist.runtime.tasks.plan_tasks`). ``scorer`` overrides ``config.scorer`` with a
+    Python callable (it must pickle). A ``client`` is used as given; otherwise ``scheduler`` or
+    a LocalCluster of ``workers``.
+    """
+    config = config or Stage1Config()
+    tasks = plan_tasks(inputs)
+    store = Store(out, storage_options or {})
+    config_hash = config.config_hash()
+    rows = run_slide_tasks(
+        process_slide,
+        tasks,
+        fn_kwargs={
+            "config": config, "store": store, "overwrite": overwrite, "cache_dir": cache_dir,
+            "scorer": scorer,
+        },
+        lost=lambda task, exc: lost_task_row(task, exc, config_hash, scale=config.scale),
+        client=client, scheduler=scheduler, workers=workers, on_result=on_result,
+    )  # fmt: skip
+    return write_job_table(store, layout.SLIDES_TABLE, rows, SLIDES_SCHEMA, config)

@@ -1,0 +1,127 @@
+"""Stage 1 for one slide, run on a worker: thumbnail → mask → tiles → scores → outputs.
+
+The worker writes everything for its slide itself and returns one small summary dict (a
+``slides.parquet`` row); :func:`wsidist.runtime.tasks.run_slide_task` supplies the rerun skip,
+the failure row and the status JSON. Outputs (keys in :mod:`wsidist.layout`): the tile table,
+the 1-bit mask (ceil(H/scale) × ceil(W/scale)), the thumbnail, the status JSON and, in batch
+mode, every filter step, the tile summary and the score heat map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from wsidist import layout
+from wsidist.imaging import encode_image
+from wsidist.io.slide import open_slide
+from wsidist.io.storage import Store
+from wsidist.runtime.jobconfig import SCHEMA_VERSION
+from wsidist.runtime.tasks import SlideTask, run_slide_task
+from wsidist.stage1 import render
+from wsidist.stage1.analysis import SlideAnalysis, analyse_slide
+from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.scoring import Scorer, resolve_scorer
+
+__all__ = ["SlideTask", "process_slide"]
+
+DARK_BACKGROUND_LEVEL = 60  # median gray below this: not a brightfield slide
+
+
+def process_slide(
+    task: SlideTask,
+    config: Stage1Config,
+    store: Store,
+    *,
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
+    """Run stage 1 on one slide and return its summary row. Never raises for slide errors."""
+    config_hash = config.config_hash()
+
+    def work() -> dict[str, Any]:
+        with open_slide(task.url, cache_dir=cache_dir) as slide:
+            analysis = analyse_slide(slide, config, scorer or resolve_scorer(config.scorer))
+        return _write_outputs(analysis, task, config, store, config_hash)
+
+    return run_slide_task(
+        task,
+        work,
+        store=store,
+        config_hash=config_hash,
+        status_key=layout.status_key(task.slide_id),
+        columns={"scale": config.scale},
+        overwrite=overwrite,
+        on_failure=lambda: store.remove(layout.tiles_partition(task.slide_id), recursive=True),
+    )
+
+
+def _write_outputs(
+    analysis: SlideAnalysis, task: SlideTask, config: Stage1Config, store: Store, config_hash: str
+) -> dict[str, Any]:
+    rgb, tissue, pen, tiles = analysis.rgb, analysis.tissue, analysis.pen, analysis.tiles
+    sid = task.slide_id
+    store.write_bytes(layout.mask_key(sid), encode_image(tissue, "png"))
+    store.write_bytes(layout.thumbnail_key(sid), encode_image(rgb, "jpeg"))
+    if config.batch:
+        _write_batch(store, sid, analysis)
+    store.write_parquet(layout.tiles_key(sid), _tile_table(tiles, task, config, config_hash))
+
+    tissue_frac = tiles.column("tissue_frac").to_numpy()
+    return {
+        **analysis.meta,
+        "error": None,
+        "warning": "; ".join(_warnings(rgb, tissue)) or None,
+        "tile_px0": analysis.grid.tile_px0,
+        "stride_px0": analysis.grid.stride_px0,
+        "n_tiles": tiles.num_rows,
+        "n_tissue_tiles": int((tissue_frac >= config.min_tissue_frac).sum()),
+        "tissue_frac": float(tissue.mean()),
+        "pen_frac": float((pen & ~tissue).mean()),
+    }
+
+
+def _warnings(rgb: np.ndarray, tissue: np.ndarray) -> list[str]:
+    found = []
+    if not tissue.any():
+        found.append("no tissue detected")
+    if float(np.median(rgb.mean(axis=2))) < DARK_BACKGROUND_LEVEL:
+        found.append("dark background (fluorescence?): brightfield tissue presets may not apply")
+    return found
+
+
+def _write_batch(store: Store, sid: str, analysis: SlideAnalysis) -> None:
+    rgb, tissue, tiles, downsample = (
+        analysis.rgb,
+        analysis.tissue,
+        analysis.tiles,
+        analysis.downsample,
+    )
+
+    def put(name: str, image: np.ndarray) -> None:
+        store.write_bytes(layout.batch_key(sid, name), encode_image(image, "png"))
+
+    put("00-rgb.png", rgb)
+    for name, array in analysis.steps:
+        store.write_bytes(layout.batch_step_key(sid, name), encode_image(array, "png"))
+    put("tissue.png", np.where(tissue[..., None], rgb, 0).astype(np.uint8))
+    put("tile_summary.png", render.tile_summary(rgb, tiles, downsample))
+    put("score_heatmap.png", render.score_heatmap(rgb, tiles, downsample))
+
+
+def _tile_table(
+    tiles: pa.Table, task: SlideTask, config: Stage1Config, config_hash: str
+) -> pa.Table:
+    meta = {
+        "wsidist.schema_version": SCHEMA_VERSION,
+        "wsidist.config_hash": config_hash,
+        "wsidist.config": config.model_dump_json(),
+        "wsidist.slide_id": task.slide_id,
+        "wsidist.url": task.url,
+    }
+    ids = pa.array([task.slide_id] * tiles.num_rows, type=pa.string())
+    tiles = tiles.add_column(0, "slide_id", ids)
+    return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})

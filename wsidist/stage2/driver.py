@@ -1,0 +1,64 @@
+"""The stage-2a driver: rewrite slides as glass-removed pyramids, one slide per Dask task.
+
+The driver plans the slides, maps :func:`~wsidist.stage2.worker.rewrite_slide` over them with
+at most one slide writer per worker thread (a slide task secedes while its blocks run; without
+the bound every slide would start at once), and writes ``pyramids.parquet``, one row per slide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from distributed import Client
+
+from wsidist import layout
+from wsidist.io.storage import Store
+from wsidist.runtime.cluster import cluster_threads
+from wsidist.runtime.results import run_slide_tasks, write_job_table
+from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
+from wsidist.stage2.config import RewriteConfig
+from wsidist.stage2.report import PYRAMIDS_SCHEMA
+from wsidist.stage2.worker import rewrite_slide
+
+__all__ = ["PYRAMIDS_SCHEMA", "run_rewrite"]
+
+ResultCallback = Callable[[dict[str, Any]], None]
+
+
+def run_rewrite(
+    inputs: Sequence[str | SlideTask],
+    out: str,
+    config: RewriteConfig | None = None,
+    *,
+    masks: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Client | None = None,
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    on_result: ResultCallback | None = None,
+) -> pa.Table:
+    """Rewrite ``inputs`` into ``out/pyramids/``; returns the ``pyramids.parquet`` table.
+
+    ``masks`` is the stage-1 output root holding ``masks/`` and ``status/`` (default ``out``).
+    """
+    config = config or RewriteConfig()
+    tasks = plan_tasks(inputs)
+    storage_options = storage_options or {}
+    store = Store(out, storage_options)
+    config_hash = config.config_hash()
+    rows = run_slide_tasks(
+        rewrite_slide,
+        tasks,
+        fn_kwargs={
+            "config": config, "store": store, "masks": Store(masks or out, storage_options),
+            "overwrite": overwrite, "cache_dir": cache_dir,
+        },
+        lost=lambda task, exc: lost_task_row(task, exc, config_hash),
+        max_in_flight=cluster_threads,
+        client=client, scheduler=scheduler, workers=workers, on_result=on_result,
+    )  # fmt: skip
+    return write_job_table(store, layout.PYRAMIDS_TABLE, rows, PYRAMIDS_SCHEMA, config)
