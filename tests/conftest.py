@@ -60,19 +60,11 @@ def synthetic_slides(tmp_path_factory) -> list[SyntheticSlide]:
 
 @pytest.fixture(scope="module")
 def client():
-    """A Dask client of a real LocalCluster: 2 worker processes, one thread each."""
-    from distributed import Client, LocalCluster
+    """A Dask client of a real LocalCluster: 2 worker processes, one thread each, started as
+    wsidist starts its own."""
+    from wsidist.runtime.cluster import dask_client
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        Client(cluster) as c,
-    ):
+    with dask_client(workers=2) as c:
         yield c
 
 

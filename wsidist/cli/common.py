@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow as pa
 import typer
 
 from wsidist.cli.output import Column, fail, print_job_summary, slide_progress
 from wsidist.errors import WsidistError
-from wsidist.runtime.jobconfig import JobSpec
-from wsidist.runtime.results import ProgressCallback
-from wsidist.runtime.tasks import SlideTask, plan_tasks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from wsidist.runtime.jobconfig import JobSpec
+    from wsidist.runtime.tasks import SlideTask
 
 SlidesArg = Annotated[list[str] | None, typer.Argument(help="slides, folders, globs, URLs")]
 OutOpt = Annotated[str | None, typer.Option("--out", help="output folder or s3:// URL")]
@@ -37,13 +39,15 @@ RewriteConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAM
 def run_slide_job(
     title: str,
     build: Callable[[], JobSpec],
-    run: Callable[[JobSpec, Sequence[SlideTask], ProgressCallback], pa.Table],
+    run: Callable[[JobSpec, Sequence[SlideTask], Callable[[dict[str, Any]], None]], pa.Table],
     columns: Sequence[Column],
     *,
     width: int = 0,
 ) -> int:
     """Build and check a job (exit 2 naming a bad value), plan its slides once, run it with a
     progress bar and print its summary; the exit code (1 when a slide failed)."""
+    from wsidist.runtime.tasks import plan_tasks
+
     try:
         job = build()
         job.require_inputs_and_out()

@@ -10,8 +10,6 @@ from rich.text import Text
 
 from wsidist.cli.output import console, fail, info_table, out_console
 from wsidist.errors import SlideError, WsidistError
-from wsidist.io.inputs import expand_inputs
-from wsidist.io.slide import open_slide
 
 
 def info(
@@ -19,6 +17,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Print each slide's metadata: vendor, levels, mpp, objective, associated images."""
+    from wsidist.io.inputs import expand_inputs
+    from wsidist.io.slide import open_slide
+
     try:
         urls = expand_inputs(slides)
     except WsidistError as exc:

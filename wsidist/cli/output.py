@@ -1,5 +1,8 @@
 """What the command line prints: consoles, errors, the per-slide progress bar and every table.
 
+Imports of the library stay inside functions here and in every command module, so that
+``wsidist --help`` starts without loading Dask, scikit-image or OpenSlide.
+
 Results (tables, JSON) go to standard output; progress, notes and errors to standard error.
 Values that come from users or files (slide names, error texts) are printed as text, never
 interpreted as console markup.
@@ -9,9 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import typer
 from rich import box
 from rich.console import Console
@@ -19,8 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from wsidist.filters import FILTERS, PRESETS
-from wsidist.io.slide import SlideInfo
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from wsidist.io.slide import SlideInfo
 
 console = Console(stderr=True)  # progress, errors, notes
 out_console = Console()  # results: tables, JSON
@@ -143,6 +147,8 @@ def info_table(infos: Iterable[SlideInfo]) -> Table:
 
 
 def presets_table() -> Table:
+    from wsidist.filters import PRESETS
+
     table = Table(title="tissue presets")
     table.add_column("preset")
     table.add_column("pipeline")
@@ -153,6 +159,8 @@ def presets_table() -> Table:
 
 def filters_table() -> Table:
     """Every filter a spec can name: kind, what it takes and gives, parameters and defaults."""
+    from wsidist.filters import FILTERS
+
     table = Table(title="filters (spec: `a & b | ~c`, `image_op > mask_op`, `mask |> refiner`)")
     for column in ("filter", "kind", "takes → gives", "parameters (size units: _px, _px0, _um)"):
         table.add_column(column)

@@ -20,10 +20,6 @@ from wsidist.cli.common import (
 )
 from wsidist.cli.output import console, fail, out_console
 from wsidist.errors import WsidistError
-from wsidist.query.extract import extract
-from wsidist.query.select import select, selection_counts, write_selection
-from wsidist.stage1.config import build_job
-from wsidist.stage1.dynamic import write_top_tiles
 
 
 def select_tiles(
@@ -39,6 +35,8 @@ def select_tiles(
     ] = None,
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels."""
+    from wsidist.query.select import select, selection_counts, write_selection
+
     try:
         strata = [_parse_stratum(s) for s in stratum or []] or None
         table = select(out, top=top, where=where, strata=strata)
@@ -77,6 +75,8 @@ def extract_cmd(
     workers: WorkersOpt = None,
 ) -> None:
     """Extract selected patches from the slides to a folder or bucket, with index.parquet."""
+    from wsidist.query.extract import extract
+
     try:
         index = extract(
             selection, dest, level=level, mpp=mpp, size=size, fmt=fmt, quality=quality,
@@ -108,6 +108,9 @@ def top_tiles_cmd(
     mpp: MppOpt = None,
 ) -> None:
     """Dynamic mode: the best tiles straight from the slide, no intermediate files."""
+    from wsidist.stage1.config import build_job
+    from wsidist.stage1.dynamic import write_top_tiles
+
     try:
         config = build_job(
             None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp

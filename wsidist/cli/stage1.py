@@ -23,9 +23,6 @@ from wsidist.cli.common import (
     run_slide_job,
 )
 from wsidist.cli.output import STAGE1_COLUMNS, console, filters_table, out_console, presets_table
-from wsidist.demo.synth import generate_demo_slides
-from wsidist.stage1.config import Stage1Job, build_job
-from wsidist.stage1.driver import run_stage1
 
 
 def score(
@@ -50,6 +47,8 @@ def score(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Stage 1: tissue masks and scored tiles for every slide, as hive-partitioned Parquet."""
+    from wsidist.stage1.config import build_job
+
     fields = dict(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
@@ -66,6 +65,9 @@ def demo(
     batch: Annotated[bool, typer.Option("--batch/--no-batch", help="write step images")] = True,
 ) -> None:
     """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on a LocalCluster."""
+    from wsidist.demo.synth import generate_demo_slides
+    from wsidist.stage1.config import build_job
+
     slide_dir = Path(out) / "demo-slides"
     console.print(f"generating {n} synthetic slides in {slide_dir} …")
     paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
@@ -85,7 +87,9 @@ def filters() -> None:
 
 
 def _run(build) -> int:
-    def run(job: Stage1Job, tasks, on_result):
+    from wsidist.stage1.driver import run_stage1
+
+    def run(job, tasks, on_result):
         return run_stage1(
             tasks, job.out, job.config, scheduler=job.scheduler, workers=job.workers,
             overwrite=job.overwrite, cache_dir=job.cache_dir,

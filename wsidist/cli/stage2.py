@@ -20,9 +20,6 @@ from wsidist.cli.common import (
 )
 from wsidist.cli.output import REWRITE_COLUMNS, console, fail
 from wsidist.errors import WsidistError
-from wsidist.stage2.config import RewriteJob, build_rewrite_job
-from wsidist.stage2.driver import run_rewrite
-from wsidist.stage2.restore import restore_jpeg_tiff
 
 
 def rewrite_cmd(
@@ -56,6 +53,9 @@ def rewrite_cmd(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Stage 2a: rewrite slides as glass-removed JPEG-XL (or JPEG) pyramids, with a report."""
+    from wsidist.stage2.config import build_rewrite_job
+    from wsidist.stage2.driver import run_rewrite
+
     fields = dict(
         inputs=slides or None, out=out, masks=masks, scheduler=scheduler, workers=workers,
         overwrite=overwrite, cache_dir=cache_dir, codec=codec, distance=distance, effort=effort,
@@ -63,7 +63,7 @@ def rewrite_cmd(
         tile=tile, transcode=transcode, tissue=tissue, mpp=mpp,
     )  # fmt: skip
 
-    def run(job: RewriteJob, tasks, on_result):
+    def run(job, tasks, on_result):
         return run_rewrite(
             tasks, job.out, job.config, masks=job.masks, scheduler=job.scheduler,
             workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache_dir,
@@ -79,6 +79,8 @@ def restore_cmd(
     out: Annotated[Path, typer.Option("--out", help="the JPEG TIFF to write")],
 ) -> None:
     """Rebuild a JPEG TIFF whose tiles are byte-identical to the source's tissue tiles."""
+    from wsidist.stage2.restore import restore_jpeg_tiff
+
     try:
         counts = restore_jpeg_tiff(pyramid, out)
     except (WsidistError, OSError) as exc:

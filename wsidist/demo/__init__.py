@@ -1,19 +1,6 @@
 """Synthetic slides with known answers: the demo's input and the tests' ground truth."""
 
-from .synth import (
-    SynthSpec,
-    SynthTruth,
-    demo_specs,
-    generate_demo_slides,
-    synth_truth,
-    write_synthetic_slide,
-)
+from . import synth
+from .synth import *  # noqa: F403 — the generator's public names
 
-__all__ = [
-    "SynthSpec",
-    "SynthTruth",
-    "demo_specs",
-    "generate_demo_slides",
-    "synth_truth",
-    "write_synthetic_slide",
-]
+__all__ = synth.__all__

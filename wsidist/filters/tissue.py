@@ -1,17 +1,6 @@
-"""Tissue masks: the ``Mask`` a preset or spec produces from a thumbnail (see :mod:`.presets`).
+"""Tissue masks: the :class:`Mask` a preset or spec gives on a thumbnail.
 
-Presets (sizes in level-0 pixels, so they work on slides without mpp):
-
-- ``default``    seed tutorial chain: green channel and grays say tissue vs glass; objects under
-                 500 px at 1/32 scale (512000 level-0 px) are dropped *before* the red, green and
-                 blue pen keep-masks are ANDed in, so strokes across tissue do not cut it into
-                 pieces that then count as small; pen-edge residue under 51200 px0 goes last.
-- ``otsu``       Paeng et al.: Otsu on the gray complement, dilation, closing and opening,
-                 small holes filled.
-- ``hysteresis`` Ertosun & Rubin: hysteresis threshold on the gray complement.
-- ``hsv``        CLAM style: black to white, median-blurred HSV saturation, Otsu, closing/opening.
-
-All presets drop pen ink. Any preset can be refined, e.g.
+The named presets are in :mod:`wsidist.filters.presets`. Any preset can be refined, e.g.
 ``tissue_mask(rgb, "otsu", ctx, refine="fill_holes |> remove_small_objects(min_um2=5000)")``.
 """
 
