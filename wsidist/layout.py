@@ -32,6 +32,7 @@ from __future__ import annotations
 
 # -- stage 1 ---------------------------------------------------------------------------------
 SLIDES_TABLE = "slides.parquet"
+STATUS_DIR = "status"  # status/<id>.json
 TILES_DIR = "tiles"
 TILE_FILES = "**/part-*.parquet"  # under TILES_DIR; not the _tmp-… files of a writer at work
 TILE_GLOB = f"{TILES_DIR}/{TILE_FILES}"
@@ -97,6 +98,7 @@ def top_tile_key(slide_id: str, rank: int, x: int, y: int, ext: str) -> str:
 
 # -- stage 2a ----------------------------------------------------------------------------------
 PYRAMIDS_TABLE = "pyramids.parquet"
+PYRAMIDS_DIR = "pyramids"  # pyramids/<id>.tiff and pyramids/<id>.json
 
 
 def pyramid_key(slide_id: str) -> str:
@@ -105,3 +107,7 @@ def pyramid_key(slide_id: str) -> str:
 
 def pyramid_status_key(slide_id: str) -> str:
     return f"pyramids/{slide_id}.json"
+
+
+# -- every job table of slide ids under a root, and the folder of its per-slide status JSONs ---
+ID_TABLES = ((SLIDES_TABLE, STATUS_DIR), (PYRAMIDS_TABLE, PYRAMIDS_DIR))

@@ -35,7 +35,7 @@ EXPECTED = {
     "CMU-1-Small-Region.svs": ("aperio", "openslide", [(2220, 2967)], 0.499, 20.0),
     "tcga-cr-7395-01a-01-ts1.svs": ("aperio", "openslide", [(4443, 3567), (2221, 1783)], None, None),
     "test3-DAPI-2-(387).ndpi": ("hamamatsu", "openslide", [(3968, 4864)] + [None] * 6, 0.22818, 40.0),
-    "dicom/cmu-1-small-region": ("dicom", "openslide", [(2220, 2967), (1110, 1483)] + [None] * 9 + [(1, 1)], 0.499, None),
+    "dicom/cmu-1-small-region": ("dicom", "dicom", [(2220, 2967), (1110, 1483)] + [None] * 9 + [(1, 1)], 0.499, None),
     "kidney-48-5.tif": ("tiff", "tifffile", [(1493, 901)], None, None),
 }  # fmt: skip
 
@@ -223,7 +223,7 @@ def test_empty_file_and_empty_dir(tmp_path):
     with pytest.raises(SlideError, match="empty file"):
         open_slide(str(tmp_path / "empty.svs"))
     (tmp_path / "d").mkdir()
-    with pytest.raises(SlideError, match="without .dcm"):
+    with pytest.raises(SlideError, match=r"without readable DICOM \(\.dcm\)"):
         open_slide(str(tmp_path / "d"))
 
 

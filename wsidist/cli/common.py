@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from wsidist.cli.output import Column, fail, print_job_summary, slide_progress
+from wsidist.cli.output import Column, fail, note, print_job_summary, slide_progress
 from wsidist.errors import WsidistError
 
 if TYPE_CHECKING:
@@ -23,6 +23,10 @@ SchedulerOpt = Annotated[str | None, typer.Option(help="address of a Dask schedu
 WorkersOpt = Annotated[int | None, typer.Option(help="LocalCluster worker processes")]
 OverwriteOpt = Annotated[bool | None, typer.Option("--overwrite", help="redo done slides")]
 CacheDirOpt = Annotated[str | None, typer.Option(help="local cache for remote slides")]
+ManifestOpt = Annotated[
+    str | None,
+    typer.Option(help="CSV/Parquet of slides: url, optional mpp, slide_id, label columns"),
+]
 MppOpt = Annotated[float | None, typer.Option(help="µm per level-0 px, overrides the slides'")]
 ScaleOpt = Annotated[float | None, typer.Option(help="downsample for filtering")]
 TileSizeOpt = Annotated[int | None, typer.Option(help="tile side, level-0 px")]
@@ -46,14 +50,27 @@ def run_slide_job(
 ) -> int:
     """Build and check a job (exit 2 naming a bad value), plan its slides once, run it with a
     progress bar and print its summary; the exit code (1 when a slide failed)."""
-    from wsidist.runtime.tasks import plan_tasks
+    from wsidist.io.storage import Store
+    from wsidist.runtime.preflight import check_output_root, check_stored_ids
+    from wsidist.runtime.tasks import plan_job
 
     try:
         job = build()
         job.require_inputs_and_out()
-        tasks = plan_tasks(job.inputs)
+        check_output_root(job.out, job.storage_options)
+        plan = plan_job(
+            job.inputs, exclude=(job.out,), manifest=job.manifest,
+            storage_options=job.storage_options,
+        )  # fmt: skip
+        check_stored_ids(Store(job.out, job.storage_options), plan.tasks)
     except WsidistError as exc:
         raise fail(str(exc)) from None
-    with slide_progress(title, len(tasks)) as on_result:
-        table = run(job, tasks, on_result)
-    return print_job_summary(title, table, {t.slide_id for t in tasks}, columns, width=width)
+    for line in plan.notes:
+        note(line)
+    try:
+        with slide_progress(title, len(plan.tasks)) as on_result:
+            table = run(job, plan.tasks, on_result)
+    except WsidistError as exc:
+        raise fail(str(exc)) from None
+    this_run = {t.slide_id for t in plan.tasks}
+    return print_job_summary(title, table, this_run, columns, width=width)

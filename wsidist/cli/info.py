@@ -35,6 +35,9 @@ def info(
         out_console.print_json(json.dumps([i.as_dict() for i in infos] + errors))
     else:
         out_console.print(info_table(infos))
+        for i in infos:
+            for warning in i.warnings:
+                console.print(Text.assemble((i.url, "yellow"), ": ", warning))
         for err in errors:
             console.print(Text.assemble((err["url"], "red"), ": ", err["error"]))
     if errors:

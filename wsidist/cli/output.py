@@ -39,6 +39,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def note(message: str) -> None:
+    """Print a note (to standard error), as text."""
+    console.print(Text.assemble(("note: ", "bold"), message))
+
+
 @contextlib.contextmanager
 def slide_progress(title: str, total: int) -> Iterator[Callable[[Row], None]]:
     """A progress bar counting ok / failed / skipped slides; yields the per-row callback."""
@@ -123,6 +128,7 @@ REWRITE_COLUMNS: tuple[Column, ...] = (
     ("SSIM", lambda r: num(r["ssim"], ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
     ("MP/s/w", lambda r: num(r["mp_per_s_per_worker"], ".1f")),
+    ("note", lambda r: r.get("warning") or ""),
 )
 
 

@@ -43,7 +43,9 @@ def select_tiles(
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
     except WsidistError as exc:
         raise fail(str(exc)) from None
-    counts = Table(title=f"{table.num_rows} tiles selected", caption=f"written to {url}")
+    counts = Table(
+        title=Text(f"{table.num_rows} tiles selected"), caption=Text(f"written to {url}")
+    )
     counts.add_column("slide_id")
     counts.add_column("tiles", justify="right")
     for row in selection_counts(table).to_pylist():
@@ -116,6 +118,6 @@ def top_tiles_cmd(
             None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp
         ).config
         paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config)
-    except WsidistError as exc:
+    except (WsidistError, ValueError) as exc:  # e.g. a size in µm on a slide without mpp
         raise fail(str(exc)) from None
     console.print(f"wrote {len(paths)} tiles to {out}", markup=False)

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    ManifestOpt,
     MppOpt,
     OutOpt,
     OverwriteOpt,
@@ -45,6 +47,7 @@ def score(
     batch: Annotated[bool | None, typer.Option("--batch", help="write every step image")] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    manifest: ManifestOpt = None,
 ) -> None:
     """Stage 1: tissue masks and scored tiles for every slide, as hive-partitioned Parquet."""
     from wsidist.stage1.config import build_job
@@ -53,6 +56,7 @@ def score(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, overwrite=overwrite, cache_dir=cache_dir,
+        manifest=manifest,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: build_job(config, **fields)))
 
@@ -69,14 +73,16 @@ def demo(
     from wsidist.stage1.config import build_job
 
     slide_dir = Path(out) / "demo-slides"
-    console.print(f"generating {n} synthetic slides in {slide_dir} …")
+    console.print(f"generating {n} synthetic slides in {slide_dir} …", markup=False)
     paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
     inputs = paths + list(slides or [])
     code = _run(lambda: build_job(None, inputs=inputs, out=out, workers=workers, batch=batch))
     console.print(
-        f"outputs in [bold]{out}[/]: slides.parquet, tiles/, masks/, thumbnails/"
-        + (", batch/" if batch else "")
-    )
+        Text.assemble(
+            "outputs in ", (out, "bold"), ": slides.parquet, tiles/, masks/, thumbnails/",
+            ", batch/" if batch else "",
+        )
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -93,7 +99,7 @@ def _run(build) -> int:
         return run_stage1(
             tasks, job.out, job.config, scheduler=job.scheduler, workers=job.workers,
             overwrite=job.overwrite, cache_dir=job.cache_dir,
-            storage_options=job.storage_options, on_result=on_result,
+            storage_options=job.storage_options, on_result=on_result, manifest=job.manifest,
         )  # fmt: skip
 
     return run_slide_job("stage 1", build, run, STAGE1_COLUMNS, width=110)

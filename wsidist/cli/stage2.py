@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    ManifestOpt,
     MppOpt,
     OutOpt,
     OverwriteOpt,
@@ -51,6 +52,7 @@ def rewrite_cmd(
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    manifest: ManifestOpt = None,
 ) -> None:
     """Stage 2a: rewrite slides as glass-removed JPEG-XL (or JPEG) pyramids, with a report."""
     from wsidist.stage2.config import build_rewrite_job
@@ -60,14 +62,14 @@ def rewrite_cmd(
         inputs=slides or None, out=out, masks=masks, scheduler=scheduler, workers=workers,
         overwrite=overwrite, cache_dir=cache_dir, codec=codec, distance=distance, effort=effort,
         lossless=lossless, jpeg_quality=jpeg_quality, glass=glass, margin_um=margin_um,
-        tile=tile, transcode=transcode, tissue=tissue, mpp=mpp,
+        tile=tile, transcode=transcode, tissue=tissue, mpp=mpp, manifest=manifest,
     )  # fmt: skip
 
     def run(job, tasks, on_result):
         return run_rewrite(
             tasks, job.out, job.config, masks=job.masks, scheduler=job.scheduler,
             workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache_dir,
-            storage_options=job.storage_options, on_result=on_result,
+            storage_options=job.storage_options, on_result=on_result, manifest=job.manifest,
         )  # fmt: skip
 
     build = lambda: build_rewrite_job(config, **fields)  # noqa: E731

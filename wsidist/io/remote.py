@@ -4,7 +4,8 @@ The cache key hashes the URL together with the object's size, etag and modificat
 changed object is fetched again. Downloads go to a temporary name in the cache and are renamed
 into place, so concurrent worker processes never see a partial file (the loser of a race just
 discards its copy). A directory URL (a DICOM series) and the companion folder of an ``.mrxs``
-file are staged as a whole.
+file are staged as a whole; a ``.dcm`` file URL brings the ``.dcm`` files of its folder (the
+other files of its series are among them).
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def _download_file(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> Non
         tmp.unlink(missing_ok=True)
 
 
-def _download_dir(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> None:
+def _download_dir(
+    fs: fsspec.AbstractFileSystem, rpath: str, dest: Path, sources: list[str] | None = None
+) -> None:
     tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
     tmp.mkdir(parents=True)
     try:
-        for src in sorted(fs.find(rpath)):
+        for src in sorted(fs.find(rpath) if sources is None else sources):
             rel = posixpath.relpath(src, rpath.rstrip("/"))
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +85,8 @@ def stage(url: str, cache_dir: str | None = None, storage_options: dict | None =
     info = fs.info(rpath)  # raises FileNotFoundError
     is_dir = info.get("type") == "directory"
     name = posixpath.basename(rpath) or "slide"
+    if not is_dir and name.lower().endswith(".dcm"):
+        return _stage_dcm_folder(fs, url, rpath, cache_dir)
     if is_dir:
         version = ";".join(
             f"{p}:{_version(i)}" for p, i in sorted(fs.find(rpath, detail=True).items())
@@ -107,3 +112,23 @@ def stage(url: str, cache_dir: str | None = None, storage_options: dict | None =
     elif not dest.is_file():
         _download_file(fs, rpath, dest)
     return str(dest)
+
+
+def _stage_dcm_folder(
+    fs: fsspec.AbstractFileSystem, url: str, rpath: str, cache_dir: str | None
+) -> str:
+    """Stage the ``.dcm`` files of ``rpath``'s folder; the local path of ``rpath`` in it."""
+    folder = posixpath.dirname(rpath)
+    entries = fs.ls(folder, detail=True)
+    dcm = sorted(
+        (e for e in entries if e.get("type") != "directory" and e["name"].lower().endswith(".dcm")),
+        key=lambda e: e["name"],
+    )
+    version = ";".join(f"{e['name']}:{_version(e)}" for e in dcm)
+    key = hashlib.sha256(f"{fs.unstrip_protocol(folder)}\n{version}".encode()).hexdigest()[:32]
+    root = Path(cache_dir or default_cache_dir()) / key
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / (posixpath.basename(folder) or "series")
+    if not dest.is_dir():
+        _download_dir(fs, folder, dest, [e["name"] for e in dcm])
+    return str(dest / posixpath.basename(rpath))

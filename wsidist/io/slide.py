@@ -9,6 +9,7 @@ the slide are white. Every failure (missing, corrupt, truncated, unsupported, un
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ import numpy as np
 from wsidist.errors import SlideError
 from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
 from wsidist.io.backends import BACKENDS
+from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
 from wsidist.io.remote import stage
 
 __all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "open_slide"]
@@ -42,6 +44,7 @@ class SlideInfo:
     tile_width: int | None = None
     tile_height: int | None = None
     compression: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""
@@ -49,6 +52,7 @@ class SlideInfo:
         d["level_dimensions"] = [list(wh) for wh in self.level_dimensions]
         d["level_downsamples"] = list(self.level_downsamples)
         d["associated_images"] = list(self.associated_images)
+        d["warnings"] = list(self.warnings)
         return d
 
 
@@ -73,6 +77,7 @@ class Slide:
     mpp_y = property(lambda self: self._impl.mpp_y)
     objective_power = property(lambda self: self._impl.objective_power)
     associated_images = property(lambda self: self._impl.associated_images)
+    warnings = property(lambda self: tuple(getattr(self._impl, "warnings", ())))
 
     @property
     def properties(self) -> Mapping[str, str]:
@@ -93,7 +98,7 @@ class Slide:
             level_downsamples=tuple(self.level_downsamples), mpp_x=self.mpp_x, mpp_y=self.mpp_y,
             objective_power=self.objective_power, associated_images=tuple(self.associated_images),
             tile_width=tile[0] if tile else None, tile_height=tile[1] if tile else None,
-            compression=self._impl.compression,
+            compression=self._impl.compression, warnings=self.warnings,
         )  # fmt: skip
 
     # -- pixels -----------------------------------------------------------------------------
@@ -180,12 +185,27 @@ def _reopen(url: str, cache_dir: str | None, backend: str) -> Slide:
 
 
 def _resolve_local(path: str) -> str:
-    """Existence checks; a DICOM series folder resolves to one of its .dcm files."""
+    """Existence checks; a DICOM series folder resolves to its series' main file."""
     if os.path.isdir(path):
-        dcm = sorted(e.path for e in os.scandir(path) if e.name.lower().endswith(".dcm"))
-        if not dcm:
-            raise SlideError(f"{path}: a directory without .dcm files is not a slide")
-        return dcm[0]
+        headers = [read_header(f) for f in dcm_files(os.listdir(path), path, os.path.join)]
+        series = readable(group_series(headers))
+        if not series:
+            raise SlideError(
+                f"{path}: a directory without readable DICOM (.dcm) files is not a slide"
+            )
+        if len(series) > 1:
+            raise SlideError(
+                f"{path}: the folder holds {len(series)} DICOM series: give one file of the "
+                "series to open (or the folder itself to a job, which lists each series)"
+            )
+        return series[0].main
+    if os.path.islink(path) and not os.path.exists(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SlideError(f"{path}: symbolic link loop") from None
+        raise SlideError(f"{path}: dangling symbolic link (to {os.readlink(path)})")
     if not os.path.exists(path):
         raise SlideError(f"slide not found: {path}")
     if os.path.getsize(path) == 0:

@@ -42,17 +42,22 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     inputs: list[str] = Field(default_factory=list)
+    manifest: str | None = Field(
+        None, description="CSV/Parquet of slides: url, optional mpp, slide_id and labels"
+    )
     out: str | None = None
     scheduler: str | None = None
-    workers: int | None = Field(None, gt=0)
+    workers: int | None = Field(None, gt=0, le=1024)
     overwrite: bool = False
     cache_dir: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def require_inputs_and_out(self) -> None:
         """ConfigError unless the job names its slides and its output."""
-        if not self.inputs:
-            raise ConfigError("no slides given: pass SLIDES or `inputs:` in the job file")
+        if not self.inputs and not self.manifest:
+            raise ConfigError(
+                "no slides given: pass SLIDES, --manifest, or `inputs:` in the job file"
+            )
         if not self.out:
             raise ConfigError("no output given: pass --out or `out:` in the job file")
 
@@ -66,7 +71,13 @@ def merge_job(
     """
     config_cls = job_cls.model_fields["config"].annotation
     data: dict[str, Any] = load_yaml(yaml_path, kind) if yaml_path is not None else {}
-    flat = {**data.pop("config", {}), **data}
+    nested = data.pop("config", {})
+    nested = {} if nested is None else nested
+    if not isinstance(nested, dict):
+        raise ConfigError(
+            f"job file {yaml_path}: config must be a mapping of fields, got {nested!r}"
+        )
+    flat = {**nested, **data}
     flat.update({k: v for k, v in overrides.items() if v is not None})
     job_names = set(job_cls.model_fields) - {"config"}
     job_fields = {k: v for k, v in flat.items() if k in job_names}

@@ -12,40 +12,81 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from wsidist.errors import ConfigError, failure_reason
-from wsidist.io.inputs import assign_slide_ids, expand_inputs
+from wsidist.io.inputs import assign_slide_ids, expand
 from wsidist.io.storage import Store
+from wsidist.runtime.manifest import read_manifest
 
 Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class SlideTask:
-    """One slide of a job: where it is and the id its outputs are written under."""
+    """One slide of a job: where it is, the id its outputs are written under, and what an
+    input manifest says about it (``mpp`` instead of the file's, label columns)."""
 
     url: str
     slide_id: str
+    mpp: float | None = None
+    labels: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
-def plan_tasks(inputs: Sequence[str | SlideTask]) -> list[SlideTask]:
-    """Slide tasks (url and sanitised id) for a job's inputs, in a stable order.
+@dataclass(frozen=True)
+class Plan:
+    """A job's slides, and notes on what input folders and globs skipped."""
 
-    Inputs are paths, folders, globs or URLs, expanded once; already planned
-    :class:`SlideTask` items pass through unchanged (so a caller that planned a job to show
-    progress does not list a bucket twice).
+    tasks: list[SlideTask]
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_job(
+    inputs: Sequence[str | SlideTask],
+    *,
+    exclude: Iterable[str | None] = (),
+    manifest: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Plan:
+    """Slide tasks for a job's inputs and manifest, in a stable order, with notes.
+
+    Inputs are paths, folders, globs or URLs, expanded once (files under an ``exclude`` root,
+    the job's own output, are skipped); the manifest's slides are added, and its ``slide_id``,
+    ``mpp`` and labels apply to its URLs. Already planned :class:`SlideTask` items pass through
+    unchanged (a caller that planned a job to show progress does not list a bucket twice).
+    Raises :class:`ConfigError` when two slides would share an id.
     """
     if inputs and all(isinstance(item, SlideTask) for item in inputs):
-        return list(inputs)  # type: ignore[arg-type]
-    urls = expand_inputs([str(item) for item in inputs])
+        return Plan(list(inputs))  # type: ignore[arg-type]
+    found = expand([str(item) for item in inputs], exclude=exclude)
+    rows = read_manifest(manifest, storage_options) if manifest else []
+    by_url = {r.url: r for r in rows}
+    urls = sorted(set(found.urls) | set(by_url))
     if not urls:
         raise ConfigError("no slides to process: give slide paths, folders, globs or URLs")
-    ids = assign_slide_ids(urls)
-    return [SlideTask(url, ids[url]) for url in urls]
+    ids = assign_slide_ids(urls, {r.url: r.slide_id for r in rows if r.slide_id})
+    tasks = []
+    for url in urls:
+        row = by_url.get(url)
+        extra = {"mpp": row.mpp, "labels": row.labels} if row else {}
+        tasks.append(SlideTask(url, ids[url], **extra))
+    return Plan(tasks, found.notes())
+
+
+def plan_tasks(
+    inputs: Sequence[str | SlideTask],
+    *,
+    exclude: Iterable[str | None] = (),
+    manifest: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[SlideTask]:
+    """The tasks of :func:`plan_job`."""
+    return plan_job(
+        inputs, exclude=exclude, manifest=manifest, storage_options=storage_options
+    ).tasks
 
 
 def worker_id() -> str:

@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 
+MAX_TILE_PX = 1 << 20  # a tile side larger than any slide; bounds the int64 table columns
+MAX_TILE_UM = 100_000.0  # 10 cm
+
+
 class Stage1Config(StageConfig):
     """What stage 1 computes for each slide. Every field but ``batch`` changes the outputs."""
 
@@ -39,8 +43,10 @@ class Stage1Config(StageConfig):
         None, description="mask refiners appended to the tissue pipeline, e.g. 'fill_holes'"
     )
     scale: float = Field(32.0, gt=1, le=1024, description="downsample of the filtered image")
-    tile_size: int | None = Field(None, gt=0, description="tile side in level-0 px")
-    tile_um: float | None = Field(None, gt=0, description="tile side in µm (needs mpp)")
+    tile_size: int | None = Field(None, gt=0, le=MAX_TILE_PX, description="tile side in level-0 px")
+    tile_um: float | None = Field(
+        None, gt=0, le=MAX_TILE_UM, description="tile side in µm (needs mpp)"
+    )
     overlap: float = Field(0.0, ge=0, description="tile overlap, in the tile size's unit")
     edge: Literal["keep", "drop"] = Field(
         "keep", description="keep: clipped tiles at the right/bottom edge; drop: whole tiles only"

@@ -15,6 +15,8 @@ from distributed import Client
 
 from wsidist import layout
 from wsidist.io.storage import Store
+from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
+from wsidist.runtime.preflight import check_output_root, check_stored_ids
 from wsidist.runtime.results import ProgressCallback, run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
 from wsidist.stage1.config import Stage1Config
@@ -68,17 +70,25 @@ def run_stage1(
     storage_options: dict[str, Any] | None = None,
     scorer: Scorer | None = None,
     on_result: ProgressCallback | None = None,
+    manifest: str | None = None,
 ) -> pa.Table:
     """Run stage 1 over ``inputs`` into ``out``; returns the slides table it wrote.
 
     ``inputs`` are paths, folders, globs or URLs (or tasks from
     :func:`~wsidist.runtime.tasks.plan_tasks`). ``scorer`` overrides ``config.scorer`` with a
     Python callable (it must pickle). A ``client`` is used as given; otherwise ``scheduler`` or
-    a LocalCluster of ``workers``.
+    a LocalCluster of ``workers``. ``manifest`` (CSV/Parquet: url, optional mpp, slide_id and
+    label columns) adds slides and their metadata; labels become columns of the table.
+
+    Before any slide is read: the output must not be a file, and an id the output already
+    holds for another URL refuses the job (:class:`~wsidist.errors.ConfigError`).
     """
     config = config or Stage1Config()
-    tasks = plan_tasks(inputs)
+    check_output_root(out, storage_options)
+    tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options or {})
+    check_stored_ids(store, tasks)
+    schema = labelled_schema(SLIDES_SCHEMA, tasks, stored_schema(store, layout.SLIDES_TABLE))
     config_hash = config.config_hash()
     rows = run_slide_tasks(
         process_slide,
@@ -90,4 +100,4 @@ def run_stage1(
         lost=lambda task, exc: lost_task_row(task, exc, config_hash, scale=config.scale),
         client=client, scheduler=scheduler, workers=workers, on_result=on_result,
     )  # fmt: skip
-    return write_job_table(store, layout.SLIDES_TABLE, rows, SLIDES_SCHEMA, config)
+    return write_job_table(store, layout.SLIDES_TABLE, with_labels(rows, tasks), schema, config)

@@ -39,13 +39,24 @@ def process_slide(
     cache_dir: str | None = None,
     scorer: Scorer | None = None,
 ) -> dict[str, Any]:
-    """Run stage 1 on one slide and return its summary row. Never raises for slide errors."""
+    """Run stage 1 on one slide and return its summary row. Never raises for slide errors.
+
+    A manifest ``mpp`` (``task.mpp``) is used instead of the config's and the slide's; what the
+    reader noticed about the file (``Slide.warnings``) joins the row's ``warning``.
+    """
+    if task.mpp is not None:
+        config = config.model_copy(update={"mpp": task.mpp})
     config_hash = config.config_hash()
 
     def work() -> dict[str, Any]:
         with open_slide(task.url, cache_dir=cache_dir) as slide:
             analysis = analyse_slide(slide, config, scorer or resolve_scorer(config.scorer))
-        return _write_outputs(analysis, task, config, store, config_hash)
+            noticed = slide.warnings
+        row = _write_outputs(analysis, task, config, store, config_hash)
+        if task.mpp is not None:
+            row["mpp_source"] = "manifest"
+        row["warning"] = "; ".join(filter(None, [*noticed, row["warning"]])) or None
+        return row
 
     return run_slide_task(
         task,
@@ -53,7 +64,7 @@ def process_slide(
         store=store,
         config_hash=config_hash,
         status_key=layout.status_key(task.slide_id),
-        columns={"scale": config.scale},
+        columns={"scale": config.scale, **task.labels},
         overwrite=overwrite,
         on_failure=lambda: store.remove(layout.tiles_partition(task.slide_id), recursive=True),
     )

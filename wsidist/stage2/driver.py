@@ -16,6 +16,8 @@ from distributed import Client
 from wsidist import layout
 from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_threads
+from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
+from wsidist.runtime.preflight import check_output_root, check_stored_ids
 from wsidist.runtime.results import run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
 from wsidist.stage2.config import RewriteConfig
@@ -40,15 +42,21 @@ def run_rewrite(
     cache_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
+    manifest: str | None = None,
 ) -> pa.Table:
     """Rewrite ``inputs`` into ``out/pyramids/``; returns the ``pyramids.parquet`` table.
 
     ``masks`` is the stage-1 output root holding ``masks/`` and ``status/`` (default ``out``).
+    ``manifest`` adds slides with their ``mpp`` (used for the margin), ids and labels. The
+    output is checked before any slide is read, as by :func:`~wsidist.stage1.run_stage1`.
     """
     config = config or RewriteConfig()
-    tasks = plan_tasks(inputs)
     storage_options = storage_options or {}
+    check_output_root(out, storage_options)
+    tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options)
+    check_stored_ids(store, tasks)
+    schema = labelled_schema(PYRAMIDS_SCHEMA, tasks, stored_schema(store, layout.PYRAMIDS_TABLE))
     config_hash = config.config_hash()
     rows = run_slide_tasks(
         rewrite_slide,
@@ -61,4 +69,4 @@ def run_rewrite(
         max_in_flight=cluster_threads,
         client=client, scheduler=scheduler, workers=workers, on_result=on_result,
     )  # fmt: skip
-    return write_job_table(store, layout.PYRAMIDS_TABLE, rows, PYRAMIDS_SCHEMA, config)
+    return write_job_table(store, layout.PYRAMIDS_TABLE, with_labels(rows, tasks), schema, config)

@@ -16,6 +16,7 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("slide_id", pa.string()),
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),
+        ("warning", pa.string()),  # what the slide's reader or the rewrite noticed (no mpp, …)
         ("key", pa.string()),  # pyramids/<id>.tiff under the output root
         ("codec", pa.string()),
         ("glass", pa.string()),

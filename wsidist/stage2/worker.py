@@ -42,7 +42,12 @@ def rewrite_slide(
     overwrite: bool = False,
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Rewrite one slide and return its ``pyramids.parquet`` row. Never raises for slide errors."""
+    """Rewrite one slide and return its ``pyramids.parquet`` row. Never raises for slide errors.
+
+    A manifest ``mpp`` (``task.mpp``) is used instead of the config's and the slide's.
+    """
+    if task.mpp is not None:
+        config = config.model_copy(update={"mpp": task.mpp})
 
     def work() -> dict[str, Any]:
         with open_slide(task.url, cache_dir=cache_dir) as slide:
@@ -59,7 +64,12 @@ def rewrite_slide(
         store=store,
         config_hash=config.config_hash(),
         status_key=layout.pyramid_status_key(task.slide_id),
-        columns={"codec": config.codec, "glass": config.glass, "transcode": config.transcode},
+        columns={
+            "codec": config.codec,
+            "glass": config.glass,
+            "transcode": config.transcode,
+            **task.labels,
+        },  # fmt: skip
         overwrite=overwrite,
         still_current=lambda _: store.exists(layout.pyramid_key(task.slide_id)),
         finish=throughput,
@@ -81,6 +91,12 @@ def _rewrite(
         raise ValueError(f"no tissue in the {mask_source} tissue mask: no pyramid written")
     downsample = width / mask.shape[1]
     options = config.pyramid_options(slide.mpp_x)
+    notes = list(slide.warnings)
+    if options.mpp is None and options.margin_px0 is None and options.margin_um > 0:
+        notes.append(
+            f"no mpp: the {options.margin_um:g} µm margin was applied as "
+            f"{options.margin_for(None):g} level-0 px (give --mpp or a manifest mpp)"
+        )
     extra = {
         "slide_id": task.slide_id,
         "mask_source": mask_source,
@@ -106,6 +122,7 @@ def _rewrite(
         "height": height,
         "megapixels": width * height / 1e6,
         "workers": workers,
+        "warning": "; ".join(notes) or None,
     }
 
 

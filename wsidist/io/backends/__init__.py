@@ -4,7 +4,9 @@ A backend object (see :class:`Backend`) exposes the slide's geometry and metadat
 pixels as ``uint8 (h, w, 3)`` RGB with everything outside the slide filled white. The
 :data:`BACKENDS` registry maps a name to a :class:`BackendSpec`: whether the backend is usable
 in this environment, whether it can open a given local file, and how to open it. ``"auto"``
-tries the backends in registry order (OpenSlide first: it knows every vendor format).
+tries the backends in registry order: the DICOM reader first for DICOM files (it decodes frames
+in the colour space their JPEG stream declares, and reads series OpenSlide refuses), then
+OpenSlide (every vendor format it knows; also the DICOM fallback), then tifffile.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Backend(Protocol):
     properties: Mapping[str, str]
     tile_size: tuple[int, int] | None
     compression: str | None
+    # optional: ``warnings: tuple[str, ...]``, what a reader noticed about the file (a row flag)
 
     def read_region(self, x: int, y: int, level: int, size: tuple[int, int]) -> np.ndarray:
         """(x, y) in level-0 px, size (w, h) in level px."""
@@ -51,6 +54,26 @@ class BackendSpec:
     available: Callable[[], bool]
     can_open: Callable[[str], bool]
     open: Callable[[str], Any]
+
+
+def _dicom_available() -> bool:
+    try:
+        import pydicom  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _dicom_can_open(path: str) -> bool:
+    from wsidist.io.backends.dicom_backend import can_open
+
+    return can_open(path)
+
+
+def _dicom_open(path: str) -> Any:
+    from wsidist.io.backends.dicom_backend import DicomBackend
+
+    return DicomBackend(path)
 
 
 def _openslide_available() -> bool:
@@ -97,6 +120,7 @@ def _tifffile_open(path: str) -> Any:
 
 BACKENDS: Mapping[str, BackendSpec] = MappingProxyType(
     {
+        "dicom": BackendSpec("dicom", _dicom_available, _dicom_can_open, _dicom_open),
         "openslide": BackendSpec(
             "openslide", _openslide_available, _openslide_can_open, _openslide_open
         ),
