@@ -59,8 +59,18 @@ class SlideInfo:
 class Slide:
     """An open slide. Use as a context manager; workers open their own (``open_slide(url)``)."""
 
-    def __init__(self, url: str, path: str, impl: Any, *, cache_dir: str | None, backend: str):
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        impl: Any,
+        *,
+        cache_dir: str | None,
+        backend: str,
+        notes: tuple[str, ...] = (),
+    ):
         self.url = url
+        self._notes = notes
         self.path = path
         self._impl = impl
         self._reopen_args = (url, cache_dir, backend)
@@ -77,7 +87,11 @@ class Slide:
     mpp_y = property(lambda self: self._impl.mpp_y)
     objective_power = property(lambda self: self._impl.objective_power)
     associated_images = property(lambda self: self._impl.associated_images)
-    warnings = property(lambda self: tuple(getattr(self._impl, "warnings", ())))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the reader noticed (e.g. a mis-tagged colour space, a fallback reader)."""
+        return (*self._notes, *getattr(self._impl, "warnings", ()))
 
     @property
     def properties(self) -> Mapping[str, str]:
@@ -246,9 +260,10 @@ def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto")
         try:
             impl = spec.open(path)
         except SlideError as exc:
-            errors.append(str(exc))
+            errors.append(f"{name} reader: {exc}")
             continue
-        return Slide(url, path, impl, cache_dir=cache_dir, backend=backend)
+        notes = tuple(f"opened with {name} after {e}" for e in errors if "not installed" not in e)
+        return Slide(url, path, impl, cache_dir=cache_dir, backend=backend, notes=notes)
     if errors:
         raise SlideError("; ".join(errors))
     reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"

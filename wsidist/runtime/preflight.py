@@ -1,6 +1,7 @@
 """Checks a job passes before any slide is read: the output root, and slide ids it already holds.
 
-- :func:`check_output_root`: the output is (or can become) a folder, not an existing file.
+- :func:`output_root`: a local output path made absolute, so workers anywhere write there;
+- :func:`check_output_root`: the output is (or can become) a folder, not an existing file;
 - :func:`check_stored_ids`: a slide id of this job that the output already holds for a
   different URL (in ``slides.parquet``, ``pyramids.parquet`` or a per-slide status JSON,
   compared case-insensitively) refuses the job, naming both URLs: a rerun never silently
@@ -27,6 +28,13 @@ from wsidist.io.storage import Store
 class Planned(Protocol):
     url: str
     slide_id: str
+
+
+def output_root(out: str) -> str:
+    """``out`` as workers must see it: a local path made absolute (workers of a cluster run in
+    other folders), a URL unchanged."""
+    local = local_path(out)
+    return os.path.abspath(local) if local is not None else out
 
 
 def check_output_root(out: str, storage_options: dict[str, Any] | None = None) -> None:

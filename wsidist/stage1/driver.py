@@ -16,7 +16,7 @@ from distributed import Client
 from wsidist import layout
 from wsidist.io.storage import Store
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
-from wsidist.runtime.preflight import check_output_root, check_stored_ids
+from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
 from wsidist.runtime.results import ProgressCallback, run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
 from wsidist.stage1.config import Stage1Config
@@ -85,6 +85,7 @@ def run_stage1(
     """
     config = config or Stage1Config()
     check_output_root(out, storage_options)
+    out = output_root(out)
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options or {})
     check_stored_ids(store, tasks)

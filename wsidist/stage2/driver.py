@@ -17,7 +17,7 @@ from wsidist import layout
 from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_threads
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
-from wsidist.runtime.preflight import check_output_root, check_stored_ids
+from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
 from wsidist.runtime.results import run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
 from wsidist.stage2.config import RewriteConfig
@@ -53,6 +53,7 @@ def run_rewrite(
     config = config or RewriteConfig()
     storage_options = storage_options or {}
     check_output_root(out, storage_options)
+    out = output_root(out)
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options)
     check_stored_ids(store, tasks)
@@ -62,7 +63,8 @@ def run_rewrite(
         rewrite_slide,
         tasks,
         fn_kwargs={
-            "config": config, "store": store, "masks": Store(masks or out, storage_options),
+            "config": config, "store": store,
+            "masks": Store(output_root(masks or out), storage_options),
             "overwrite": overwrite, "cache_dir": cache_dir,
         },
         lost=lambda task, exc: lost_task_row(task, exc, config_hash),
