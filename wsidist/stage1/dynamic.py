@@ -19,7 +19,7 @@ from PIL import Image
 from wsidist import layout
 from wsidist.errors import WsidistError
 from wsidist.imaging import encode_image
-from wsidist.io.inputs import slide_id_for
+from wsidist.io.inputs import expand_inputs, slide_id_for
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.stage1.analysis import analyse_slide
@@ -57,7 +57,8 @@ def top_tiles(
         analysis = analyse_slide(slide, config, scorer)
         tiles = analysis.tiles.sort_by([("rank", "ascending")]).slice(0, n)
         ds_level = float(slide.level_downsamples[level])
-        slide_id = slide_id_for(url)
+        # a .dcm file is known by its series' URL (its folder when alone there), as in a job
+        slide_id = slide_id_for(expand_inputs([url])[0] if url.lower().endswith(".dcm") else url)
         for row in tiles.to_pylist():
             record = {"url": url, "slide_id": slide_id, "level": level, "mpp": analysis.mpp}
             record.update(row)
