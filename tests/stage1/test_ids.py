@@ -116,10 +116,15 @@ def test_each_dicom_series_in_one_folder_is_one_row(client, tmp_path):
     assert (got[str(a[0])]["width"], got[str(b[0])]["width"]) == (900, 300)
     assert all(r["status"] == "ok" for r in table)
     assert len({r["slide_id"] for r in table}) == 2
-    # the folder lists the same two series, under the same ids
-    again = run_stage1([str(folder)], str(out), FAST, client=client).to_pylist()
-    assert {r["slide_id"] for r in again} == {r["slide_id"] for r in table}
-    assert all(r["skipped"] for r in again)
+    # the folder lists the same two series, under the same ids; a damaged file is its own row
+    (folder / "damaged.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
+    again = {
+        r["slide_id"]: r
+        for r in run_stage1([str(folder)], str(out), FAST, client=client).to_pylist()
+    }
+    assert set(again) == {r["slide_id"] for r in table} | {"damaged"}
+    assert all(again[r["slide_id"]]["skipped"] for r in table)
+    assert again["damaged"]["status"] == "failed" and "damaged.dcm" in again["damaged"]["error"]
 
 
 def test_output_inside_the_input_folder_is_not_read_back(client, tmp_path):
