@@ -51,18 +51,24 @@ def image_kind(image_type: Any) -> str:
     return values[2] if len(values) > 2 and values[2] else "OTHER"
 
 
+def _past_needed(tag: Any, vr: Any, length: int) -> bool:
+    return tag > 0x00480007  # TotalPixelMatrixRows, the last grouping field
+
+
 def _open_local(path: str) -> IO[bytes]:
     return open(path, "rb")
 
 
 def read_header(path: str, opener: Callable[[str], IO[bytes]] = _open_local) -> DicomHeader:
     """The grouping fields of one file, from its header; ``error`` says why it is not DICOM."""
-    import pydicom
+    from pydicom.filereader import read_partial
+    from pydicom.tag import Tag
 
     try:
         with opener(path) as fh, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on every non-conformant value
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS)
+            # stop after the last tag needed: per-frame groups can be megabytes of header
+            ds = read_partial(fh, stop_when=_past_needed, specific_tags=[Tag(t) for t in _TAGS])
     except Exception as exc:  # noqa: BLE001 — pydicom and fsspec raise many types on bad files
         return DicomHeader(path, error=f"not a readable DICOM file: {exc}")
     uid = str(ds.get("SeriesInstanceUID") or "") or None
