@@ -74,7 +74,7 @@ def test_workers_get_the_manifest_env(k8s_run, s3):
         assert env["AWS_ACCESS_KEY_ID"] == s3.key  # from the Secret
 
 
-def test_stage1_daskjob_writes_the_right_slides_table(k8s_run, synthetic_slides, client, tmp_path):
+def test_stage1_daskjob_writes_the_right_slides_table(k8s_run, synthetic_slides, tmp_path):
     """The same table as the job file run in-process on the same slides, read with DuckDB."""
     from wsidist.stage1.config import build_job
     from wsidist.stage1.driver import run_stage1
@@ -89,7 +89,8 @@ def test_stage1_daskjob_writes_the_right_slides_table(k8s_run, synthetic_slides,
         yaml.safe_dump({**k8s_run.stage1, "inputs": inputs, "out": str(tmp_path / "o")})
     )
     job = build_job(local)
-    want = run_stage1(job.inputs, job.out, job.config, client=client).sort_by("slide_id")
+    with Client(k8s_run.pods.service_address(k8s_run.running)) as client:  # the same workers
+        want = run_stage1(job.inputs, job.out, job.config, client=client).sort_by("slide_id")
     assert got.column("slide_id").to_pylist() == sorted(s.path.stem for s in synthetic_slides)
     assert got.column("url").to_pylist() == [
         f"{k8s_run.stage1['inputs'][0].rstrip('/')}/{s}"

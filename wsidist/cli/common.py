@@ -92,6 +92,13 @@ def job_client(job: JobSpec) -> Iterator[Client]:
         except (OSError, TimeoutError) as exc:  # refused, unreachable, TLS handshake failed
             where = job.scheduler or f"the {job.cluster} cluster"
             raise fail(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
+        except TypeError as exc:  # Dask's word for a tls:// address without certificates
+            if "TLS" not in str(exc):
+                raise
+            raise fail(
+                f"cannot connect to the Dask scheduler at {job.scheduler}: it needs TLS; pass "
+                "--tls-ca, --tls-cert and --tls-key (or set Dask's distributed.comm.tls config)"
+            ) from None
         if job.dashboard:
             note(f"Dask dashboard: {client.dashboard_link}")
         yield client
