@@ -82,7 +82,7 @@ def test_stage1_daskjob_writes_the_right_slides_table(k8s_run, synthetic_slides,
     assert k8s_run.runner.returncode == 0, k8s_run.pods.log_text()[-6000:]
     got = k8s_run.con.sql(
         f"SELECT * FROM read_parquet('{k8s_run.out}/slides.parquet') ORDER BY slide_id"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     local = tmp_path / "stage1.yaml"
     inputs = [str(s.path) for s in synthetic_slides]
     local.write_text(
