@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +14,7 @@ from wsidist.errors import WsidistError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from distributed import Client
 
     from wsidist.runtime.jobconfig import JobSpec
     from wsidist.runtime.tasks import SlideTask
@@ -36,6 +38,18 @@ TissueOpt = Annotated[
 ]
 
 
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(help="local (default), or slurm | pbs | lsf from Dask's jobqueue config"),
+]
+DashboardOpt = Annotated[
+    bool | None, typer.Option("--dashboard", help="serve and print the Dask dashboard link")
+]
+TlsCaOpt = Annotated[str | None, typer.Option(help="TLS: CA certificate file (PEM)")]
+TlsCertOpt = Annotated[str | None, typer.Option(help="TLS: this client's certificate (PEM)")]
+TlsKeyOpt = Annotated[str | None, typer.Option(help="TLS: this client's private key (PEM)")]
+
+
 Stage1ConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAML file")]
 RewriteConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAML (kind: rewrite)")]
 
@@ -43,14 +57,18 @@ RewriteConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAM
 def run_slide_job(
     title: str,
     build: Callable[[], JobSpec],
-    run: Callable[[JobSpec, Sequence[SlideTask], Callable[[dict[str, Any]], None]], pa.Table],
+    run: Callable[
+        [JobSpec, Sequence[SlideTask], Callable[[dict[str, Any]], None], Client], pa.Table
+    ],
     columns: Sequence[Column],
     *,
     width: int = 0,
 ) -> int:
-    """Build and check a job (exit 2 naming a bad value), plan its slides once, run it with a
-    progress bar and print its summary; the exit code (1 when a slide failed)."""
+    """Build and check a job (exit 2 naming a bad value), plan its slides once, start or
+    connect to its cluster, run it with a progress bar and print its summary; the exit code
+    (1 when a slide failed)."""
     from wsidist.io.storage import Store
+    from wsidist.runtime.cluster import subscribe_progress
     from wsidist.runtime.preflight import check_output_root, check_stored_ids
     from wsidist.runtime.tasks import plan_job
 
@@ -68,9 +86,36 @@ def run_slide_job(
     for line in plan.notes:
         note(line)
     try:
-        with slide_progress(title, len(plan.tasks)) as on_result:
-            table = run(job, plan.tasks, on_result)
+        with job_client(job) as client, slide_progress(title, len(plan.tasks)) as progress:
+            subscribe_progress(client, progress.blocks)
+            table = run(job, plan.tasks, progress, client)
     except WsidistError as exc:
         raise fail(str(exc)) from None
     this_run = {t.slide_id for t in plan.tasks}
     return print_job_summary(title, table, this_run, columns, width=width)
+
+
+@contextlib.contextmanager
+def job_client(job: JobSpec) -> Iterator[Client]:
+    """The job's Dask client (exit 2 with the reason when it cannot start or connect); prints
+    the dashboard link with ``--dashboard``."""
+    from wsidist.runtime.cluster import dask_client
+
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(dask_client(**job.client_options()))
+        except WsidistError as exc:
+            raise fail(str(exc)) from None
+        except (OSError, TimeoutError) as exc:  # refused, unreachable, TLS handshake failed
+            where = job.scheduler or f"the {job.cluster} cluster"
+            raise fail(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
+        except TypeError as exc:  # Dask's word for a tls:// address without certificates
+            if "TLS" not in str(exc):
+                raise
+            raise fail(
+                f"cannot connect to the Dask scheduler at {job.scheduler}: it needs TLS; pass "
+                "--tls-ca, --tls-cert and --tls-key (or set Dask's distributed.comm.tls config)"
+            ) from None
+        if job.dashboard:
+            note(f"Dask dashboard: {client.dashboard_link}")
+        yield client

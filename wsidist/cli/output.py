@@ -11,12 +11,14 @@ interpreted as console markup.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -44,27 +46,58 @@ def note(message: str) -> None:
     console.print(Text.assemble(("note: ", "bold"), message))
 
 
+MIN_BLOCKS_SHOWN = 4  # a slide gets its own block bar from this many blocks
+
+
+class SlideProgress:
+    """The job's progress bar (ok / failed / skipped slides) and, for long slides, a bar of
+    blocks per slide while it runs. Call it with each slide's row; ``blocks`` takes the
+    workers' progress messages (``slide_id``, ``done``, ``total``), from any thread."""
+
+    def __init__(self, progress: Progress, title: str, total: int):
+        self._progress = progress
+        self._counts = {"ok": 0, "failed": 0, "skipped": 0}
+        self._bar = progress.add_task(f"[bold]{escape(title)}[/]", total=total, note=self._note())
+        self._block_bars: dict[str, Any] = {}
+        self._finished: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _note(self) -> str:
+        return "  ".join(f"{k} {v}" for k, v in self._counts.items())
+
+    def __call__(self, row: Row) -> None:
+        with self._lock:
+            self._counts["skipped" if row.get("skipped") else row["status"]] += 1
+            self._finished.add(row["slide_id"])
+            bar = self._block_bars.pop(row["slide_id"], None)
+            if bar is not None:
+                self._progress.remove_task(bar)
+            self._progress.update(self._bar, advance=1, note=self._note())
+
+    def blocks(self, message: dict[str, Any]) -> None:
+        slide_id, done, total = message["slide_id"], message["done"], message["total"]
+        with self._lock:
+            if total < MIN_BLOCKS_SHOWN or slide_id in self._finished:
+                return
+            bar = self._block_bars.get(slide_id)
+            if bar is None:
+                bar = self._progress.add_task(f"  {escape(slide_id)}", total=total, note="blocks")
+                self._block_bars[slide_id] = bar
+            self._progress.update(bar, completed=done, total=total)
+
+
 @contextlib.contextmanager
-def slide_progress(title: str, total: int) -> Iterator[Callable[[Row], None]]:
-    """A progress bar counting ok / failed / skipped slides; yields the per-row callback."""
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
+def slide_progress(title: str, total: int) -> Iterator[SlideProgress]:
+    """A progress bar of the job's slides; yields the per-row callback (see SlideProgress)."""
     columns = (
-        TextColumn(f"[bold]{title}[/]"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(
-            "ok {task.fields[ok]}  failed {task.fields[failed]}  skipped {task.fields[skipped]}"
-        ),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("slides", total=total, **counts)
-
-        def on_result(row: Row) -> None:
-            counts["skipped" if row.get("skipped") else row["status"]] += 1
-            progress.update(bar, advance=1, **counts)
-
-        yield on_result
+        yield SlideProgress(progress, title, total)
 
 
 def num(value: float | None, fmt: str, scale: float = 1.0) -> str:

@@ -10,6 +10,8 @@ from rich.text import Text
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    ClusterOpt,
+    DashboardOpt,
     ManifestOpt,
     MppOpt,
     OutOpt,
@@ -21,6 +23,9 @@ from wsidist.cli.common import (
     TileSizeOpt,
     TileUmOpt,
     TissueOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
     WorkersOpt,
     run_slide_job,
 )
@@ -48,6 +53,11 @@ def score(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
+    cluster: ClusterOpt = None,
+    dashboard: DashboardOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Stage 1: tissue masks and scored tiles for every slide, as hive-partitioned Parquet."""
     from wsidist.stage1.config import build_job
@@ -57,6 +67,7 @@ def score(
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, overwrite=overwrite, cache_dir=cache_dir,
         manifest=manifest,
+        cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: build_job(config, **fields)))
 
@@ -67,6 +78,7 @@ def demo(
     n: Annotated[int, typer.Option(help="number of synthetic slides")] = 3,
     workers: WorkersOpt = None,
     batch: Annotated[bool, typer.Option("--batch/--no-batch", help="write step images")] = True,
+    dashboard: DashboardOpt = None,
 ) -> None:
     """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on a LocalCluster."""
     from wsidist.demo.synth import generate_demo_slides
@@ -76,7 +88,11 @@ def demo(
     console.print(f"generating {n} synthetic slides in {slide_dir} …", markup=False)
     paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
     inputs = paths + list(slides or [])
-    code = _run(lambda: build_job(None, inputs=inputs, out=out, workers=workers, batch=batch))
+    code = _run(
+        lambda: build_job(
+            None, inputs=inputs, out=out, workers=workers, batch=batch, dashboard=dashboard
+        )
+    )
     console.print(
         Text.assemble(
             "outputs in ", (out, "bold"), ": slides.parquet, tiles/, masks/, thumbnails/",
@@ -95,11 +111,11 @@ def filters() -> None:
 def _run(build) -> int:
     from wsidist.stage1.driver import run_stage1
 
-    def run(job, tasks, on_result):
+    def run(job, tasks, on_result, client):
         return run_stage1(
-            tasks, job.out, job.config, scheduler=job.scheduler, workers=job.workers,
-            overwrite=job.overwrite, cache_dir=job.cache_dir,
-            storage_options=job.storage_options, on_result=on_result, manifest=job.manifest,
+            tasks, job.out, job.config, client=client, overwrite=job.overwrite,
+            cache_dir=job.cache_dir, storage_options=job.storage_options, on_result=on_result,
+            manifest=job.manifest,
         )  # fmt: skip
 
     return run_slide_job("stage 1", build, run, STAGE1_COLUMNS, width=110)

@@ -9,6 +9,8 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    ClusterOpt,
+    DashboardOpt,
     ManifestOpt,
     MppOpt,
     OutOpt,
@@ -16,6 +18,9 @@ from wsidist.cli.common import (
     RewriteConfigOpt,
     SchedulerOpt,
     SlidesArg,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
     WorkersOpt,
     run_slide_job,
 )
@@ -53,6 +58,11 @@ def rewrite_cmd(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
+    cluster: ClusterOpt = None,
+    dashboard: DashboardOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Stage 2a: rewrite slides as glass-removed JPEG-XL (or JPEG) pyramids, with a report."""
     from wsidist.stage2.config import build_rewrite_job
@@ -62,13 +72,14 @@ def rewrite_cmd(
         inputs=slides or None, out=out, masks=masks, scheduler=scheduler, workers=workers,
         overwrite=overwrite, cache_dir=cache_dir, codec=codec, distance=distance, effort=effort,
         lossless=lossless, jpeg_quality=jpeg_quality, glass=glass, margin_um=margin_um,
-        tile=tile, transcode=transcode, tissue=tissue, mpp=mpp, manifest=manifest,
+        tile=tile, transcode=transcode, tissue=tissue, mpp=mpp, manifest=manifest, cluster=cluster,
+        dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
 
-    def run(job, tasks, on_result):
+    def run(job, tasks, on_result, client):
         return run_rewrite(
-            tasks, job.out, job.config, masks=job.masks, scheduler=job.scheduler,
-            workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache_dir,
+            tasks, job.out, job.config, masks=job.masks, client=client,
+            overwrite=job.overwrite, cache_dir=job.cache_dir,
             storage_options=job.storage_options, on_result=on_result, manifest=job.manifest,
         )  # fmt: skip
 

@@ -1,37 +1,106 @@
-"""The Dask side: a client of a given scheduler or a LocalCluster, and the worker environment."""
+"""The Dask side: a client of a given scheduler, a LocalCluster or an HPC batch cluster; TLS;
+the worker environment; per-slide progress events from workers to the driver."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, Security
+
+ClusterKind = Literal["local", "slurm", "pbs", "lsf"]
+PROGRESS_TOPIC = "wsidist-progress"  # Dask event topic of per-slide progress messages
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
-    """A client of an existing scheduler, or of a LocalCluster of worker processes (one per core)."""
+def dask_client(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    *,
+    cluster: ClusterKind = "local",
+    security: Security | None = None,
+    dashboard: bool = False,
+) -> Iterator[Client]:
+    """A client of an existing scheduler, of an HPC batch cluster (``cluster`` slurm, pbs or
+    lsf, from Dask's jobqueue config), or of a LocalCluster of worker processes (one per core).
+
+    ``security`` (see :func:`tls_security`) makes every connection TLS; without it, Dask's
+    ``distributed.comm.tls`` config still applies to a given ``scheduler``. ``dashboard``
+    serves the LocalCluster's dashboard on a free port (``client.dashboard_link``).
+    """
     if scheduler:
-        with Client(scheduler) as client:
+        with Client(scheduler, security=security) as client:
+            yield client
+        return
+    if cluster != "local":
+        from wsidist.runtime.hpc import jobqueue_cluster
+
+        with (
+            jobqueue_cluster(cluster, workers, environ=worker_environ(), security=security) as hpc,
+            Client(hpc, security=security) as client,
+        ):
             yield client
         return
     n_workers = workers or os.cpu_count() or 1
+    tls = {"protocol": "tls://", "security": security} if security is not None else {}
     with (
         dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0" if dashboard else None,
             silence_logs=40,
-        ) as cluster,
-        Client(cluster) as client,
+            **tls,
+        ) as local,
+        Client(local, security=security) as client,
     ):
         yield client
+
+
+def tls_security(ca_file: str, cert_file: str, key_file: str) -> Security:
+    """Mutual TLS for every role (client, scheduler, worker) from one CA and one key pair;
+    a peer whose certificate the CA did not sign is refused."""
+    pair = {"cert": cert_file, "key": key_file}
+    roles = {
+        f"tls_{role}_{part}": path
+        for role in ("client", "scheduler", "worker")
+        for part, path in pair.items()
+    }
+    return Security(tls_ca_file=ca_file, require_encryption=True, **roles)
+
+
+def progress_reporter(
+    slide_id: str, *, min_interval_s: float = 0.5
+) -> Callable[[int, int], None] | None:
+    """``report(done, total)`` that sends ``slide_id``'s progress to the driver as a Dask event
+    (at most every ``min_interval_s``, and always the last); None outside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < min_interval_s:
+            return
+        last[0] = now
+        worker.log_event(PROGRESS_TOPIC, {"slide_id": slide_id, "done": done, "total": total})
+
+    return report
+
+
+def subscribe_progress(client: Client, handler: Callable[[dict[str, Any]], None]) -> None:
+    """Call ``handler(message)`` on the driver for every progress message a worker sends."""
+    client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
 
 
 def worker_environ() -> dict[str, Any]:

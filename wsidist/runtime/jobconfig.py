@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsidist.errors import ConfigError
 
@@ -51,6 +51,39 @@ class JobSpec(BaseModel):
     overwrite: bool = False
     cache_dir: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    cluster: Literal["local", "slurm", "pbs", "lsf"] = "local"  # without a scheduler
+    dashboard: bool = False
+    tls_ca: str | None = None  # CA, certificate and key files: every connection over TLS
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _where_to_run(self) -> JobSpec:
+        tls = {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
+        given = [name for name, path in tls.items() if path]
+        if given and len(given) < len(tls):
+            missing = ", ".join(sorted(set(tls) - set(given)))
+            raise ValueError(f"TLS needs tls_ca, tls_cert and tls_key; missing {missing}")
+        for name in given:
+            if not Path(tls[name]).is_file():
+                raise ValueError(f"{name}: no such file {tls[name]!r}")
+        if self.scheduler and self.cluster != "local":
+            raise ValueError(f"give a scheduler or cluster {self.cluster!r}, not both")
+        if given and self.scheduler and not self.scheduler.startswith("tls://"):
+            raise ValueError(
+                f"TLS certificates given, but scheduler {self.scheduler!r} is not tls://"
+            )
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`wsidist.runtime.cluster.dask_client` for this job."""
+        from wsidist.runtime.cluster import tls_security
+
+        security = tls_security(self.tls_ca, self.tls_cert, self.tls_key) if self.tls_ca else None
+        return {
+            "scheduler": self.scheduler, "workers": self.workers, "cluster": self.cluster,
+            "security": security, "dashboard": self.dashboard,
+        }  # fmt: skip
 
     def require_inputs_and_out(self) -> None:
         """ConfigError unless the job names its slides and its output."""

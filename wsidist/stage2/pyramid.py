@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +110,7 @@ def write_pyramid(
     submit: Submit | None = None,
     workers: int | None = None,
     description_extra: dict[str, Any] | None = None,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> PyramidReport:
     """Write ``slide`` as a glass-removed tiled pyramidal TIFF at ``path``; return a report.
 
@@ -122,6 +123,7 @@ def write_pyramid(
     Blocks of tiles are encoded in parallel through ``submit`` (``Client.submit`` of a Dask
     client, or an executor's ``submit``; default: a thread pool of ``workers``), at most
     ``2 * workers`` at a time; this process assembles the file from a spool of encoded tiles.
+    ``on_block(done, total)`` is called as each block of tiles is spooled.
     """
     t0 = time.perf_counter()
     opts = options or PyramidOptions()
@@ -171,7 +173,7 @@ def write_pyramid(
         spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
         top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
         stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
-                               2 * workers, spool, top)  # fmt: skip
+                               2 * workers, spool, top, on_block)  # fmt: skip
         tmp_path = path.with_name(path.name + ".part")
         try:
             with tifffile.TiffWriter(tmp_path, bigtiff=width * height * 3 > 2**31) as tw:
@@ -327,6 +329,7 @@ def _encode_blocks(
     window: int,
     spool: _Spool,
     top: np.ndarray | None,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`encode_block` over every block with a kept tile, ``window`` at a time,
     spooling tiles and pasting the reduced pieces into ``top`` as blocks complete."""
@@ -347,8 +350,9 @@ def _encode_blocks(
 
     stats: dict[str, Any] = {"sq_err": [], "ssim": [], "seconds": 0.0}
     piece_px = plan.block_px0 // plan.factor ** (plan.levels + 1)
+    total = sum(1 for _ in block_args()) if on_block else 0
     results = bounded_map(submit, encode_block, block_args(), window, ordered=False)
-    for res in results:
+    for done, res in enumerate(results, 1):
         for level, r, c, data in res.tiles:
             spool.add(level, r, c, data)
         if top is not None and res.reduced is not None:
@@ -357,4 +361,6 @@ def _encode_blocks(
         stats["sq_err"] += res.sq_err
         stats["ssim"] += res.ssim
         stats["seconds"] += res.seconds
+        if on_block:
+            on_block(done, total)
     return stats

@@ -23,7 +23,7 @@ from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
-from wsidist.runtime.cluster import cluster_submitter
+from wsidist.runtime.cluster import cluster_submitter, progress_reporter
 from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage2.config import RewriteConfig
 from wsidist.stage2.pyramid import write_pyramid
@@ -112,7 +112,7 @@ def _rewrite(
         else:
             report = write_pyramid(
                 slide, mask, downsample, out_path, options, submit=submit, workers=workers,
-                description_extra=extra,
+                description_extra=extra, on_block=progress_reporter(task.slide_id),
             )  # fmt: skip
     return {
         **_report_columns(report),
