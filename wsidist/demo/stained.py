@@ -21,7 +21,13 @@ import tifffile
 from wsidist.demo.noise import jitter, value_noise
 from wsidist.imaging import area_reduce
 
-__all__ = ["REFERENCE_STAINS", "RUIFROK_STAINS", "StainedSpec", "StainedTruth", "write_stained_slide"]
+__all__ = [
+    "REFERENCE_STAINS",
+    "RUIFROK_STAINS",
+    "StainedSpec",
+    "StainedTruth",
+    "write_stained_slide",
+]
 
 # (hematoxylin, eosin) optical-density directions (R, G, B)
 RUIFROK_STAINS = ((0.650, 0.704, 0.286), (0.072, 0.990, 0.105))  # Ruifrok & Johnston 2001

@@ -166,7 +166,7 @@ class StainNormalizer:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"stain normaliser JSON is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("wsidist") != "stain":
-            raise ConfigError("not a wsidist stain normaliser JSON (no \"wsidist\": \"stain\")")
+            raise ConfigError('not a wsidist stain normaliser JSON (no "wsidist": "stain")')
         method = data.get("method")
         params = {k: v for k, v in data.items() if k not in ("wsidist", "method", "background")}
         return cls(method, params, float(data.get("background", BACKGROUND)))
