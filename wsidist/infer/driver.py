@@ -103,12 +103,18 @@ def run_infer(
     scheduler: str | None = None,
     workers: int | None = None,
     client: Client | None = None,
+    masks: Store | None = None,
     overwrite: bool = False,
     cache_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
 ) -> pa.Table:
-    """Infer every slide of ``inputs`` into ``out``; returns the ``inference.parquet`` table."""
+    """Infer every slide of ``inputs`` into ``out``; returns the ``inference.parquet`` table.
+
+    ``inputs`` are planned with :func:`plan_infer` unless they are already
+    :class:`~wsidist.infer.worker.InferTask` items (then ``masks`` is the stage-1 root to read
+    masks from, as :func:`plan_infer` returned it).
+    """
     if not config.models:
         raise ConfigError("no model given")
     for spec in config.models:
@@ -119,7 +125,6 @@ def run_infer(
 
         normalizer = StainNormalizer.load(config.normalize)
     storage_options = storage_options or {}
-    masks = None
     if inputs and all(isinstance(t, InferTask) for t in inputs):
         tasks = list(inputs)
     else:
