@@ -26,10 +26,10 @@ def darkness(batch: np.ndarray) -> np.ndarray:
 
 
 def darkness_map(batch: np.ndarray) -> np.ndarray:
-    """(N, 1, 16, 16): dark probability of each 1/16 of the patch (a segmentation model)."""
+    """(N, 1, 4, 4): dark probability of each quarter-side cell (a segmentation model)."""
     n, h, w, _ = batch.shape
     d = 1.0 - batch.astype(np.float32).mean(3) / 255.0
-    cells = d.reshape(n, 16, h // 16, 16, w // 16).mean((2, 4))
+    cells = d.reshape(n, 4, h // 4, 4, w // 4).mean((2, 4))
     return _sigmoid(GAIN * (cells - MIDPOINT))[:, None].astype(np.float32)
 
 
@@ -87,3 +87,9 @@ def build_darkness_onnx(path: Path, *, nhwc: bool = False) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def darkness_dark_only(batch: np.ndarray) -> np.ndarray:
+    """(N, 1): a sharper darkness model (gain 60), to disagree with others near the border."""
+    d = 1.0 - batch.reshape(len(batch), -1).mean(1) / 255.0
+    return _sigmoid(3 * GAIN * (d - MIDPOINT - 0.03))[:, None].astype(np.float32)

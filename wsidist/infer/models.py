@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -150,7 +151,9 @@ def _torchscript_runner(path: str, threads: int) -> Callable[[np.ndarray], np.nd
 
     torch.set_num_threads(threads)
     try:
-        module = torch.jit.load(path, map_location="cpu").eval()
+        with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript as deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(path, map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001 — torch raises RuntimeError and friends
         raise ConfigError(f"model {path}: not a TorchScript file torch can load: {exc}") from None
 
