@@ -177,3 +177,28 @@ def test_a_broken_slide_is_a_failed_row_while_the_rest_complete(dark_slides, cli
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
     assert rows["dark_b"]["status"] == "ok"
     assert not (tmp_path / "out" / layout.predictions_partition("broken")).exists()
+
+
+def test_predictions_join_the_stage1_tiles_in_duckdb(dark_slides, darkness_onnx, client, tmp_path):
+    from wsidist.query.select import select, write_selection
+    from wsidist.stage1.config import Stage1Config
+    from wsidist.stage1.driver import run_stage1
+
+    out = tmp_path / "run"
+    run_stage1([str(dark_slides[0].path)], str(out), Stage1Config(tile_size=256), client=client)
+    selection = write_selection(select(str(out), top=40), str(out / layout.SELECTION_TABLE))
+    config = InferConfig(models=(str(darkness_onnx),), patch_px=256, overlap=0.5)
+    table = run_infer([selection], str(out), config, client=client)  # next to the tiles
+    assert table.column("n_patches").to_pylist() == [40]
+    joined = (
+        duckdb.connect()
+        .execute(
+            f"SELECT t.slide_id, t.x, t.y, t.tissue_frac, p.prob_1 "
+            f"FROM read_parquet('{out}/{layout.TILE_GLOB}', hive_partitioning = true) t "
+            f"JOIN read_parquet('{out}/{layout.PREDICTION_GLOB}', hive_partitioning = true) p "
+            "USING (slide_id, x, y, w, h)"
+        )
+        .fetchall()
+    )
+    assert len(joined) == 40
+    assert all(0 <= r[4] <= 1 for r in joined)
