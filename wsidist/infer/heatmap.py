@@ -60,8 +60,11 @@ class HeatmapAccumulator:
         c0, ax = overlap_matrix(x / s, (x + w) / s, mw, self.shape[1])
         if not ay.size or not ax.size:
             return
-        sums = np.einsum("rh,khw,cw->krc", ay, values, ax, optimize=True)
         weight = np.outer(ay.sum(1), ax.sum(1))
+        if mh == mw == 1:  # a classifier: one value per channel over the covered area
+            sums = values[:, 0, 0, None, None] * weight
+        else:
+            sums = np.matmul(np.matmul(ay, values), ax.T)
         self._scatter(r0, c0, sums, weight)
 
     def _scatter(self, r0: int, c0: int, sums: np.ndarray, weight: np.ndarray) -> None:

@@ -107,7 +107,7 @@ def preview_png(
         scale_um = um_per_px * values.shape[1] / size[0]
         draw.text((x0 - 6, top + height + 14), f"{scale_um:.3g} um/px", fill="black", font=font)
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
+    canvas.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
