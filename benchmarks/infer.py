@@ -130,7 +130,7 @@ def big(tmp: Path, model: str, size: str) -> None:
     write_stained_slide(path, StainedSpec(width=w, height=h, seed=7))
     print(f"\nbig slide {w}×{h} ({w * h / 1e9:.2f} gigapixels) written in "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
-    config = InferConfig(models=(model,), patch_px=512, overlap=0.5, tta=("flip",))
+    config = InferConfig(models=(model,), patch_px=512, overlap=0.5)
     rows, rss = infer_run([str(path)], str(tmp / "out-big"), config, 1)
     r = rows[0]
     print(f"patches {r['n_patches']} (512 px, stride {r['stride_px0']}), heatmap "
