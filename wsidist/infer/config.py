@@ -71,11 +71,6 @@ class InferConfig(StageConfig):
             raise ValueError(f"normalize must be a stain normaliser .json, got {self.normalize!r}")
         return self
 
-    @property
-    def patch_side_px(self) -> int | None:
-        """The model input side when it does not depend on the slide (``patch_px``)."""
-        return self.patch_px if self.patch_px is not None else (None if self.patch_um else 256)
-
 
 class InferJob(JobSpec):
     """An inference job: ``inputs`` are a selection Parquet, a stage-1 output or slides."""

@@ -130,6 +130,8 @@ def run_infer(
     else:
         tasks, masks = plan_infer(inputs, storage_options)  # type: ignore[arg-type]
     digests = [model_digest(spec) for spec in config.models]
+    if normalizer is not None:  # the normaliser's content, not only its path
+        digests.append(hashlib.sha256(normalizer.to_json().encode()).hexdigest()[:16])
     job_hash = hashlib.sha256(json.dumps([config.config_hash(), digests]).encode()).hexdigest()
     tasks = [_hashed(t, job_hash) for t in tasks]
     store = Store(out if "://" in out else _abs(out), storage_options)
