@@ -28,13 +28,14 @@ def test_infer_and_stain_fit_commands(dark_slides, darkness_onnx, tmp_path):
     out = tmp_path / "out"
     done = wsidist(
         "infer", str(dark_slides[0].path), "--model", str(darkness_onnx), "--model",
-        "tests.infer.models:darkness", "--out", str(out), "--patch-um", "128", "--overlap",
-        "0.5", "--tta", "flip", "--normalize", str(ref), "--workers", "1",
+        "tests.infer.models:darkness", "--out", str(out), "--patch-um", "256", "--overlap",
+        "0.25", "--tta", "flip", "--normalize", str(ref), "--workers", "1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "dark_a" in done.stdout and "ok" in done.stdout
     row = pq.read_table(out / layout.INFERENCE_TABLE).to_pylist()[0]
-    assert row["models"] == 2 and row["augmentations"] == 3 and row["input_px"] == 256
+    assert row["models"] == 2 and row["augmentations"] == 3 and row["input_px"] == 512
+    assert row["stride_px0"] == 384
     assert (out / layout.predictions_key("dark_a")).exists()
 
 
