@@ -10,6 +10,12 @@ Stage 1 turns slides into tissue masks and scored tiles in hive-partitioned Parq
 Stage 2a rewrites them as glass-removed JPEG-XL pyramids, using the stage-1 masks:
 
     pyramids = wsidist.run_rewrite(["slides/"], "out/", wsidist.RewriteConfig(effort=3))
+
+Inference runs a model over overlapping patches into heatmaps and region features; datasets
+read patches straight from the slides for training:
+
+    table = wsidist.run_infer(["out/"], "out/", wsidist.InferConfig(models=("m.onnx",)))
+    dataset = wsidist.TileDataset("out/selection.parquet", mpp=0.5)
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ _EXPORTS = {
     "transcode_pyramid": "wsidist.stage2.transcode",
     "restore_jpeg_tiff": "wsidist.stage2.restore",
     "PyramidOptions": "wsidist.stage2.pyramid",
+    "InferConfig": "wsidist.infer.config",
+    "run_infer": "wsidist.infer.driver",
+    "TileDataset": "wsidist.data.datasets",
+    "SlideTileDataset": "wsidist.data.datasets",
+    "TarShardDataset": "wsidist.data.shards",
+    "StainNormalizer": "wsidist.imaging.stain",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -26,6 +26,17 @@ Stage 2a (``wsidist rewrite``)::
     pyramids.parquet                        one row per slide (the driver)
     pyramids/<id>.tiff                      the glass-removed pyramid
     pyramids/<id>.json                      the slide's row (rerun skip)
+
+Inference (``wsidist infer``)::
+
+    inference.parquet                       one row per slide (the driver)
+    regions.parquet                         one row per thresholded heatmap region
+    region_features.parquet                 one row per slide and class (seed 003's features)
+    predictions/slide_id=<id>/part-0.parquet  one row per patch (hive partition per slide)
+    heatmaps/<id>/status.json               the slide's row (rerun skip)
+    heatmaps/<id>/heatmap.npz               float16 arrays: mean, tta_std, ensemble_std, weight
+    heatmaps/<id>/<map>_c<k>.tiff           one map of class k, uint8 × 255 pyramidal TIFF
+    heatmaps/<id>/<map>_c<k>.png            its small preview over the slide, with a legend
 """
 
 from __future__ import annotations
@@ -111,3 +122,36 @@ def pyramid_status_key(slide_id: str) -> str:
 
 # -- every job table of slide ids under a root, and the folder of its per-slide status JSONs ---
 ID_TABLES = ((SLIDES_TABLE, STATUS_DIR), (PYRAMIDS_TABLE, PYRAMIDS_DIR))
+# -- inference ---------------------------------------------------------------------------------
+INFERENCE_TABLE = "inference.parquet"
+REGIONS_TABLE = "regions.parquet"
+REGION_FEATURES_TABLE = "region_features.parquet"
+PREDICTIONS_DIR = "predictions"
+PREDICTION_FILES = "**/part-*.parquet"  # under PREDICTIONS_DIR
+PREDICTION_GLOB = f"{PREDICTIONS_DIR}/{PREDICTION_FILES}"
+
+
+def predictions_partition(slide_id: str) -> str:
+    """The hive partition folder of one slide's per-patch predictions."""
+    return f"{PREDICTIONS_DIR}/slide_id={slide_id}"
+
+
+def predictions_key(slide_id: str) -> str:
+    return f"{predictions_partition(slide_id)}/part-0.parquet"
+
+
+def heatmap_dir(slide_id: str) -> str:
+    return f"heatmaps/{slide_id}"
+
+
+def inference_status_key(slide_id: str) -> str:
+    return f"{heatmap_dir(slide_id)}/status.json"
+
+
+def heatmap_arrays_key(slide_id: str) -> str:
+    return f"{heatmap_dir(slide_id)}/heatmap.npz"
+
+
+def heatmap_image_key(slide_id: str, name: str, class_index: int, ext: str) -> str:
+    """One map image: ``name`` is ``mean``, ``tta_std`` or ``ensemble_std``; ext tiff or png."""
+    return f"{heatmap_dir(slide_id)}/{name}_c{class_index}.{ext}"

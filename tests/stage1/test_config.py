@@ -70,11 +70,17 @@ def test_every_shipped_job_file_is_valid():
             job = build_rewrite_job(path)
             assert job.inputs and job.out and job.config.codec
             continue
+        if kind == "infer":
+            from wsidist.infer.config import build_infer_job
+
+            job = build_infer_job(path)
+            assert job.inputs and job.out and job.config.models
+            continue
         assert load_yaml(path)
         job = build_job(path)
         assert job.inputs and job.out
         assert job.config.tissue_pipeline().spec
-    assert kinds == {"stage1", "rewrite"}
+    assert kinds == {"stage1", "rewrite", "infer"}
 
 
 def test_refine_appends_to_a_preset_and_bad_refiners_are_named():

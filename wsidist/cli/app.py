@@ -1,4 +1,5 @@
-"""Command line: ``wsidist info | score | select | extract | top-tiles | rewrite | restore | demo | filters``.
+"""Command line: ``wsidist info | score | select | extract | top-tiles | rewrite | restore | infer |
+stain-fit | demo | filters``.
 
 Thin: parse, validate, delegate. One module per stage registers its commands here.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from wsidist.cli.infer import infer_cmd, stain_fit_cmd
 from wsidist.cli.info import info
 from wsidist.cli.query import extract_cmd, select_tiles, top_tiles_cmd
 from wsidist.cli.stage1 import demo, filters, score
@@ -22,3 +24,5 @@ app.command("top-tiles")(top_tiles_cmd)
 app.command()(filters)
 app.command("rewrite")(rewrite_cmd)
 app.command("restore")(restore_cmd)
+app.command("infer")(infer_cmd)
+app.command("stain-fit")(stain_fit_cmd)

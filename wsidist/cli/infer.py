@@ -1,0 +1,122 @@
+"""``wsidist infer | stain-fit``: models over overlapping patches into heatmaps; stain references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wsidist.cli.common import CacheDirOpt, OutOpt, OverwriteOpt, SchedulerOpt, WorkersOpt
+from wsidist.cli.output import Column, console, fail, num, print_job_summary, slide_progress
+from wsidist.errors import WsidistError
+
+INFER_COLUMNS: tuple[Column, ...] = (
+    ("patches", lambda r: num(r["n_patches"], ".0f")),
+    ("classes", lambda r: num(r["n_classes"], ".0f")),
+    (
+        "heatmap",
+        lambda r: f"{r['heatmap_width']}×{r['heatmap_height']}" if r.get("heatmap_width") else "-",
+    ),  # fmt: skip
+    ("mask", lambda r: r.get("mask_source") or "-"),
+    ("patches/s", lambda r: num(r["patches_per_s"], ".1f")),
+    ("s", lambda r: num(r["seconds"], ".1f")),
+)
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def infer_cmd(
+    source: Annotated[
+        list[str] | None,
+        typer.Argument(help="a selection Parquet, a stage-1 output root, or slides/folders/globs"),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="an .onnx file, a TorchScript file or module:function (repeat: ensemble)"
+        ),
+    ] = None,
+    out: OutOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", help="job YAML (kind: infer)")] = None,
+    patch_px: Annotated[int | None, typer.Option(help="patch side, px at --level/--mpp")] = None,
+    patch_um: Annotated[float | None, typer.Option(help="patch side, µm (needs mpp)")] = None,
+    overlap: Annotated[float | None, typer.Option(help="overlap of neighbours, 0..<1")] = None,
+    level: Annotated[int | None, typer.Option(help="pyramid level to read")] = None,
+    mpp: Annotated[float | None, typer.Option(help="read at this µm/px instead")] = None,
+    tta: Annotated[str | None, typer.Option(help="test-time augmentation: flip,rot90")] = None,
+    heatmap_scale: Annotated[
+        float | None, typer.Option(help="level-0 px per heatmap px (default 32)")
+    ] = None,
+    tissue: Annotated[
+        str | None, typer.Option(help="tissue preset/spec when there is no stage-1 mask")
+    ] = None,
+    min_tissue: Annotated[float | None, typer.Option(help="grid patches need more")] = None,
+    threshold: Annotated[
+        list[float] | None, typer.Option(help="region threshold (repeat; default 0.5 and 0.9)")
+    ] = None,
+    region_class: Annotated[
+        list[int] | None, typer.Option("--class", help="class for region features (repeat)")
+    ] = None,
+    normalize: Annotated[str | None, typer.Option(help="stain normaliser JSON")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="patches per model call")] = None,
+    model_threads: Annotated[int | None, typer.Option(help="model threads per worker")] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+    overwrite: OverwriteOpt = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Run a model over overlapping patches: heatmaps, uncertainty, predictions, regions."""
+    from wsidist.infer.config import build_infer_job
+    from wsidist.infer.driver import plan_infer, run_infer
+
+    fields = dict(
+        inputs=source or None, out=out, scheduler=scheduler, workers=workers,
+        overwrite=overwrite, cache_dir=cache_dir, models=tuple(model) if model else None,
+        patch_px=patch_px, patch_um=patch_um, overlap=overlap, level=level, mpp=mpp,
+        tta=_split(tta), heatmap_scale=heatmap_scale, tissue=tissue, min_tissue=min_tissue,
+        thresholds=tuple(threshold) if threshold else None,
+        classes=tuple(region_class) if region_class else None, normalize=normalize,
+        batch_size=batch_size, model_threads=model_threads,
+    )  # fmt: skip
+    try:
+        job = build_infer_job(config, **fields)
+        job.require_inputs_and_out()
+        tasks, masks = plan_infer(job.inputs, job.storage_options)
+    except WsidistError as exc:
+        raise fail(str(exc)) from None
+    try:
+        with slide_progress("infer", len(tasks)) as on_result:
+            table = run_infer(
+                tasks, job.out, job.config, masks=masks, scheduler=job.scheduler,
+                workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache_dir,
+                storage_options=job.storage_options, on_result=on_result,
+            )  # fmt: skip
+    except WsidistError as exc:
+        raise fail(str(exc)) from None
+    code = print_job_summary("infer", table, {t.slide_id for t in tasks}, INFER_COLUMNS, width=100)
+    console.print(f"heatmaps, predictions and regions → {job.out}", markup=False)
+    raise typer.Exit(code)
+
+
+def stain_fit_cmd(
+    reference: Annotated[str, typer.Argument(help="a reference patch (PNG/JPEG/TIFF) or slide")],
+    to: Annotated[Path, typer.Option("--to", help="the normaliser JSON to write")],
+    method: Annotated[str, typer.Option(help="macenko, reinhard or vahadane")] = "macenko",
+    patches: Annotated[int, typer.Option(help="tissue patches read from a slide")] = 16,
+    patch_px: Annotated[int, typer.Option(help="side of those patches, px")] = 256,
+    level: Annotated[int, typer.Option(help="level they are read at")] = 0,
+) -> None:
+    """Fit a stain normaliser on a reference patch or slide and save it as JSON."""
+    from wsidist.data.stain import fit_normalizer
+
+    try:
+        normalizer = fit_normalizer(
+            reference, method, n_patches=patches, patch_px=patch_px, level=level
+        )
+        normalizer.save(to)
+    except (WsidistError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{method} normaliser fitted on {reference} → {to}", markup=False)

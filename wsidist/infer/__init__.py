@@ -1,0 +1,1 @@
+"""Inference: models over overlapping patches into heatmaps, uncertainty and region features."""
