@@ -57,6 +57,18 @@ def upscale_to(rgb: np.ndarray, min_long_px: int) -> tuple[np.ndarray, int]:
     return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1), factor
 
 
+def shrink_to(rgb: np.ndarray, long_px: int) -> np.ndarray:
+    """``rgb`` area-averaged down to ``long_px`` on its long side (unchanged when smaller)."""
+    from wsidist.imaging.resample import area_resample
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= long_px:
+        return rgb
+    ratio = max(h, w) / float(long_px)
+    size = (max(1, math.ceil(w / ratio - 1e-9)), max(1, math.ceil(h / ratio - 1e-9)))
+    return area_resample(lambda x, y, bw, bh: rgb[y : y + bh, x : x + bw], (w, h), (ratio, ratio), size)
+
+
 def scaled_boxes(xywh: np.ndarray, downsample: float, shape_hw: tuple[int, int]) -> np.ndarray:
     """Level-0 ``(x, y, w, h)`` rows as display ``(x0, y0, x1, y1)``, at least 1 px, clipped."""
     xywh = np.asarray(xywh, np.float64).reshape(-1, 4)
