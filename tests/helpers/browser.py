@@ -121,7 +121,9 @@ class Browser:
 
     def type_into(self, selector: str, text: str) -> None:
         """Focus an input, clear it and type ``text`` as keyboard input."""
-        self.evaluate(f"(e => {{ e.focus(); e.select && e.select(); }})(document.querySelector({json.dumps(selector)}))")
+        self.evaluate(
+            f"(e => {{ e.focus(); e.select && e.select(); }})(document.querySelector({json.dumps(selector)}))"
+        )
         self.send("Input.insertText", text=text)
 
     def screenshot(self, path: str | Path) -> Path:
@@ -188,3 +190,19 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def artefact_dir(*parts: str) -> Path:
+    """Where tests put screenshots for people to look at (env WSIDIST_ARTEFACTS overrides)."""
+    from tests.helpers.paths import REPO
+
+    path = Path(os.environ.get("WSIDIST_ARTEFACTS") or REPO / "test-artefacts", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dialogs(browser: Browser) -> list[str]:
+    """Messages of JavaScript dialogs (alert, confirm) that a page tried to open."""
+    browser.drain()
+    return [ev["params"].get("message", "") for ev in browser.events
+            if ev["method"] == "Page.javascriptDialogOpening"]  # fmt: skip

@@ -66,7 +66,9 @@ def shrink_to(rgb: np.ndarray, long_px: int) -> np.ndarray:
         return rgb
     ratio = max(h, w) / float(long_px)
     size = (max(1, math.ceil(w / ratio - 1e-9)), max(1, math.ceil(h / ratio - 1e-9)))
-    return area_resample(lambda x, y, bw, bh: rgb[y : y + bh, x : x + bw], (w, h), (ratio, ratio), size)
+    return area_resample(
+        lambda x, y, bw, bh: rgb[y : y + bh, x : x + bw], (w, h), (ratio, ratio), size
+    )
 
 
 def scaled_boxes(xywh: np.ndarray, downsample: float, shape_hw: tuple[int, int]) -> np.ndarray:
@@ -222,10 +224,9 @@ def _scalebar(draw: ImageDraw.ImageDraw, x: int, y: int, um_per_px: float) -> in
 
 
 def _text_block(draw, x: int, y: int, text: str, font, width: int, fill=(20, 20, 20)) -> int:
-    """Draw ``text`` wrapped to ``width`` px at (x, y); return the y below it."""
-    words, line = text.split(), ""
-    lines = []
-    for word in words:
+    """Draw ``text`` wrapped to ``width`` px at (x, y) (long words broken); return the y below."""
+    lines, line = [], ""
+    for word in _pieces(draw, text.split(), font, width):
         trial = f"{line} {word}".strip()
         if line and draw.textlength(trial, font=font) > width:
             lines.append(line)
@@ -238,6 +239,20 @@ def _text_block(draw, x: int, y: int, text: str, font, width: int, fill=(20, 20,
         draw.text((x, y), text_line, fill=fill, font=font)
         y += round(size * 1.3)
     return y
+
+
+def _pieces(draw, words: list[str], font, width: int) -> list[str]:
+    """Words, with any word wider than ``width`` cut into pieces that fit."""
+    out = []
+    for word in words:
+        while draw.textlength(word, font=font) > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and draw.textlength(word[:cut], font=font) > width:
+                cut -= 1
+            out.append(word[:cut])
+            word = word[cut:]
+        out.append(word)
+    return out
 
 
 @lru_cache(maxsize=16)

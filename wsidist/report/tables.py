@@ -61,6 +61,19 @@ def slide_name(url: str) -> str:
     return posixpath.basename(url.rstrip("/")) or url
 
 
+def display_names(urls: Sequence[str]) -> list[str]:
+    """Each URL relative to the deepest folder they all share (``a/x.svs``, ``b/x.svs``)."""
+    paths = [u.rstrip("/") for u in urls]
+    parents = [posixpath.dirname(p) for p in paths]
+    try:
+        common = posixpath.commonpath(parents) if parents else ""
+    except ValueError:  # absolute and relative paths mixed
+        common = ""
+    if not common or common == "/" and not all(p.startswith("/") for p in paths):
+        return [slide_name(p) for p in paths]
+    return [posixpath.relpath(p, common) if p.startswith(common) else p for p in paths]
+
+
 def read_job_table(store: Store, key: str, columns: dict[str, str]) -> pa.Table | None:
     """``key`` with exactly ``columns`` (missing ones null, cast to their type), or None."""
     if not store.exists(key):
@@ -147,8 +160,9 @@ def dataset_rows(store: Store) -> list[dict[str, Any]]:
         rows = _fetch(con.sql(sql)).to_pylist()
     finally:
         con.close()
-    for row in rows:
-        row["name"] = slide_name(row.get("url") or row["id"])
+    names = display_names([row.get("url") or row["id"] for row in rows])
+    for row, name in zip(rows, names):
+        row["name"] = name
         row.pop("qc_flags", None)
     return rows
 

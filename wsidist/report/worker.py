@@ -70,6 +70,7 @@ def report_slide(
 
 def _build(task, row, pyramid, config, out, dest, cache_dir) -> Row:
     sid, notes = task.slide_id, []
+    name = row.get("name") or slide_name(task.url)
     tiles = _read_tiles(out, sid) if row.get("status") == "ok" else None
     polygons = _read_polygons(out, sid, row)
     with contextlib.ExitStack() as stack:
@@ -91,8 +92,8 @@ def _build(task, row, pyramid, config, out, dest, cache_dir) -> Row:
         geojson = layout.report_picture_key(sid, "contours.geojson")
         dest.write_bytes(geojson, out.read_bytes(layout.contours_key(sid)))
     page = render_slide_page(
-        root="../", source=slide_name(task.url), built_at=utc_now()[:16].replace("T", " ") + " UTC",
-        version="", name=slide_name(task.url), row=row, pyramid=pyramid, info=info,
+        root="../", source=name, built_at=utc_now()[:16].replace("T", " ") + " UTC",
+        version="", name=name, row=row, pyramid=pyramid, info=info,
         properties=properties, pictures=_relative(pictures), top=_relative(top),
         steps=_relative(steps), notes=notes, flags=_flags(row), config=config,
         geojson=_rel(geojson) if geojson else None, out_hint=out.url,
@@ -116,7 +117,7 @@ def _display_image(slide: Slide | None, row: Row, out: Store, config: ReportConf
 def _pictures(rgb, downsample, tiles, polygons, row, dest, sid, config) -> list[Row]:
     if rgb is None:
         return []
-    name, um = slide_name(row.get("url") or sid), row.get("mpp_x")
+    name, um = row.get("name") or slide_name(row.get("url") or sid), row.get("mpp_x")
     lines = [f"{row['width']:,} × {row['height']:,} px (level 0)"] if row.get("width") else []
     made = []
     title = f"{name}: tissue" if polygons else name
