@@ -1,4 +1,4 @@
-"""Command line: ``wsidist info | score | select | extract | top-tiles | rewrite | restore | demo | filters``.
+"""Command line: ``wsidist info | score | select | extract | top-tiles | rewrite | restore | report | stats | view | demo | filters``.
 
 Thin: parse, validate, delegate. One module per stage registers its commands here.
 """
@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.info import info
 from wsidist.cli.query import extract_cmd, select_tiles, top_tiles_cmd
+from wsidist.cli.report import report_cmd, stats_cmd, view_cmd
 from wsidist.cli.stage1 import demo, filters, score
 from wsidist.cli.stage2 import restore_cmd, rewrite_cmd
 
@@ -22,3 +23,6 @@ app.command("top-tiles")(top_tiles_cmd)
 app.command()(filters)
 app.command("rewrite")(rewrite_cmd)
 app.command("restore")(restore_cmd)
+app.command("report")(report_cmd)
+app.command("stats")(stats_cmd)
+app.command("view")(view_cmd)
