@@ -56,9 +56,7 @@ def _folder_bytes(path: str) -> int:
     return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
 
 
-def collect(
-    targets: Sequence[str], *, threads: int = 8, cache_dir: str | None = None
-) -> list[Row]:
+def collect(targets: Sequence[str], *, threads: int = 8, cache_dir: str | None = None) -> list[Row]:
     """slide_info rows for slides (files, folders, globs, URLs) or for one stage-1 output."""
     if len(targets) == 1 and _is_output(targets[0]):
         rows = dataset_rows(Store(_root(targets[0])))

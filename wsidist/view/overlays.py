@@ -65,7 +65,7 @@ def grid_layer(tiles: pa.Table, column: str, stride_px0: int) -> Grid:
         classes = tiles.column(column).to_pylist()
         colors = np.array([CLASS_COLORS.get(c, (0, 0, 0)) for c in classes], np.uint8)
         rgba[rows, cols, :3] = colors
-        rgba[rows, cols, 3] = GRID_ALPHA
+        rgba[rows, cols, 3] = np.where(has_tissue, GRID_ALPHA, GRID_ALPHA // 3)  # glass: faint
         meta.update(kind="class", legend={k: list(v) for k, v in CLASS_COLORS.items()})
     else:
         values = tiles.column(column).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -35,7 +35,7 @@
   }
 
   function updateScale(info, viewer) {
-    var zoom = viewer.viewport.viewportToImageZoom(viewer.viewport.getZoom(true));
+    var zoom = viewer.world.getItemAt(0).viewportToImageZoom(viewer.viewport.getZoom(true));
     $("zoom").textContent = "zoom " + (zoom >= 1 ? zoom.toFixed(1) : zoom.toPrecision(2)) + "× of level 0" +
       (info.mpp ? " (≈ " + (10 / info.mpp * zoom).toPrecision(2) + "× objective equivalent)" : "");
     if (!info.mpp) { $("scalebar-text").textContent = "unknown (no µm per pixel)"; return; }
@@ -222,7 +222,9 @@
       window.dispatchEvent(new Event("resize"));
     }
     toggle.addEventListener("change", apply);
-    if (location.hash === "#compare") { toggle.checked = true; apply(); }
+    function fromHash() { if (location.hash === "#compare" && !toggle.checked) { toggle.checked = true; apply(); } }
+    window.addEventListener("hashchange", fromHash);
+    fromHash();
   }
 
   function fail(err) { status("error: " + err.message); console.error(err); }
