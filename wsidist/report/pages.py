@@ -60,7 +60,10 @@ def _missing(value: Any) -> bool:
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:
-    return "–" if _missing(value) else f"{float(value):.{digits}g}"
+    if _missing(value):
+        return "–"
+    value = float(value)
+    return f"{value:,.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
 
 
 def fmt_int(value: Any) -> str:

@@ -94,6 +94,7 @@ def read_job_table(store: Store, key: str, columns: dict[str, str]) -> pa.Table 
         if qc:
             kind = str(table.schema.field("qc_flags").type)
             flags = "array_to_string(qc_flags, '; ')" if kind.startswith("list") else "qc_flags"
+            flags = f"NULLIF(CAST({flags} AS VARCHAR), '')"
             exprs.append(f"CAST({flags} AS VARCHAR) AS qc_flags")
         return _fetch(con.sql(f"SELECT {', '.join(exprs)} FROM t"))
     finally:
@@ -161,7 +162,10 @@ def dataset_rows(store: Store) -> list[dict[str, Any]]:
     finally:
         con.close()
     names = display_names([row.get("url") or row["id"] for row in rows])
+    optional = ("n_high", "n_medium", "n_low", "pyr_status", "reduction_pct", "saved_bytes", "ssim")
     for row, name in zip(rows, names):
+        for key in optional:
+            row.setdefault(key, None)
         row["name"] = name
         row.pop("qc_flags", None)
     return rows
