@@ -40,6 +40,7 @@ READY = (
 
 
 def make_slides(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     bases = []
     for i in range(8):
         spec = SynthSpec(width=1600 + 100 * i, height=1200, seed=500 + i, n_blobs=2, n_debris=5,

@@ -14,7 +14,7 @@ SCRIPT_NAME = "<script>alert(1)</script>.svs"
 MARKUP = '<img src=x onerror="alert(2)"> <b>bold</b> & more'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report_slides") / "slides"
     tricky = root / SCRIPT_NAME  # a folder "<script>alert(1)<" holding "script>.svs"
@@ -37,8 +37,8 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def report_out(dataset, client, tmp_path_factory):
+@pytest.fixture(scope="session")
+def report_out(dataset, tmp_path_factory):
     """(stage-1 OUT, report summary) for the dataset: stage 1 in batch mode, one rewrite."""
     from wsidist.report.config import ReportConfig
     from wsidist.report.driver import build_report
@@ -47,8 +47,11 @@ def report_out(dataset, client, tmp_path_factory):
     from wsidist.stage2.config import RewriteConfig
     from wsidist.stage2.driver import run_rewrite
 
+    from wsidist.runtime.cluster import dask_client
+
     out = tmp_path_factory.mktemp("report_out") / "out"
-    run_stage1([str(dataset)], str(out), Stage1Config(batch=True, tile_size=512), client=client)
-    run_rewrite([str(dataset / "sparse.svs")], str(out), RewriteConfig(), client=client)
-    summary = build_report(str(out), config=ReportConfig(top_n=6), client=client)
+    with dask_client(workers=2) as client:
+        run_stage1([str(dataset)], str(out), Stage1Config(batch=True, tile_size=512), client=client)
+        run_rewrite([str(dataset / "sparse.svs")], str(out), RewriteConfig(), client=client)
+        summary = build_report(str(out), config=ReportConfig(top_n=6), client=client)
     return out, summary
