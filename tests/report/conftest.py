@@ -42,12 +42,11 @@ def report_out(dataset, tmp_path_factory):
     """(stage-1 OUT, report summary) for the dataset: stage 1 in batch mode, one rewrite."""
     from wsidist.report.config import ReportConfig
     from wsidist.report.driver import build_report
+    from wsidist.runtime.cluster import dask_client
     from wsidist.stage1.config import Stage1Config
     from wsidist.stage1.driver import run_stage1
     from wsidist.stage2.config import RewriteConfig
     from wsidist.stage2.driver import run_rewrite
-
-    from wsidist.runtime.cluster import dask_client
 
     out = tmp_path_factory.mktemp("report_out") / "out"
     with dask_client(workers=2) as client:
