@@ -101,7 +101,10 @@ class Browser:
         """Poll a JS expression until it is truthy; returns its value."""
         deadline = time.monotonic() + (timeout_s or self.timeout_s)
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # e.g. no document.body yet while a page is loading
+                value = None
             if value:
                 return value
             time.sleep(0.05)
