@@ -9,6 +9,7 @@ Stage 1 (``wsidist score``)::
     slides.parquet                          one row per slide (the driver)
     tiles/slide_id=<id>/part-0.parquet      one row per tile (hive partition per slide)
     masks/<id>.png                          1-bit tissue mask at the filter scale
+    contours/<id>.geojson                   tissue contours with holes, level-0 px (QuPath)
     thumbnails/<id>.jpg                     the scaled image the filters ran on
     status/<id>.json                        the slide's summary row (rerun skip)
     batch/<id>/…                            with --batch: step images, tile summary, heat map
@@ -20,6 +21,7 @@ Query and extraction::
     <id>/<id>_x<x>_y<y>_l<level>.<ext>      one patch
     shards/<id>-<n:06d>.tar                 WebDataset-style tar shards
     mosaics/<id>.<ext>                      N patches stitched
+    <geojson dir>/<id>.geojson              ``select --geojson``: selected tiles as polygons
 
 Stage 2a (``wsidist rewrite``)::
 
@@ -37,6 +39,15 @@ Inference (``wsidist infer``)::
     heatmaps/<id>/heatmap.npz               float16 arrays: mean, tta_std, ensemble_std, weight
     heatmaps/<id>/<map>_c<k>.tiff           one map of class k, uint8 × 255 pyramidal TIFF
     heatmaps/<id>/<map>_c<k>.png            its small preview over the slide, with a legend
+Report (``wsidist report``; keys under the report root, ``OUT/report`` by default)::
+
+    index.html                              the dataset page
+    data/slides.js, data/slides.json        the slide table extract (JS for file://, JSON)
+    charts/<name>.png                       slide_stats charts
+    thumbs/<id>.jpg                         small thumbnails of the dataset table
+    slides/<id>.html                        one page per slide
+    slides/<id>/<picture>                   its pictures, top tiles (top/<rank>.jpg), steps
+    assets/<file>                           the page's own CSS and JS (no network)
 """
 
 from __future__ import annotations
@@ -60,6 +71,11 @@ def tiles_key(slide_id: str) -> str:
 
 def mask_key(slide_id: str) -> str:
     return f"masks/{slide_id}.png"
+
+
+def contours_key(slide_id: str) -> str:
+    """Tissue contours (with holes) in level-0 px, as a QuPath GeoJSON FeatureCollection."""
+    return f"contours/{slide_id}.geojson"
 
 
 def thumbnail_key(slide_id: str) -> str:
@@ -100,6 +116,11 @@ def shard_key(slide_id: str, index: int) -> str:
 
 def mosaic_key(slide_id: str, ext: str) -> str:
     return f"mosaics/{slide_id}.{ext}"
+
+
+def selection_geojson_key(slide_id: str) -> str:
+    """One slide's selected tiles as GeoJSON, under the folder given to ``select --geojson``."""
+    return f"{slide_id}.geojson"
 
 
 def top_tile_key(slide_id: str, rank: int, x: int, y: int, ext: str) -> str:
@@ -155,3 +176,35 @@ def heatmap_arrays_key(slide_id: str) -> str:
 def heatmap_image_key(slide_id: str, name: str, class_index: int, ext: str) -> str:
     """One map image: ``name`` is ``mean``, ``tta_std`` or ``ensemble_std``; ext tiff or png."""
     return f"{heatmap_dir(slide_id)}/{name}_c{class_index}.{ext}"
+
+
+# -- report (keys under the report root) --------------------------------------------------------
+REPORT_DIR = "report"  # default report root under OUT
+REPORT_INDEX = "index.html"
+REPORT_DATA_JS = "data/slides.js"
+REPORT_DATA_JSON = "data/slides.json"
+
+
+def report_chart_key(name: str) -> str:
+    return f"charts/{name}.png"
+
+
+def report_thumb_key(slide_id: str) -> str:
+    return f"thumbs/{slide_id}.jpg"
+
+
+def report_page_key(slide_id: str) -> str:
+    return f"slides/{slide_id}.html"
+
+
+def report_picture_key(slide_id: str, name: str) -> str:
+    """A picture of a slide page, e.g. ``report_picture_key(id, "classes.png")``."""
+    return f"slides/{slide_id}/{name}"
+
+
+def report_top_tile_key(slide_id: str, rank: int) -> str:
+    return f"slides/{slide_id}/top/{rank:04d}.jpg"
+
+
+def report_asset_key(name: str) -> str:
+    return f"assets/{name}"

@@ -140,7 +140,8 @@ def test_batch_mode_writes_every_step(pen_slides, tmp_path):
     steps = store.list("batch/b/steps")
     assert len(steps) >= 7 and any("red_pen" in s for s in steps)
     summary = np.asarray(Image.open(store.path("batch/b/tile_summary.png")).convert("RGB"))
-    assert summary.shape[:2] == _mask(store, "b").shape
+    # drawn from the slide at a readable size, not at the filter scale of the mask
+    assert max(summary.shape[:2]) >= 1024 > max(_mask(store, "b").shape)
     # borders of high-tissue tiles are drawn in green
     assert ((summary == (0, 200, 0)).all(-1)).sum() > 0
 

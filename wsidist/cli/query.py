@@ -33,14 +33,22 @@ def select_tiles(
     to: Annotated[
         str | None, typer.Option(help="selection Parquet (default OUT/selection.parquet)")
     ] = None,
+    geojson: Annotated[
+        str | None,
+        typer.Option(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons"),
+    ] = None,
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels."""
+    from wsidist.query.geojson import write_selection_geojson
     from wsidist.query.select import select, selection_counts, write_selection
 
     try:
         strata = [_parse_stratum(s) for s in stratum or []] or None
         table = select(out, top=top, where=where, strata=strata)
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
+        if geojson:
+            n_files = len(write_selection_geojson(table, geojson))
+            url += f" and {n_files} GeoJSON files to {geojson}"
     except WsidistError as exc:
         raise fail(str(exc)) from None
     counts = Table(

@@ -60,6 +60,9 @@ class SynthSpec:
     jpeg_quality: int = 85
     vendor_style: Literal["aperio", "generic"] = "aperio"
     objective_power: float | None = 20.0
+    # extra vendor metadata (e.g. markup a viewer must escape): aperio "|key = value" fields,
+    # or the generic TIFF's ImageDescription
+    properties: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -322,11 +325,15 @@ def write_synthetic_slide(path: str | Path, spec: SynthSpec | None = None) -> Sy
                     d += f"|AppMag = {spec.objective_power:g}"
                 if spec.mpp:
                     d += f"|MPP = {spec.mpp:g}"
+                d += "".join(f"|{key} = {value}" for key, value in spec.properties)
             return {"description": d}
+        extra = {}
+        if k == 0 and spec.properties:
+            extra["description"] = "; ".join(f"{key}={value}" for key, value in spec.properties)
         if spec.mpp:
             ppcm = 1e4 / (spec.mpp * spec.level_downsamples[k])
-            return {"resolution": (ppcm, ppcm), "resolutionunit": "CENTIMETER"}
-        return {}
+            return {"resolution": (ppcm, ppcm), "resolutionunit": "CENTIMETER", **extra}
+        return extra
 
     kw = dict(photometric="rgb", compression="jpeg", compressionargs={"level": q}, metadata=None)
     bigtiff = spec.width * spec.height * 3 > 2**31

@@ -1,55 +1,51 @@
-"""Stage-1 pictures for people: tile summaries and score heat maps (batch mode)."""
+"""Stage-1 pictures for people (batch mode): the tile summary by tissue class and the score
+heat map, drawn on an image read from the slide at a readable size (not the filter-scale
+thumbnail), each with its legend or colour bar and a scale bar; and the tissue contours as
+QuPath GeoJSON.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
-from PIL import Image, ImageDraw
 
-from wsidist.stage1.tiles import scaled_box
+from wsidist.imaging.contours import dumps, tissue_geojson
+from wsidist.imaging.figures import CLASS_COLORS, heat_colors
+from wsidist.imaging.slide_pictures import class_picture, read_display, score_picture
+from wsidist.io.slide import Slide
 
-# Seed-000 tile summary colours by tissue class.
-CLASS_COLORS = {
-    "high": (0, 200, 0),
-    "medium": (255, 255, 0),
-    "low": (255, 165, 0),
-    "none": (255, 0, 0),
-}
-# Anchor colours of a perceptually ordered map (dark blue → teal → yellow).
-_HEAT_ANCHORS = np.array(
-    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64
-)
+__all__ = ["CLASS_COLORS", "batch_pictures", "contours_json", "heat_colors"]
 
 
-def heat_colors(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to uint8 RGB along the anchor colours."""
-    v = np.clip(np.nan_to_num(values), 0, 1) * (len(_HEAT_ANCHORS) - 1)
-    i = np.minimum(v.astype(int), len(_HEAT_ANCHORS) - 2)
-    t = (v - i)[..., None]
-    return ((1 - t) * _HEAT_ANCHORS[i] + t * _HEAT_ANCHORS[i + 1]).round().astype(np.uint8)
+def tile_boxes(tiles: pa.Table) -> np.ndarray:
+    """``(N, 4)`` level-0 ``x, y, w, h`` of a tile table."""
+    return np.stack([tiles.column(n).to_numpy() for n in ("x", "y", "w", "h")], axis=1)
 
 
-def _boxes(tiles: pa.Table, downsample: float) -> list[tuple[int, int, int, int]]:
-    cols = [tiles.column(n).to_numpy() for n in ("x", "y", "w", "h")]
-    return [scaled_box(int(x), int(y), int(w), int(h), downsample) for x, y, w, h in zip(*cols)]
+def batch_pictures(slide: Slide, tiles: pa.Table, *, name: str, scorer: str) -> dict[str, Any]:
+    """``tile_summary.png`` and ``score_heatmap.png`` of one slide, as uint8 RGB arrays."""
+    width, height = slide.dimensions
+    rgb, downsample = read_display(slide.thumbnail, width, height)
+    xywh = tile_boxes(tiles)
+    um = slide.mpp_x
+    lines = [f"{width:,} × {height:,} px (level 0)"]
+    return {
+        "tile_summary.png": class_picture(
+            rgb, xywh, tiles.column("tissue_class").to_pylist(), downsample,
+            title=f"{name}: tiles by tissue class", um_per_px0=um, lines=lines,
+        ),
+        "score_heatmap.png": score_picture(
+            rgb, xywh, tiles.column("score").to_numpy(), downsample,
+            title=f"{name}: tile scores", label=f"score ({scorer})", um_per_px0=um, lines=lines,
+        ),
+    }  # fmt: skip
 
 
-def tile_summary(rgb: np.ndarray, tiles: pa.Table, downsample: float) -> np.ndarray:
-    """The scaled image with each tile's border coloured by its tissue class."""
-    image = Image.fromarray(rgb).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    classes = tiles.column("tissue_class").to_pylist()
-    for (x0, y0, x1, y1), cls in zip(_boxes(tiles, downsample), classes):
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=CLASS_COLORS[cls])
-    return np.asarray(image)
-
-
-def score_heatmap(rgb: np.ndarray, tiles: pa.Table, downsample: float) -> np.ndarray:
-    """The scaled image blended with tile scores (relative to the slide's best score)."""
-    scores = tiles.column("score").to_numpy()
-    top = float(scores.max()) if len(scores) and scores.max() > 0 else 1.0
-    heat = np.zeros(rgb.shape[:2], dtype=np.float64)
-    for (x0, y0, x1, y1), score in zip(_boxes(tiles, downsample), scores):
-        heat[y0:y1, x0:x1] = score / top
-    blended = 0.45 * rgb.astype(np.float64) + 0.55 * heat_colors(heat)
-    return blended.round().astype(np.uint8)
+def contours_json(
+    tissue: np.ndarray, scale: float, slide_id: str, bounds: tuple[int, int]
+) -> bytes:
+    """The tissue mask's contours in level-0 px (one mask pixel = ``scale`` level-0 px),
+    clipped to the slide's ``bounds`` (width, height)."""
+    return dumps(tissue_geojson(tissue, scale, slide_id, bounds))

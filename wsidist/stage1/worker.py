@@ -3,8 +3,9 @@
 The worker writes everything for its slide itself and returns one small summary dict (a
 ``slides.parquet`` row); :func:`wsidist.runtime.tasks.run_slide_task` supplies the rerun skip,
 the failure row and the status JSON. Outputs (keys in :mod:`wsidist.layout`): the tile table,
-the 1-bit mask (ceil(H/scale) × ceil(W/scale)), the thumbnail, the status JSON and, in batch
-mode, every filter step, the tile summary and the score heat map.
+the 1-bit mask (ceil(H/scale) × ceil(W/scale)), the tissue contours (QuPath GeoJSON, level-0
+px), the thumbnail, the status JSON and, in batch mode, every filter step, the tile summary and
+the score heat map (drawn from the slide at a readable size while it is open).
 """
 
 from __future__ import annotations
@@ -52,7 +53,13 @@ def process_slide(
         with open_slide(task.url, cache_dir=cache_dir) as slide:
             analysis = analyse_slide(slide, config, scorer or resolve_scorer(config.scorer))
             noticed = slide.warnings
-        row = _write_outputs(analysis, task, config, store, config_hash)
+            pictures = {}
+            if config.batch:
+                name, scorer_name = _name(task), _scorer_name(config, scorer)
+                pictures = render.batch_pictures(
+                    slide, analysis.tiles, name=name, scorer=scorer_name
+                )
+        row = _write_outputs(analysis, task, config, store, config_hash, pictures)
         if task.mpp is not None:
             row["mpp_source"] = "manifest"
         row["warning"] = "; ".join(filter(None, [*noticed, row["warning"]])) or None
@@ -70,15 +77,33 @@ def process_slide(
     )
 
 
+def _name(task: SlideTask) -> str:
+    return task.url.rstrip("/").rsplit("/", 1)[-1] or task.slide_id
+
+
+def _scorer_name(config: Stage1Config, scorer: Scorer | None) -> str:
+    if scorer is None:
+        return str(config.scorer)
+    return getattr(scorer, "__name__", type(scorer).__name__)
+
+
 def _write_outputs(
-    analysis: SlideAnalysis, task: SlideTask, config: Stage1Config, store: Store, config_hash: str
+    analysis: SlideAnalysis,
+    task: SlideTask,
+    config: Stage1Config,
+    store: Store,
+    config_hash: str,
+    pictures: dict[str, np.ndarray],
 ) -> dict[str, Any]:
     rgb, tissue, pen, tiles = analysis.rgb, analysis.tissue, analysis.pen, analysis.tiles
     sid = task.slide_id
     store.write_bytes(layout.mask_key(sid), encode_image(tissue, "png"))
+    bounds = (analysis.meta["width"], analysis.meta["height"])
+    contours = render.contours_json(tissue, config.scale, sid, bounds)
+    store.write_bytes(layout.contours_key(sid), contours)
     store.write_bytes(layout.thumbnail_key(sid), encode_image(rgb, "jpeg"))
     if config.batch:
-        _write_batch(store, sid, analysis)
+        _write_batch(store, sid, analysis, pictures)
     store.write_parquet(layout.tiles_key(sid), _tile_table(tiles, task, config, config_hash))
 
     tissue_frac = tiles.column("tissue_frac").to_numpy()
@@ -104,13 +129,10 @@ def _warnings(rgb: np.ndarray, tissue: np.ndarray) -> list[str]:
     return found
 
 
-def _write_batch(store: Store, sid: str, analysis: SlideAnalysis) -> None:
-    rgb, tissue, tiles, downsample = (
-        analysis.rgb,
-        analysis.tissue,
-        analysis.tiles,
-        analysis.downsample,
-    )
+def _write_batch(
+    store: Store, sid: str, analysis: SlideAnalysis, pictures: dict[str, np.ndarray]
+) -> None:
+    rgb, tissue = analysis.rgb, analysis.tissue
 
     def put(name: str, image: np.ndarray) -> None:
         store.write_bytes(layout.batch_key(sid, name), encode_image(image, "png"))
@@ -119,8 +141,8 @@ def _write_batch(store: Store, sid: str, analysis: SlideAnalysis) -> None:
     for name, array in analysis.steps:
         store.write_bytes(layout.batch_step_key(sid, name), encode_image(array, "png"))
     put("tissue.png", np.where(tissue[..., None], rgb, 0).astype(np.uint8))
-    put("tile_summary.png", render.tile_summary(rgb, tiles, downsample))
-    put("score_heatmap.png", render.score_heatmap(rgb, tiles, downsample))
+    for name, picture in pictures.items():
+        put(name, picture)
 
 
 def _tile_table(
