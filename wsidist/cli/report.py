@@ -45,7 +45,7 @@ def report_cmd(
         with slide_progress("report", n) as on_result:
             summary = build_report(
                 out, to, config, scheduler=scheduler, workers=workers, cache_dir=cache_dir,
-                on_result=lambda row: on_result({"status": row["page_status"]}),
+                on_result=lambda row: on_result({"slide_id": row["slide_id"], "status": row["page_status"]}),
             )  # fmt: skip
     except WsidistError as exc:
         raise fail(str(exc)) from None
