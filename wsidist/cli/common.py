@@ -55,7 +55,7 @@ def opt(*names: str, help: str, metavar: str | None = None, **kw: Any) -> Any:
 SlidesArg = Annotated[
     list[str] | None, typer.Argument(help="slides, folders, globs or URLs", metavar="SLIDES")
 ]
-OutOpt = Annotated[str | None, opt("--out", help="output folder or s3:// URL")]
+OutOpt = Annotated[str | None, opt("--out", help="output folder or s3:// URL", metavar="OUT")]
 SchedulerOpt = Annotated[
     str | None,
     opt(help="address of a Dask scheduler  [default: a LocalCluster]", metavar="ADDR"),

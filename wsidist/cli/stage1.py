@@ -86,7 +86,9 @@ def demo(
     slides: Annotated[
         list[str] | None, typer.Argument(help="extra slides to include", metavar="SLIDES")
     ] = None,
-    out: Annotated[str, opt("--out", help=default("output folder", "demo-out"))] = ("demo-out"),
+    out: Annotated[str, opt("--out", help=default("output folder", "demo-out"), metavar="OUT")] = (
+        "demo-out"
+    ),
     n: Annotated[int, opt(help=default("number of synthetic slides", 3), metavar="N")] = 3,
     workers: WorkersOpt = None,
     batch: Annotated[
