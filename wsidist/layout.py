@@ -7,7 +7,8 @@ rest of wsidist.
 Stage 1 (``wsidist score``)::
 
     slides.parquet                          one row per slide (the driver)
-    tiles/slide_id=<id>/part-0.parquet      one row per tile (hive partition per slide)
+    tiles/slide_id=<id>/part-0.parquet      one row per tile (hive partition; slide_id in
+                                            the path and file metadata, not a column)
     masks/<id>.png                          1-bit tissue mask at the filter scale
     contours/<id>.geojson                   tissue contours with holes, level-0 px (QuPath)
     thumbnails/<id>.jpg                     the scaled image the filters ran on
@@ -58,11 +59,13 @@ STATUS_DIR = "status"  # status/<id>.json
 TILES_DIR = "tiles"
 TILE_FILES = "**/part-*.parquet"  # under TILES_DIR; not the _tmp-… files of a writer at work
 TILE_GLOB = f"{TILES_DIR}/{TILE_FILES}"
+PARTITION_COLUMN = "slide_id"  # a hive partition key: in the folder name only, never a column
+PARTITIONED_DIRS = (TILES_DIR,)  # every hive-partitioned output folder
 
 
 def tiles_partition(slide_id: str) -> str:
-    """The hive partition folder of one slide's tile table."""
-    return f"{TILES_DIR}/slide_id={slide_id}"
+    """The hive partition folder of one slide's tile table (``slide_id`` is not a column)."""
+    return f"{TILES_DIR}/{PARTITION_COLUMN}={slide_id}"
 
 
 def tiles_key(slide_id: str) -> str:

@@ -15,6 +15,28 @@ def test_yaml_and_flags_merge(tmp_path):
     assert job.config.scale == 64 and job.config.tissue == "otsu"
 
 
+@pytest.mark.parametrize(
+    ("in_file", "flag", "expected"),
+    [
+        ("tile_size: 1024", {"tile_um": 256.0}, (None, 256.0)),
+        ("tile_um: 128", {"tile_size": 512}, (512, None)),
+        ("tile_size: 1024", {"tile_size": 512}, (512, None)),
+        ("tile_um: 128", {}, (None, 128.0)),
+    ],
+)
+def test_a_flag_replaces_the_files_field_of_the_same_concept(tmp_path, in_file, flag, expected):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(f"kind: stage1\ninputs: [a.svs]\nout: o/\n{in_file}\noverlap: 0\n")
+    config = build_job(job_file, **flag).config
+    assert (config.tile_size, config.tile_um) == expected
+
+
+def test_the_shipped_job_file_takes_a_tile_um_flag():
+    """`wsidist score --config jobs/stage1.yaml --tile-um 256`: the flag wins over tile_size."""
+    config = build_job(REPO / "jobs" / "stage1.yaml", tile_um=256.0).config
+    assert config.tile_um == 256.0 and config.tile_size is None
+
+
 def test_hash_ignores_where_it_runs_but_not_what_it_computes():
     a = build_job(None, inputs=["x"], out="o1", workers=1).config
     b = build_job(None, inputs=["y"], out="o2", workers=4, batch=True).config

@@ -84,12 +84,17 @@ def test_report_read_back_with_duckdb(job):
     glassy = rows["glassy"]
     assert glassy["glass_fraction"] > 0.5
     assert glassy["output_bytes"] < glassy["source_bytes"] and glassy["reduction_pct"] > 40
-    assert glassy["psnr_db"] >= 40 and glassy["ssim"] >= 0.97 and glassy["quality_tiles"] > 10
+    # --match-source (default): the JPEG q85 source's own PSNR, never finer than distance 1
+    assert glassy["source_quality"] == "JPEG q85" and glassy["distance"] >= 1.0
+    assert glassy["psnr_db"] >= glassy["source_psnr_db"] - 1.0 and glassy["psnr_db"] >= 35
+    assert glassy["ssim"] >= 0.95 and glassy["quality_tiles"] > 10
     assert glassy["level_count"] >= 5 and glassy["levels_from"] == "level0"
     assert glassy["megapixels"] == pytest.approx(35.0)
     assert glassy["workers"] == 2 and glassy["mp_per_s_per_worker"] > 0
-    tcga = rows["tcga-cr-7395-01a-01-ts1"]  # JPEG 2000 source re-encoded
-    assert tcga["psnr_db"] >= 35 and tcga["ssim"] >= 0.95
+    tcga = rows["tcga-cr-7395-01a-01-ts1"]  # JPEG 2000 source re-encoded at its own quality
+    assert tcga["source_quality"].startswith("JPEG 2000") and tcga["distance"] > 1.0
+    assert tcga["psnr_db"] >= tcga["source_psnr_db"] - 1.0 and tcga["ssim"] >= 0.95
+    assert tcga["output_bytes"] < tcga["source_bytes"] and tcga["warning"] is None
 
 
 def test_blocks_of_one_slide_ran_on_both_workers(job):
@@ -153,13 +158,15 @@ def test_stage1_on_the_rewritten_pyramid_gives_the_same_mask(job, slides, name):
         b = analyse_slide(rewritten, config).tissue
     # Tolerance: the masks agree up to their boundary. Levels are resampled differently (ours
     # are 2× area averages, the source's vendor levels) and glass is now pure white, so edge
-    # pixels at 1/32 may flip; away from a 2-px band around the source mask nothing may.
+    # pixels at 1/32 may flip; away from a 2-px band around the source mask at most 2 % may
+    # (--match-source re-encodes TCGA at its own JPEG 2000 quality, distance ≈ 1.5: 133 of 9368
+    # px off the band, against 77 at distance 1).
     assert a.shape == b.shape
     dice = 2 * (a & b).sum() / (a.sum() + b.sum())
     band = ndi.binary_dilation(a, iterations=2) & ~ndi.binary_erosion(a, iterations=2)
     off_band = ((a ^ b) & ~band).sum()
     print(f"{name}: dice {dice:.4f}, off-band {off_band} of {a.sum()} px")
-    assert dice >= 0.96 and off_band <= 0.01 * a.sum(), (dice, off_band)
+    assert dice >= 0.96 and off_band <= 0.02 * a.sum(), (dice, off_band)
 
 
 def test_rerun_skips_and_overwrite_redoes(job, slides, client):

@@ -2,4 +2,4 @@
 
 from wsidist.cli.app import app
 
-app()
+app(prog_name="wsidist")

@@ -1,4 +1,9 @@
-"""What every command shares: option types, and running a slide job with progress and summary."""
+"""What every command shares: option types, and running a slide job with progress and summary.
+
+Options whose value may come from a job file default to None here (so a flag overrides the
+file only when given); their help names the stage config's default, which a test compares
+with the config classes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from wsidist.cli.output import Column, fail, note, print_job_summary, slide_progress
+from wsidist.cli.output import (
+    Column,
+    fail,
+    note,
+    print_closing,
+    print_job_summary,
+    reported,
+    slide_progress,
+)
 from wsidist.errors import WsidistError
 
 if TYPE_CHECKING:
@@ -19,39 +32,82 @@ if TYPE_CHECKING:
     from wsidist.runtime.jobconfig import JobSpec
     from wsidist.runtime.tasks import SlideTask
 
-SlidesArg = Annotated[list[str] | None, typer.Argument(help="slides, folders, globs, URLs")]
-OutOpt = Annotated[str | None, typer.Option("--out", help="output folder or s3:// URL")]
-SchedulerOpt = Annotated[str | None, typer.Option(help="address of a Dask scheduler")]
-WorkersOpt = Annotated[int | None, typer.Option(help="LocalCluster worker processes")]
-OverwriteOpt = Annotated[bool | None, typer.Option("--overwrite", help="redo done slides")]
-CacheDirOpt = Annotated[str | None, typer.Option(help="local cache for remote slides")]
-ManifestOpt = Annotated[
+Closing = tuple[str, Sequence[str], Sequence[str]]  # root, outputs under it, next commands
+
+
+def shell_words(items: Sequence[str]) -> str:
+    """Paths as shell words; many files of one folder as that folder."""
+    import os
+    import shlex
+
+    items = list(items)
+    parents = {os.path.dirname(i) for i in items}
+    if len(items) > 2 and len(parents) == 1 and "" not in parents:
+        items = [parents.pop() + "/"]
+    return " ".join(shlex.quote(i) for i in items)
+
+
+def default(text: str, value: object) -> str:
+    """Help text that names the default of an option whose value may come from a job file."""
+    return f"{text}  [default: {value}]"
+
+
+def opt(*names: str, help: str, metavar: str | None = None, **kw: Any) -> Any:
+    """A typer option with a metavar (never a type label) and no click default shown."""
+    return typer.Option(*names, help=help, metavar=metavar, show_default=False, **kw)
+
+
+SlidesArg = Annotated[
+    list[str] | None, typer.Argument(help="slides, folders, globs or URLs", metavar="SLIDES")
+]
+OutOpt = Annotated[str | None, opt("--out", help="output folder or s3:// URL", metavar="OUT")]
+SchedulerOpt = Annotated[
     str | None,
-    typer.Option(help="CSV/Parquet of slides: url, optional mpp, slide_id, label columns"),
+    opt(help="address of a Dask scheduler  [default: a LocalCluster]", metavar="ADDR"),
 ]
-MppOpt = Annotated[float | None, typer.Option(help="µm per level-0 px, overrides the slides'")]
-ScaleOpt = Annotated[float | None, typer.Option(help="downsample for filtering")]
-TileSizeOpt = Annotated[int | None, typer.Option(help="tile side, level-0 px")]
-TileUmOpt = Annotated[float | None, typer.Option(help="tile side in µm (needs mpp)")]
+WorkersOpt = Annotated[
+    int | None, opt(help="LocalCluster worker processes  [default: one per core]", metavar="N")
+]
+OverwriteOpt = Annotated[
+    bool | None, opt("--overwrite/--no-overwrite", help=default("redo slides already done", "no"))
+]
+CacheDirOpt = Annotated[str | None, opt(help="local cache for remote slides", metavar="DIR")]
+MppOpt = Annotated[
+    float | None,
+    opt(help="µm per level-0 px, overrides the slides'  [default: the slide's]", metavar="UM"),
+]
+ScaleOpt = Annotated[float | None, opt(help=default("downsample for filtering", 32), metavar="N")]
+TileSizeOpt = Annotated[
+    int | None, opt(help=default("tile side, level-0 px (or --tile-um)", 1024), metavar="PX")
+]
+TileUmOpt = Annotated[float | None, opt(help="tile side in µm (needs mpp)", metavar="UM")]
 TissueOpt = Annotated[
-    str | None, typer.Option("--tissue", help="tissue preset or filter spec (see `filters`)")
-]
+    str | None,
+    opt("--tissue", help=default("tissue preset or filter spec (see: filters)", "default"),
+        metavar="SPEC"),
+]  # fmt: skip
 
 
 ClusterOpt = Annotated[
     str | None,
-    typer.Option(help="local (default), or slurm | pbs | lsf from Dask's jobqueue config"),
-]
+    opt(help="local, or slurm | pbs | lsf from Dask's jobqueue config  [default: local]",
+        metavar="KIND"),
+]  # fmt: skip
 DashboardOpt = Annotated[
-    bool | None, typer.Option("--dashboard", help="serve and print the Dask dashboard link")
+    bool | None, opt("--dashboard", help="serve and print the Dask dashboard link")
 ]
-TlsCaOpt = Annotated[str | None, typer.Option(help="TLS: CA certificate file (PEM)")]
-TlsCertOpt = Annotated[str | None, typer.Option(help="TLS: this client's certificate (PEM)")]
-TlsKeyOpt = Annotated[str | None, typer.Option(help="TLS: this client's private key (PEM)")]
+TlsCaOpt = Annotated[str | None, opt(help="TLS: CA certificate file (PEM)", metavar="PEM")]
+TlsCertOpt = Annotated[str | None, opt(help="TLS: this client's certificate (PEM)", metavar="PEM")]
+TlsKeyOpt = Annotated[str | None, opt(help="TLS: this client's private key (PEM)", metavar="PEM")]
+ManifestOpt = Annotated[
+    str | None,
+    opt(help="CSV/Parquet of slides: url, optional mpp, slide_id, label columns", metavar="FILE"),
+]
 
-
-Stage1ConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAML file")]
-RewriteConfigOpt = Annotated[Path | None, typer.Option("--config", help="job YAML (kind: rewrite)")]
+Stage1ConfigOpt = Annotated[Path | None, opt("--config", help="job YAML file", metavar="YAML")]
+RewriteConfigOpt = Annotated[
+    Path | None, opt("--config", help="job YAML file (kind: rewrite)", metavar="YAML")
+]
 
 
 def run_slide_job(
@@ -61,18 +117,17 @@ def run_slide_job(
         [JobSpec, Sequence[SlideTask], Callable[[dict[str, Any]], None], Client], pa.Table
     ],
     columns: Sequence[Column],
-    *,
-    width: int = 0,
+    closing: Callable[[JobSpec, pa.Table], Closing],
 ) -> int:
     """Build and check a job (exit 2 naming a bad value), plan its slides once, start or
-    connect to its cluster, run it with a progress bar and print its summary; the exit code
-    (1 when a slide failed)."""
+    connect to its cluster, run it with a progress bar, print its summary, where its outputs
+    are and what to run next; the exit code (1 when a slide failed)."""
     from wsidist.io.storage import Store
     from wsidist.runtime.cluster import subscribe_progress
     from wsidist.runtime.preflight import check_output_root, check_stored_ids
     from wsidist.runtime.tasks import plan_job
 
-    try:
+    with reported() as caught:
         job = build()
         job.require_inputs_and_out()
         check_output_root(job.out, job.storage_options)
@@ -81,18 +136,20 @@ def run_slide_job(
             storage_options=job.storage_options,
         )  # fmt: skip
         check_stored_ids(Store(job.out, job.storage_options), plan.tasks)
-    except WsidistError as exc:
-        raise fail(str(exc)) from None
+    caught.exit_on_error()
     for line in plan.notes:
         note(line)
-    try:
-        with job_client(job) as client, slide_progress(title, len(plan.tasks)) as progress:
-            subscribe_progress(client, progress.blocks)
-            table = run(job, plan.tasks, progress, client)
-    except WsidistError as exc:
-        raise fail(str(exc)) from None
-    this_run = {t.slide_id for t in plan.tasks}
-    return print_job_summary(title, table, this_run, columns, width=width)
+    with (
+        reported() as caught,
+        job_client(job) as client,
+        slide_progress(title, len(plan.tasks)) as progress,
+    ):
+        subscribe_progress(client, progress.blocks)
+        table = run(job, plan.tasks, progress, client)
+    caught.exit_on_error()
+    code = print_job_summary(title, table, {t.slide_id for t in plan.tasks}, columns)
+    print_closing(*closing(job, table))
+    return code
 
 
 @contextlib.contextmanager

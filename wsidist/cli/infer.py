@@ -7,8 +7,23 @@ from typing import Annotated
 
 import typer
 
-from wsidist.cli.common import CacheDirOpt, OutOpt, OverwriteOpt, SchedulerOpt, WorkersOpt
-from wsidist.cli.output import Column, console, fail, num, print_job_summary, slide_progress
+from wsidist.cli.common import (
+    CacheDirOpt,
+    OutOpt,
+    OverwriteOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    shell_words,
+)
+from wsidist.cli.output import (
+    Column,
+    console,
+    fail,
+    num,
+    print_closing,
+    print_job_summary,
+    slide_progress,
+)
 from wsidist.errors import WsidistError
 
 INFER_COLUMNS: tuple[Column, ...] = (
@@ -96,8 +111,13 @@ def infer_cmd(
             )  # fmt: skip
     except WsidistError as exc:
         raise fail(str(exc)) from None
-    code = print_job_summary("infer", table, {t.slide_id for t in tasks}, INFER_COLUMNS, width=100)
-    console.print(f"heatmaps, predictions and regions → {job.out}", markup=False)
+    code = print_job_summary("infer", table, {t.slide_id for t in tasks}, INFER_COLUMNS)
+    print_closing(
+        job.out.rstrip("/"),
+        ["inference.parquet  one row per slide", "heatmaps/<id>/  heatmaps (TIFF, PNG, npz)",
+         "predictions/  one row per patch", "regions.parquet, region_features.parquet"],
+        [f"wsidist view {shell_words([job.out])}   # the heatmaps over the slides"],
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -119,4 +139,8 @@ def stain_fit_cmd(
         normalizer.save(to)
     except (WsidistError, ValueError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"{method} normaliser fitted on {reference} → {to}", markup=False)
+    console.print(f"{method} normaliser fitted on {reference}", markup=False)
+    print_closing(
+        str(to.parent), [to.name],
+        [f"wsidist infer OUT --model MODEL --out OUT --normalize {shell_words([str(to)])}"],
+    )  # fmt: skip

@@ -11,6 +11,7 @@ interpreted as console markup.
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,59 @@ def slide_progress(title: str, total: int) -> Iterator[SlideProgress]:
         yield SlideProgress(progress, title, total)
 
 
+class Caught:
+    """What :func:`reported` caught: the message of an expected error, or None."""
+
+    message: str | None = None
+
+    def exit_on_error(self) -> None:
+        """Raise the exit (code 2) after printing the error, when one was caught."""
+        if self.message is not None:
+            gc.collect()  # free the failed call's frames (and Arrow tables) now, not at exit
+            raise fail(self.message)
+
+
+@contextlib.contextmanager
+def reported(*types: type[BaseException]) -> Iterator[Caught]:
+    """Catch expected errors (``WsidistError`` by default) inside; call ``exit_on_error()``
+    after the block. A caught exception's traceback holds the failed call's frames in a
+    reference cycle; left to the interpreter's shutdown, freeing the Arrow tables in them can
+    abort the process ("terminate called without an active exception"), so they are
+    collected before the exit."""
+    from wsidist.errors import WsidistError
+
+    caught = Caught()
+    try:
+        yield caught
+    except tuple(types or (WsidistError,)) as exc:
+        caught.message = str(exc)
+
+
+@contextlib.contextmanager
+def progress_bar(
+    title: str, total: int, fields: Sequence[str], count: Callable[[Row, dict[str, int]], None]
+) -> Iterator[Callable[[Row], None]]:
+    """A bar over ``total`` slides showing ``fields`` counters; yields the per-row callback,
+    where ``count(row, counters)`` adds the row's share."""
+    counts = dict.fromkeys(fields, 0)
+    text = "  ".join(f"{name} {{task.fields[{name}]}}" for name in fields)
+    columns = (
+        TextColumn(f"[bold]{title}[/]"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn(text),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("slides", total=total, **counts)
+
+        def on_result(row: Row) -> None:
+            count(row, counts)
+            progress.update(bar, advance=1, **counts)
+
+        yield on_result
+
+
 def num(value: float | None, fmt: str, scale: float = 1.0) -> str:
     """``value * scale`` formatted, or ``-`` when missing."""
     return "-" if value is None else format(value * scale, fmt)
@@ -111,45 +165,90 @@ def status_text(row: Row) -> Text:
     return Text(row["status"], style="green" if row["status"] == "ok" else "red")
 
 
-def print_job_summary(
-    title: str, table: pa.Table, this_run: set[str], columns: Sequence[Column], *, width: int = 0
-) -> int:
-    """One line per slide of this run, then each failed slide's reason; 1 if any failed, else 0.
+def fitted_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[str | Text]], width: int
+) -> tuple[Table, list[str]]:
+    """A table whose first column (a slide id or name) is never cut: when the rows do not fit
+    in ``width`` columns whole, the table numbers them and the names are returned, one line
+    each, to print under it. Other columns are right-aligned and never wrap."""
+    for numbered, keep in [(False, len(headers))] + [(True, k) for k in range(len(headers), 1, -1)]:
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("#" if numbered else headers[0], no_wrap=True)
+        for i, name in enumerate(headers[1:keep]):
+            table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+        for i, row in enumerate(rows, 1):
+            cells = [c if isinstance(c, Text) else Text(c) for c in row[:keep]]
+            table.add_row(Text(str(i)) if numbered else cells[0], *cells[1:])
+        if Console(width=10_000).measure(table).maximum <= width:
+            break  # else number the rows, then drop columns from the right until it fits
+    if keep < len(headers):
+        table.caption = f"(too narrow for: {', '.join(headers[keep:])})"
+    names = [f"{i:>3}  {Text(row[0]).plain}" for i, row in enumerate(rows, 1)] if numbered else []
+    return table, names
 
-    ``width``: at least this many characters, so the numbers are never squeezed.
-    """
+
+def print_fitted(table: Table, names: Sequence[str]) -> None:
+    """A :func:`fitted_table` and its names, on standard output."""
+    out_console.print(table)
+    for line in names:
+        out_console.print(Text(line), soft_wrap=True)
+
+
+def slide_table(
+    title: str, rows: Sequence[Row], columns: Sequence[Column], width: int
+) -> tuple[Table, list[str]]:
+    """One line per slide (id, status, ``columns``); ids are never cut (see fitted_table)."""
+    headers = ["slide_id", "status", *(name for name, _ in columns)]
+    cells = [[r["slide_id"], status_text(r), *(cell(r) for _, cell in columns)] for r in rows]
+    return fitted_table(title, headers, cells, width)
+
+
+def print_lines(head: str, lines: Iterable[str | Text], style: str = "bold") -> None:
+    """``head`` then each line indented, never hard-wrapped inside a name or path."""
+    lines = list(lines)
+    if not lines:
+        return
+    out_console.file.flush()  # results printed so far come first, also through a pipe
+    console.print(Text(head, style=style))
+    for line in lines:
+        console.print(Text.assemble("  ", line), soft_wrap=True)
+
+
+def print_closing(root: str, outputs: Sequence[str], next_steps: Sequence[str]) -> None:
+    """Where a command's outputs are (``root``, one path a line) and what to run next."""
+    print_lines(f"outputs in {root}:", outputs)
+    print_lines("next:", next_steps)
+
+
+def print_job_summary(
+    title: str,
+    table: pa.Table,
+    this_run: set[str],
+    columns: Sequence[Column],
+    *,
+    note: Callable[[Row], str | None] = lambda r: r.get("warning"),
+) -> int:
+    """One line per slide of this run (fitted to the terminal, ids whole), each slide's note,
+    then each failed slide with its reason; 1 if any failed, else 0."""
     rows = [r for r in table.to_pylist() if r["slide_id"] in this_run]
-    summary = Table(title=title, box=box.SIMPLE_HEAD)
-    longest = max((len(r["slide_id"]) for r in rows), default=8)
-    summary.add_column("slide_id", overflow="fold", min_width=min(longest, 40))
-    summary.add_column("status", no_wrap=True)
-    for name, _ in columns:
-        wraps = name == "note"  # free text: wraps; numbers never do
-        summary.add_column(
-            name, justify="left" if wraps else "right", no_wrap=not wraps, min_width=16 * wraps
-        )
-    for r in rows:
-        summary.add_row(
-            Text(r["slide_id"]), status_text(r), *(Text(cell(r)) for _, cell in columns)
-        )
-    target = Console(width=max(out_console.width, width)) if width else out_console
-    target.print(summary)
+    print_fitted(*slide_table(title, rows, columns, out_console.width))
+    notes = [(r["slide_id"], note(r)) for r in rows if r["status"] == "ok" and note(r)]
+    print_lines("notes:", (Text.assemble((sid, "yellow"), ": ", str(n)) for sid, n in notes))
     failed = [r for r in rows if r["status"] != "ok"]
-    for r in failed:
-        console.print(Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")))
-    if failed:
-        names = ", ".join(r["slide_id"] for r in failed)
-        console.print(Text.assemble((f"{len(failed)} slide(s) failed: ", "bold red"), names))
+    print_lines(
+        f"{len(failed)} of {len(rows)} slide(s) failed:",
+        (Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")) for r in failed),
+        style="bold red",
+    )
     return 1 if failed else 0
 
 
 STAGE1_COLUMNS: tuple[Column, ...] = (
     ("tiles", lambda r: num(r["n_tiles"], ".0f")),
     ("tissue tiles", lambda r: num(r["n_tissue_tiles"], ".0f")),
-    ("tissue %", lambda r: num(r["tissue_frac"], ".1f", 100)),
+    ("tissue%", lambda r: num(r["tissue_frac"], ".1f", 100)),
     ("mpp", lambda r: num(r["mpp_x"] or None, ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
-    ("note", lambda r: r["warning"] or ""),
 )
 
 REWRITE_COLUMNS: tuple[Column, ...] = (
@@ -157,32 +256,28 @@ REWRITE_COLUMNS: tuple[Column, ...] = (
     ("src MB", lambda r: num(r["source_bytes"], ".2f", 1e-6)),
     ("out MB", lambda r: num(r["output_bytes"], ".2f", 1e-6)),
     ("saved%", lambda r: num(r["reduction_pct"], ".1f")),
+    ("d", lambda r: num(r.get("distance"), ".2f")),
     ("PSNR", lambda r: num(r["psnr_db"], ".1f")),
     ("SSIM", lambda r: num(r["ssim"], ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
     ("MP/s/w", lambda r: num(r["mp_per_s_per_worker"], ".1f")),
-    ("note", lambda r: r.get("warning") or ""),
 )
 
 
-def info_table(infos: Iterable[SlideInfo]) -> Table:
-    """One row per slide, for ``wsidist info``."""
-    table = Table(title="slides")
-    table.add_column("slide", overflow="fold")
-    for col in ("vendor", "backend", "size (w×h)", "levels", "mpp", "obj"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("associated", overflow="fold")
+def info_table(infos: Iterable[SlideInfo], width: int) -> tuple[Table, list[str]]:
+    """One row per slide, for ``wsidist info`` (names whole, see fitted_table)."""
+    headers = ["slide", "vendor", "backend", "size (w×h)", "levels", "mpp", "obj", "associated"]
+    rows = []
     for info in infos:
         mpp = num(info.mpp_x, ".4g")
         if info.mpp_y is not None and info.mpp_y != info.mpp_x:
             mpp += f" × {num(info.mpp_y, '.4g')}"
         name = info.url.rstrip("/").rsplit("/", 1)[-1] or info.url
-        cells = (
+        rows.append([
             name, info.vendor, info.backend, f"{info.width}×{info.height}", str(info.level_count),
             mpp, num(info.objective_power, "g"), ", ".join(info.associated_images) or "—",
-        )  # fmt: skip
-        table.add_row(*(Text(c) for c in cells))
-    return table
+        ])  # fmt: skip
+    return fitted_table("slides", headers, rows, width)
 
 
 def presets_table() -> Table:
@@ -200,7 +295,7 @@ def filters_table() -> Table:
     """Every filter a spec can name: kind, what it takes and gives, parameters and defaults."""
     from wsidist.filters import FILTERS
 
-    table = Table(title="filters (spec: `a & b | ~c`, `image_op > mask_op`, `mask |> refiner`)")
+    table = Table(title="filters (spec: a & b | ~c,  image_op > mask_op,  mask |> refiner)")
     for column in ("filter", "kind", "takes → gives", "parameters (size units: _px, _px0, _um)"):
         table.add_column(column)
     for name, info in sorted(FILTERS.items(), key=lambda item: (item[1].kind, item[0])):

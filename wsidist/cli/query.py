@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from wsidist import layout
@@ -17,48 +18,74 @@ from wsidist.cli.common import (
     TileUmOpt,
     TissueOpt,
     WorkersOpt,
+    default,
+    opt,
+    shell_words,
 )
-from wsidist.cli.output import console, fail, out_console
+from wsidist.cli.output import (
+    console,
+    fitted_table,
+    print_closing,
+    print_fitted,
+    print_lines,
+    progress_bar,
+    reported,
+)
 from wsidist.errors import WsidistError
 
 
 def select_tiles(
     out: Annotated[str, typer.Argument(help="a stage-1 output folder or s3:// URL")],
-    top: Annotated[int | None, typer.Option(help="top N tiles per slide by score")] = None,
-    where: Annotated[str | None, typer.Option(help="SQL filter on tile/slide columns")] = None,
+    top: Annotated[int | None, opt(help="top N tiles per slide by score", metavar="N")] = None,
+    where: Annotated[
+        str | None, opt(help="SQL filter on tile and slide columns", metavar="SQL")
+    ] = None,
     stratum: Annotated[
         list[str] | None,
-        typer.Option(help="FRAC:N, e.g. 0.8:10 (repeatable): up to N tiles per tissue band"),
-    ] = None,
+        opt(
+            help="FRAC:N, e.g. 0.8:10 (repeatable): up to N tiles per tissue band", metavar="FRAC:N"
+        ),
+    ] = None,  # fmt: skip
     to: Annotated[
-        str | None, typer.Option(help="selection Parquet (default OUT/selection.parquet)")
+        str | None, opt(help="selection Parquet  [default: OUT/selection.parquet]", metavar="FILE")
     ] = None,
     geojson: Annotated[
         str | None,
         typer.Option(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons"),
     ] = None,
 ) -> None:
-    """Select tiles from a stage-1 output with DuckDB, without touching pixels."""
-    from wsidist.query.geojson import write_selection_geojson
-    from wsidist.query.select import select, selection_counts, write_selection
+    """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
-    try:
+    Writes OUT/selection.parquet (or --to): one row per tile (slide_id, url, x, y, w, h,
+    level, mpp, score, rank, tissue_frac, level_count). Failed slides are left out.
+    """
+    from wsidist.query.geojson import write_selection_geojson
+    from wsidist.query.select import failed_slides, select, selection_counts, write_selection
+
+    with reported() as caught:
         strata = [_parse_stratum(s) for s in stratum or []] or None
         table = select(out, top=top, where=where, strata=strata)
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
+        written = [f"{url.rpartition('/')[2]}  {table.num_rows} rows"]
         if geojson:
             n_files = len(write_selection_geojson(table, geojson))
-            url += f" and {n_files} GeoJSON files to {geojson}"
-    except WsidistError as exc:
-        raise fail(str(exc)) from None
-    counts = Table(
-        title=Text(f"{table.num_rows} tiles selected"), caption=Text(f"written to {url}")
-    )
-    counts.add_column("slide_id")
-    counts.add_column("tiles", justify="right")
-    for row in selection_counts(table).to_pylist():
-        counts.add_row(Text(row["slide_id"]), str(row["n_tiles"]))
-    out_console.print(counts)
+            written.append(f"{geojson}  {n_files} GeoJSON files (QuPath)")
+        excluded = failed_slides(out)
+    caught.exit_on_error()
+    counts = selection_counts(table).to_pylist()
+    rows = [[r["slide_id"], str(r["n_tiles"])] for r in counts]
+    title = f"{table.num_rows} tiles selected from {len(counts)} slide(s)"
+    print_fitted(*fitted_table(title, ["slide_id", "tiles"], rows, console.width))
+    print_lines(
+        f"{len(excluded)} failed slide(s) left out:",
+        (Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")) for r in excluded),
+        style="bold red",
+    )  # fmt: skip
+    next_steps = [f"wsidist extract {shell_words([url])} --to patches/ --size 256"]
+    if not table.num_rows:
+        next_steps = ["loosen --where / --top / --stratum: nothing was selected"]
+    root = url.rpartition("/")[0]
+    print_closing(root or ".", written, next_steps)
 
 
 def _parse_stratum(text: str) -> tuple[float, int]:
@@ -72,60 +99,122 @@ def _parse_stratum(text: str) -> tuple[float, int]:
 
 
 def extract_cmd(
-    selection: Annotated[str, typer.Argument(help="selection Parquet (from `wsidist select`)")],
-    dest: Annotated[str, typer.Option("--to", help="destination folder or s3:// URL")],
-    level: Annotated[int, typer.Option(help="pyramid level to read")] = 0,
-    mpp: Annotated[float | None, typer.Option(help="read at this µm/px instead of a level")] = None,
-    size: Annotated[int | None, typer.Option(help="resize patches to SIZE×SIZE px")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png, jpg or webp")] = "png",
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality")] = 90,
-    shard_mb: Annotated[float | None, typer.Option(help="WebDataset tar shards of ~MB")] = None,
-    mosaic: Annotated[int | None, typer.Option(help="also stitch N patches per slide")] = None,
+    selection: Annotated[str, typer.Argument(help="selection Parquet (from wsidist select)")],
+    dest: Annotated[str, opt("--to", help="destination folder or s3:// URL", metavar="DEST")],
+    level: Annotated[int, opt(help=default("pyramid level to read", 0), metavar="N")] = 0,
+    mpp: Annotated[
+        float | None, opt(help="read at this µm/px instead of a level", metavar="UM")
+    ] = None,
+    size: Annotated[
+        int | None, opt(help="resize patches to PX×PX  [default: as read]", metavar="PX")
+    ] = None,
+    fmt: Annotated[
+        str, opt("--format", help=default("png, jpg or webp", "png"), metavar="FMT")
+    ] = "png",
+    quality: Annotated[int, opt(help=default("JPEG/WebP quality", 90), metavar="Q")] = 90,
+    shard_mb: Annotated[
+        float | None, opt(help="write WebDataset tar shards of about MB each", metavar="MB")
+    ] = None,
+    mosaic: Annotated[
+        int | None, opt(help="also stitch N patches per slide into a mosaic", metavar="N")
+    ] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
-    """Extract selected patches from the slides to a folder or bucket, with index.parquet."""
+    """Extract selected patches from the slides to a folder or bucket, with index.parquet.
+
+    Writes DEST/<id>/<id>_x<x>_y<y>_l<level>.<ext> (or DEST/shards/<id>-<n>.tar with
+    --shard-mb), DEST/mosaics/<id>.<ext> with --mosaic, and DEST/index.parquet.
+    """
     from wsidist.query.extract import extract
 
-    try:
-        index = extract(
-            selection, dest, level=level, mpp=mpp, size=size, fmt=fmt, quality=quality,
-            shard_bytes=int(shard_mb * 2**20) if shard_mb else None, mosaic=mosaic,
-            scheduler=scheduler, workers=workers,
-        )  # fmt: skip
-    except WsidistError as exc:
-        raise fail(str(exc)) from None
-    statuses = index.column("status").to_pylist()
-    counts = {s: statuses.count(s) for s in ("written", "skipped", "failed")}
+    def count(summary, counts) -> None:
+        for name in counts:
+            counts[name] += summary.get(name, 0)
+
+    with contextlib.ExitStack() as stack:
+        bar: list = []
+
+        def start(n_slides: int) -> None:  # the options and slides are valid: show progress
+            fields = ("written", "skipped", "failed")
+            bar.append(stack.enter_context(progress_bar("extract", n_slides, fields, count)))
+
+        with reported() as caught:
+            index = extract(
+                selection, dest, level=level, mpp=mpp, size=size, fmt=fmt, quality=quality,
+                shard_bytes=int(shard_mb * 2**20) if shard_mb else None, mosaic=mosaic,
+                scheduler=scheduler, workers=workers, on_start=start,
+                on_result=lambda summary: bar[0](summary),
+            )  # fmt: skip
+    caught.exit_on_error()
+    rows = index.to_pylist()
+    patches = [r for r in rows if r["kind"] == "patch"]
+    counts = Counter(r["status"] for r in patches)
     console.print(
-        f"{counts['written']} written, {counts['skipped']} unchanged, {counts['failed']} failed"
-        f" → {dest.rstrip('/')}/{layout.PATCH_INDEX}",
+        f"{len(patches)} patches: {counts['written']} written, {counts['skipped']} unchanged, "
+        f"{counts['failed']} failed",
         markup=False,
     )
-    raise typer.Exit(1 if counts["failed"] else 0)
+    failed = [r for r in rows if r["status"] == "failed"]
+    print_lines(f"{len(failed)} failed, by reason:", failure_groups(failed), style="bold red")
+    root = dest.rstrip("/")
+    outputs = [f"{layout.PATCH_INDEX}  one row per object (key, slide_id, x, y, w, h, level, …)"]
+    kinds = Counter(r["kind"] for r in rows if r["status"] != "failed")
+    if kinds["patch"] and not shard_mb:
+        outputs.append("<id>/<id>_x<x>_y<y>_l<level>.<ext>  the patches")
+    if kinds["shard"]:
+        outputs.append(f"shards/<id>-<n>.tar  {kinds['shard']} tar shard(s)")
+    if kinds["mosaic"]:
+        outputs.append(f"mosaics/<id>.<ext>  {kinds['mosaic']} mosaic(s)")
+    print_closing(root, outputs, [f"read {root}/{layout.PATCH_INDEX} to load the patches"])
+    raise typer.Exit(1 if failed else 0)
+
+
+def failure_groups(failed: list[dict], limit: int = 10) -> list[Text]:
+    """One line per distinct reason: its count and the slides it hit, most frequent first."""
+    by_reason: dict[str, list[str]] = {}
+    for r in failed:
+        by_reason.setdefault(str(r.get("error") or "unknown"), []).append(r["slide_id"])
+    ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+    lines = []
+    for reason, ids in ranked[:limit]:
+        slides = sorted(set(ids))
+        lines.append(Text.assemble((f"{len(ids)} × ", "bold"), reason, f" ({', '.join(slides)})"))
+    if len(ranked) > limit:
+        lines.append(Text(f"… and {len(ranked) - limit} other reason(s): see index.parquet"))
+    return lines
 
 
 def top_tiles_cmd(
     slide: Annotated[str, typer.Argument(help="a slide path or URL")],
-    out: Annotated[str, typer.Option("--out", help="folder (or URL) for the tiles")],
-    n: Annotated[int, typer.Option(help="number of tiles")] = 20,
-    size: Annotated[int | None, typer.Option(help="resize tiles to SIZE×SIZE px")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png or jpg")] = "png",
+    out: Annotated[str, opt("--out", help="folder (or URL) for the tiles", metavar="DIR")],
+    n: Annotated[int, opt(help=default("number of tiles", 20), metavar="N")] = 20,
+    size: Annotated[
+        int | None, opt(help="resize tiles to PX×PX  [default: as read]", metavar="PX")
+    ] = None,
+    fmt: Annotated[str, opt("--format", help=default("png or jpg", "png"), metavar="FMT")] = "png",
     tissue: TissueOpt = None,
     scale: ScaleOpt = None,
     tile_size: TileSizeOpt = None,
     tile_um: TileUmOpt = None,
     mpp: MppOpt = None,
 ) -> None:
-    """Dynamic mode: the best tiles straight from the slide, no intermediate files."""
+    """Dynamic mode: the best tiles straight from the slide, no intermediate files.
+
+    Writes DIR/<id>_r<rank>_x<x>_y<y>.<ext>, best first.
+    """
     from wsidist.stage1.config import build_job
     from wsidist.stage1.dynamic import write_top_tiles
 
-    try:
+    with reported(WsidistError, ValueError) as caught:  # ValueError: e.g. µm without mpp
         config = build_job(
             None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp
         ).config
         paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config)
-    except (WsidistError, ValueError) as exc:  # e.g. a size in µm on a slide without mpp
-        raise fail(str(exc)) from None
-    console.print(f"wrote {len(paths)} tiles to {out}", markup=False)
+    caught.exit_on_error()
+    console.print(f"wrote {len(paths)} tiles", markup=False)
+    print_closing(
+        out.rstrip("/"),
+        [f"<id>_r<rank>_x<x>_y<y>.{fmt}  {len(paths)} tiles, best first"],
+        [f"wsidist score {shell_words([slide])} --out out/   # keep every tile's score"],
+    )

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    Closing,
     ClusterOpt,
     DashboardOpt,
     ManifestOpt,
@@ -27,9 +27,19 @@ from wsidist.cli.common import (
     TlsCertOpt,
     TlsKeyOpt,
     WorkersOpt,
+    default,
+    opt,
     run_slide_job,
+    shell_words,
 )
-from wsidist.cli.output import STAGE1_COLUMNS, console, filters_table, out_console, presets_table
+from wsidist.cli.output import (
+    STAGE1_COLUMNS,
+    console,
+    filters_table,
+    out_console,
+    presets_table,
+    print_closing,
+)
 
 
 def score(
@@ -41,15 +51,24 @@ def score(
     scale: ScaleOpt = None,
     tissue: TissueOpt = None,
     refine: Annotated[
-        str | None, typer.Option(help="refiners after the tissue preset, e.g. 'fill_holes'")
+        str | None, opt(help="refiners after the tissue preset, e.g. 'fill_holes'", metavar="SPEC")
     ] = None,
     tile_size: TileSizeOpt = None,
     tile_um: TileUmOpt = None,
-    overlap: Annotated[float | None, typer.Option(help="overlap, unit of the tile size")] = None,
-    edge: Annotated[str | None, typer.Option(help="keep | drop partial edge tiles")] = None,
+    overlap: Annotated[
+        float | None, opt(help=default("tile overlap, in the tile size's unit", 0), metavar="N")
+    ] = None,
+    edge: Annotated[
+        str | None, opt(help=default("keep or drop partial edge tiles", "keep"), metavar="MODE")
+    ] = None,
     mpp: MppOpt = None,
-    scorer: Annotated[str | None, typer.Option(help="'seed', 'tissue' or module:function")] = None,
-    batch: Annotated[bool | None, typer.Option("--batch", help="write every step image")] = None,
+    scorer: Annotated[
+        str | None,
+        opt(help=default("'seed', 'tissue' or module:function", "seed"), metavar="NAME"),
+    ] = None,
+    batch: Annotated[
+        bool | None, opt("--batch/--no-batch", help=default("also write every step image", "no"))
+    ] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
@@ -59,7 +78,12 @@ def score(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
 ) -> None:
-    """Stage 1: tissue masks and scored tiles for every slide, as hive-partitioned Parquet."""
+    """Stage 1: tissue masks and scored tiles for every slide (hive-partitioned Parquet).
+
+    Writes OUT/slides.parquet, OUT/tiles/slide_id=<id>/part-0.parquet, OUT/masks/<id>.png,
+    OUT/thumbnails/<id>.jpg, OUT/status/<id>.json (and OUT/batch/<id>/ with --batch).
+    A job file (--config) holds the same fields; flags override it.
+    """
     from wsidist.stage1.config import build_job
 
     fields = dict(
@@ -73,14 +97,23 @@ def score(
 
 
 def demo(
-    slides: Annotated[list[str] | None, typer.Argument(help="extra slides to include")] = None,
-    out: Annotated[str, typer.Option("--out", help="output folder")] = "demo-out",
-    n: Annotated[int, typer.Option(help="number of synthetic slides")] = 3,
+    slides: Annotated[
+        list[str] | None, typer.Argument(help="extra slides to include", metavar="SLIDES")
+    ] = None,
+    out: Annotated[str, opt("--out", help=default("output folder", "demo-out"), metavar="OUT")] = (
+        "demo-out"
+    ),
+    n: Annotated[int, opt(help=default("number of synthetic slides", 3), metavar="N")] = 3,
     workers: WorkersOpt = None,
-    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="write step images")] = True,
+    batch: Annotated[
+        bool, opt("--batch/--no-batch", help=default("write every step image", "yes"))
+    ] = True,
     dashboard: DashboardOpt = None,
 ) -> None:
-    """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on a LocalCluster."""
+    """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on them.
+
+    The slides go to OUT/demo-slides/; the stage-1 outputs to OUT, as score writes them.
+    """
     from wsidist.demo.synth import generate_demo_slides
     from wsidist.stage1.config import build_job
 
@@ -93,12 +126,6 @@ def demo(
             None, inputs=inputs, out=out, workers=workers, batch=batch, dashboard=dashboard
         )
     )
-    console.print(
-        Text.assemble(
-            "outputs in ", (out, "bold"), ": slides.parquet, tiles/, masks/, thumbnails/",
-            ", batch/" if batch else "",
-        )
-    )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -106,6 +133,33 @@ def filters() -> None:
     """List tissue presets and the filters a pipeline spec can use."""
     out_console.print(presets_table())
     out_console.print(filters_table())
+    print_closing(
+        "(nothing written)",
+        [],
+        ["wsidist score SLIDES --out OUT --tissue otsu", "wsidist score SLIDES --out OUT "
+         "--tissue 'default' --refine 'fill_holes |> dilation(radius_um=20)'"],
+    )  # fmt: skip
+
+
+def stage1_closing(job, table) -> Closing:
+    """Where stage 1 wrote, and what to run next."""
+    out = job.out.rstrip("/")
+    outputs = [
+        "slides.parquet       one row per slide (status, error, warning, sizes, mpp, …)",
+        "tiles/               slide_id=<id>/part-0.parquet: one row per tile (hive-partitioned)",
+        "masks/<id>.png       tissue masks",
+        "thumbnails/<id>.jpg  the images the filters ran on",
+        "status/<id>.json     per-slide status (a rerun skips done slides)",
+    ]
+    if job.config.batch:
+        outputs.append("batch/<id>/          step images, tile summary, score heat map")
+    ok = [r for r in table.to_pylist() if r["status"] == "ok"]
+    steps = [f"wsidist select {out} --top 20"] if ok else []
+    if ok:
+        steps.append(
+            f"wsidist rewrite {shell_words(job.inputs)} --out {out}   # glass-removed pyramids"
+        )
+    return out, outputs, steps or ["fix the failed slides above and run the same command again"]
 
 
 def _run(build) -> int:
@@ -118,4 +172,4 @@ def _run(build) -> int:
             manifest=job.manifest,
         )  # fmt: skip
 
-    return run_slide_job("stage 1", build, run, STAGE1_COLUMNS, width=110)
+    return run_slide_job("stage 1", build, run, STAGE1_COLUMNS, stage1_closing)

@@ -89,6 +89,7 @@ def extract(
     scheduler: str | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> pa.Table:
     """Write the patches of ``selection`` under ``dest``; returns the index it wrote.
 
@@ -96,14 +97,18 @@ def extract(
     best level for that resolution and resizes to exactly ``round(w * slide_mpp / mpp)`` px.
     Passing ``mpp`` together with a non-zero ``level`` is an error. ``size`` resizes every patch
     to ``size`` × ``size``. ``fmt`` is png, jpg/jpeg or webp (``quality`` for the lossy ones).
-    ``on_result`` is called on the driver with one summary dict per slide as it finishes.
+    ``on_result`` is called on the driver with one summary dict per slide as it finishes;
+    ``on_start(n_slides)`` once the options and slides are checked, before any work starts.
     """
     opts = _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic)
     storage_options = storage_options or {}
     if isinstance(selection, str):
         selection = _read_selection(selection, storage_options)
     tasks = _plan(selection)
+    check_slides(tasks, selection, opts)
     store = Store(_root(dest), storage_options)
+    if on_start is not None:
+        on_start(len(tasks))
 
     def lost(task: SlidePatches, exc: BaseException) -> dict[str, Any]:
         error = f"worker failed while extracting: {type(exc).__name__}: {exc}"
@@ -169,6 +174,62 @@ def _plan(selection: pa.Table) -> list[SlidePatches]:
             raise WsidistError(f"slide_id {sid!r} has two urls: {url0!r} and {url!r}")
         boxes.append((int(x), int(y), int(w), int(h)))
     return [SlidePatches(sid, url, tuple(boxes)) for sid, (url, boxes) in groups.items()]
+
+
+def check_slides(tasks: list[SlidePatches], selection: pa.Table, opts: ExtractOptions) -> None:
+    """Raise :class:`WsidistError`, before any work, naming the slides that cannot give the
+    requested ``level`` (too few levels) or ``mpp`` (no mpp). The facts come from the
+    selection's ``level_count`` / ``mpp`` columns, or from opening local slides (metadata
+    only); remote slides without them are checked by their worker."""
+    facts = _slide_facts(tasks, selection, need_mpp=opts.mpp is not None)
+    if opts.mpp is not None:
+        no_mpp = sorted(sid for sid, (_, mpp) in facts.items() if not mpp)
+        if no_mpp:
+            raise WsidistError(
+                f"--mpp {opts.mpp:g} needs each slide's mpp; {len(no_mpp)} slide(s) have none: "
+                f"{', '.join(no_mpp)} (read them with --level instead)"
+            )
+    elif opts.level:
+        short = {sid: n for sid, (n, _) in facts.items() if n is not None and opts.level >= n}
+        if not short:
+            return
+        if short:
+            named = ", ".join(
+                f"{sid} ({n} level{'s' * (n != 1)})" for sid, n in sorted(short.items())
+            )
+            lowest = min(n for n, _ in facts.values() if n is not None)  # ≥ 1
+            raise WsidistError(
+                f"--level {opts.level} is not in every slide: {named}; levels 0..{lowest - 1} "
+                "exist in all of them (or use --mpp)"
+            )
+
+
+def _slide_facts(
+    tasks: list[SlidePatches], selection: pa.Table, *, need_mpp: bool
+) -> dict[str, tuple[int | None, float | None]]:
+    """slide_id → (level count, mpp) from the selection, else from the local slide file;
+    slides whose facts are unknown are left out."""
+    cols = selection.column_names
+    first: dict[str, tuple[Any, Any]] = {}
+    if "level_count" in cols or "mpp" in cols:
+        ids = selection.column("slide_id").to_pylist()
+        counts = selection.column("level_count").to_pylist() if "level_count" in cols else None
+        mpps = selection.column("mpp").to_pylist() if "mpp" in cols else None
+        for i, sid in enumerate(ids):
+            if sid not in first:
+                first[sid] = (counts[i] if counts else None, mpps[i] if mpps else None)
+    facts = {}
+    for task in tasks:
+        n, mpp = first.get(task.slide_id, (None, None))
+        if n is not None and ("mpp" in cols or not need_mpp):
+            facts[task.slide_id] = (n, mpp)
+        elif "://" not in task.url:
+            try:
+                with open_slide(task.url) as slide:
+                    facts[task.slide_id] = (slide.level_count, slide.mpp_x)
+            except WsidistError:
+                pass  # unknown: its worker turns the failure into rows
+    return facts
 
 
 def _root(dest: str) -> str:

@@ -62,7 +62,8 @@ def select(
     - ``top``: at most ``top`` tiles per slide, best score first (after ``strata``).
 
     Ties are broken by stage-1 rank, then row, col. Columns: slide_id, url, x, y, w, h,
-    level (0), mpp (the slide's mpp_x), score, rank, tissue_frac (+ stratum); ordered by
+    level (0), mpp (the slide's mpp_x), score, rank, tissue_frac, level_count (the slide's
+    levels, so ``extract`` can check ``--level`` before it starts) (+ stratum); ordered by
     slide_id then score descending. Raises :class:`WsidistError` for a missing output or
     a bad expression (with DuckDB's message and the available columns).
     """
@@ -91,9 +92,10 @@ def select(
                 f"(PARTITION BY slide_id ORDER BY {order}) <= {int(top)}"
             )
         extra = ", stratum" if bounds is not None else ""
+        levels = ", level_count" if "level_count" in columns else ""
         sql = (
             "SELECT slide_id, url, x, y, w, h, 0::INTEGER AS level, mpp_x AS mpp, score, rank, "
-            f"tissue_frac{extra} FROM ({picked}) ORDER BY slide_id, {order}"
+            f"tissue_frac{levels}{extra} FROM ({picked}) ORDER BY slide_id, {order}"
         )
         try:
             relation = con.sql(sql)
@@ -104,6 +106,16 @@ def select(
             raise WsidistError(_bad_query(exc, where, columns)) from None
     finally:
         con.close()
+
+
+def failed_slides(out: str, storage_options: dict[str, Any] | None = None) -> list[dict]:
+    """``slide_id`` and ``error`` of every slide of ``out/slides.parquet`` that is not ``ok``
+    (what :func:`select` leaves out)."""
+    store = Store(_root(out), storage_options or {})
+    slides = _read_all_slides(store, out)
+    cols = [c for c in ("slide_id", "error") if c in slides.column_names]
+    bad = slides.filter(pc.not_equal(slides["status"], "ok")).select(cols)
+    return bad.to_pylist()
 
 
 def write_selection(
@@ -168,6 +180,14 @@ def _strata_sql(filtered: str, bounds: list[tuple[float, float | None, int]], or
 
 
 def _read_slides(store: Store, out: str) -> pa.Table:
+    slides = _read_all_slides(store, out)
+    ok = slides.filter(pc.equal(slides["status"], "ok"))
+    keep = [c for c in SLIDE_COLUMNS if c in ok.column_names]
+    table = ok.select(["slide_id", *keep])
+    return table.rename_columns(["slide_id", *(SLIDE_COLUMNS[c] for c in keep)])
+
+
+def _read_all_slides(store: Store, out: str) -> pa.Table:
     try:
         slides = store.read_parquet(layout.SLIDES_TABLE)
     except FileNotFoundError:
@@ -179,10 +199,7 @@ def _read_slides(store: Store, out: str) -> pa.Table:
     missing = {"slide_id", "status"} - set(slides.column_names)
     if missing:
         raise WsidistError(f"{out}/slides.parquet lacks columns {sorted(missing)}")
-    ok = slides.filter(pc.equal(slides["status"], "ok"))
-    keep = [c for c in SLIDE_COLUMNS if c in ok.column_names]
-    table = ok.select(["slide_id", *keep])
-    return table.rename_columns(["slide_id", *(SLIDE_COLUMNS[c] for c in keep)])
+    return slides
 
 
 def _connect(store: Store) -> duckdb.DuckDBPyConnection:

@@ -1,5 +1,10 @@
 """The Dask side: a client of a given scheduler, a LocalCluster or an HPC batch cluster; TLS;
-the worker environment; per-slide progress events from workers to the driver."""
+the worker environment; per-slide progress events from workers to the driver.
+
+Before a LocalCluster starts its worker processes, :func:`check_main_guard` makes sure they
+will not re-run the caller's script (see :mod:`wsidist.runtime.mainguard`); Dask's own
+UserWarnings (ports, scratch directories, graph sizes) are kept out of the user's terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,46 @@ import contextlib
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import dask
 from distributed import Client, LocalCluster, Security
 
+from wsidist.runtime.mainguard import check_main_guard
+
 ClusterKind = Literal["local", "slurm", "pbs", "lsf"]
 PROGRESS_TOPIC = "wsidist-progress"  # Dask event topic of per-slide progress messages
+
+__all__ = [
+    "check_main_guard", "cluster_submitter", "cluster_threads", "dask_client",
+    "progress_reporter", "quiet_dask_warnings", "subscribe_progress", "tls_security",
+    "worker_environ",
+]  # fmt: skip
+
+# Dask warnings raised in wsidist's own processes that tell a user nothing they can act on
+_DRIVER_FILTERS = (
+    ("", r"(dask|distributed)(\.|$)"),  # (message, module) regexes
+    ("Creating scratch directories", ""),  # raised through contextlib
+)
+# the same in worker processes, as PYTHONWARNINGS (literal module names)
+_WORKER_FILTERS = (
+    "ignore:Creating scratch directories",
+    "ignore::UserWarning:distributed.node",
+    "ignore::UserWarning:distributed.worker",
+    "ignore::UserWarning:distributed.utils",
+    "ignore::UserWarning:distributed.client",
+)
+
+
+@contextlib.contextmanager
+def quiet_dask_warnings() -> Iterator[None]:
+    """Within: Dask's UserWarnings in this process are not shown (wsidist's own still are)."""
+    with warnings.catch_warnings():
+        for message, module in _DRIVER_FILTERS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+        yield
 
 
 @contextlib.contextmanager
@@ -32,9 +69,11 @@ def dask_client(
     ``security`` (see :func:`tls_security`) makes every connection TLS; without it, Dask's
     ``distributed.comm.tls`` config still applies to a given ``scheduler``. ``dashboard``
     serves the LocalCluster's dashboard on a free port (``client.dashboard_link``).
+    Raises :class:`~wsidist.errors.ConfigError` before starting a LocalCluster from a script
+    whose wsidist call is not under ``if __name__ == "__main__":``.
     """
     if scheduler:
-        with Client(scheduler, security=security) as client:
+        with quiet_dask_warnings(), Client(scheduler, security=security) as client:
             yield client
         return
     if cluster != "local":
@@ -46,9 +85,11 @@ def dask_client(
         ):
             yield client
         return
+    check_main_guard(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
     n_workers = workers or os.cpu_count() or 1
     tls = {"protocol": "tls://", "security": security} if security is not None else {}
     with (
+        quiet_dask_warnings(),
         dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}),
         LocalCluster(
             n_workers=n_workers,
@@ -104,7 +145,8 @@ def subscribe_progress(client: Client, handler: Callable[[dict[str, Any]], None]
 
 
 def worker_environ() -> dict[str, Any]:
-    """Environment of worker processes: Dask's defaults with a glibc heap that keeps big buffers.
+    """Environment of worker processes: Dask's defaults with a glibc heap that keeps big buffers,
+    and Dask's own UserWarnings filtered (``PYTHONWARNINGS``, added to any given).
 
     Dask sets ``MALLOC_TRIM_THRESHOLD_=65536``, so every multi-megabyte image buffer is mapped
     afresh and page-faulted in; with blocks of 12 MB that made the stage-2 rewrite 2.8× slower
@@ -113,6 +155,8 @@ def worker_environ() -> dict[str, Any]:
     """
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env.update(MALLOC_TRIM_THRESHOLD_=2**30, MALLOC_MMAP_THRESHOLD_=2**26)
+    given = [w for w in str(env.get("PYTHONWARNINGS") or "").split(",") if w]
+    env["PYTHONWARNINGS"] = ",".join(dict.fromkeys([*given, *_WORKER_FILTERS]))
     return env
 
 

@@ -28,6 +28,9 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     unhashed_fields: ClassVar[frozenset[str]] = frozenset()  # fields that change no output
+    # groups of fields that give one concept in different units (e.g. tile_size / tile_um):
+    # a flag for one replaces the job file's value for the others
+    alternatives: ClassVar[tuple[frozenset[str], ...]] = ()
 
     def config_hash(self) -> str:
         """Stable short hash of everything that changes the outputs."""
@@ -100,7 +103,9 @@ def merge_job(
 ) -> JobT:
     """A ``job_cls`` from a ``kind`` job file plus overrides (``None`` means not given).
 
-    Fields of ``job_cls`` go to the job; every other field goes to its ``config``.
+    Fields of ``job_cls`` go to the job; every other field goes to its ``config``. A flag
+    overrides the file's field of the same concept: ``tile_um`` given as a flag replaces the
+    file's ``tile_size`` and the other way round (the config's ``alternatives``).
     """
     config_cls = job_cls.model_fields["config"].annotation
     data: dict[str, Any] = load_yaml(yaml_path, kind) if yaml_path is not None else {}
@@ -111,7 +116,12 @@ def merge_job(
             f"job file {yaml_path}: config must be a mapping of fields, got {nested!r}"
         )
     flat = {**nested, **data}
-    flat.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for group in getattr(config_cls, "alternatives", ()):
+        if group & given.keys():
+            for name in group - given.keys():
+                flat.pop(name, None)
+    flat.update(given)
     job_names = set(job_cls.model_fields) - {"config"}
     job_fields = {k: v for k, v in flat.items() if k in job_names}
     config_fields = {k: v for k, v in flat.items() if k not in job_names and k != "kind"}

@@ -35,6 +35,7 @@ class Stage1Config(StageConfig):
     """What stage 1 computes for each slide. Every field but ``batch`` changes the outputs."""
 
     unhashed_fields: ClassVar[frozenset[str]] = frozenset({"batch"})
+    alternatives: ClassVar[tuple[frozenset[str], ...]] = (frozenset({"tile_size", "tile_um"}),)
 
     tissue: TissueSpec = Field(
         "default", description="tissue preset name, filter spec string, or its YAML/dict form"

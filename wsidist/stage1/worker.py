@@ -148,6 +148,10 @@ def _write_batch(
 def _tile_table(
     tiles: pa.Table, task: SlideTask, config: Stage1Config, config_hash: str
 ) -> pa.Table:
+    """The slide's tile table as written: no ``slide_id`` column (the hive partition folder
+    ``slide_id=<id>`` carries it, so every Parquet reader sees one string column), with the id,
+    URL, schema version and config in the file's metadata (a single file stays self-describing).
+    """
     meta = {
         "wsidist.schema_version": SCHEMA_VERSION,
         "wsidist.config_hash": config_hash,
@@ -155,6 +159,6 @@ def _tile_table(
         "wsidist.slide_id": task.slide_id,
         "wsidist.url": task.url,
     }
-    ids = pa.array([task.slide_id] * tiles.num_rows, type=pa.string())
-    tiles = tiles.add_column(0, "slide_id", ids)
+    if "slide_id" in tiles.column_names:
+        tiles = tiles.drop_columns(["slide_id"])
     return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})

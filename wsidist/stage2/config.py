@@ -34,6 +34,11 @@ class RewriteConfig(StageConfig):
     transcode: bool = Field(
         False, description="carry JPEG source tiles over losslessly as JPEG-XL (no pixel changes)"
     )
+    match_source: bool = Field(
+        True,
+        description="JPEG-XL: per slide, the coarsest distance (never finer than `distance`) "
+        "whose PSNR matches a JPEG / JPEG 2000 source's own measured PSNR",
+    )
     tissue: TissueSpec = Field(
         "default", description="tissue preset/spec when no stage-1 mask exists"
     )
@@ -54,6 +59,11 @@ class RewriteConfig(StageConfig):
         if self.transcode and self.glass != "empty":
             raise ValueError("transcode drops glass tiles: glass must be 'empty'")
         return self
+
+    @property
+    def lossy_jpegxl(self) -> bool:
+        """Whether tiles are re-encoded as lossy JPEG-XL (the mode that has a distance)."""
+        return self.codec == "jpegxl" and not self.lossless and not self.transcode
 
     def pyramid_options(self, mpp: float | None) -> PyramidOptions:
         """The :func:`~wsidist.stage2.pyramid.write_pyramid` options for a slide of ``mpp``

@@ -22,6 +22,9 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("glass", pa.string()),
         ("transcode", pa.bool_()),
         ("lossless", pa.bool_()),
+        ("distance", pa.float64()),  # the JPEG-XL distance used (lossy JPEG-XL only)
+        ("source_quality", pa.string()),  # what match_source measured, e.g. "JPEG q30"
+        ("source_psnr_db", pa.float64()),  # the source codec's own PSNR on the sample
         ("mask_source", pa.string()),  # stage1 | computed
         ("width", pa.int64()),
         ("height", pa.int64()),
@@ -42,6 +45,7 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("workers", pa.int32()),  # worker threads the slide's blocks could use
         ("mp_per_s_per_worker", pa.float64()),  # megapixels / seconds / workers
+        ("warning", pa.string()),  # e.g. the output is larger than the source
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
         ("worker", pa.string()),

@@ -10,6 +10,7 @@ the pyramid still exists), the failure row and the status JSON.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import tempfile
@@ -26,11 +27,12 @@ from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_submitter, progress_reporter
 from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage2.config import RewriteConfig
+from wsidist.stage2.match import match_distance, source_quality
 from wsidist.stage2.pyramid import write_pyramid
 from wsidist.stage2.report import PYRAMIDS_SCHEMA, PyramidReport
 from wsidist.stage2.transcode import transcode_pyramid
 
-__all__ = ["computed_mask", "rewrite_slide"]
+__all__ = ["computed_mask", "larger_warning", "rewrite_slide"]
 
 
 def rewrite_slide(
@@ -97,10 +99,20 @@ def _rewrite(
             f"no mpp: the {options.margin_um:g} µm margin was applied as "
             f"{options.margin_for(None):g} level-0 px (give --mpp or a manifest mpp)"
         )
+    matched: dict[str, Any] = {}
+    if config.lossy_jpegxl and config.match_source:
+        source = source_quality(slide, mask, downsample, tile=config.tile)
+        if source is not None:
+            distance = match_distance(slide, source, finest=config.distance, effort=config.effort)
+            options = dataclasses.replace(options, distance=distance)
+            matched = {"source_quality": source.describe, "source_psnr_db": source.psnr_db}
+    used = {"distance": options.distance} if config.lossy_jpegxl else {}
     extra = {
         "slide_id": task.slide_id,
         "mask_source": mask_source,
         "config_hash": config.config_hash(),
+        **used,
+        **matched,
     }
     with cluster_submitter() as (submit, workers), _local_output(store, task.slide_id) as out_path:
         if config.transcode:
@@ -116,14 +128,27 @@ def _rewrite(
             )  # fmt: skip
     return {
         **_report_columns(report),
+        **used,
+        **matched,
+        "warning": "; ".join(
+            filter(None, [*notes, larger_warning(report.source_bytes, report.output_bytes)])
+        )
+        or None,
         "key": layout.pyramid_key(task.slide_id),
         "mask_source": mask_source,
         "width": width,
         "height": height,
         "megapixels": width * height / 1e6,
         "workers": workers,
-        "warning": "; ".join(notes) or None,
     }
+
+
+def larger_warning(source_bytes: int, output_bytes: int) -> str | None:
+    """The row's warning when the pyramid came out larger than the source file."""
+    if not source_bytes or output_bytes <= source_bytes:
+        return None
+    pct = 100.0 * (output_bytes / source_bytes - 1)
+    return f"output {pct:.0f} % larger than the source: try a larger --distance or --codec jpeg"
 
 
 def stage1_mask(masks: Store, task: SlideTask) -> np.ndarray | None:

@@ -153,6 +153,7 @@ class TiffBackend:
         except Exception as exc:  # noqa: BLE001
             self._tif.close()
             raise SlideError(f"{path}: cannot read TIFF structure: {exc}") from exc
+        self._tif.filehandle.set_lock(True)  # threads share this handle (seek + read)
         self._cache = TileCache()
 
     def _setup(self) -> None:

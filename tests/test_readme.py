@@ -1,0 +1,323 @@
+"""Every README example runs as written, in README order, and does what the README says.
+
+A fresh folder stands in for the repository root (``jobs/`` and ``../shared/data/slides``
+linked in, ``wsidist`` on PATH). Shell lines run through bash (globs, quotes and comments as a
+user's shell has them) after the set-up block's ``wsidist demo --out demo-out``; each command
+is parsed by the CLI itself (a documented option that does not exist fails) and its documented
+outputs are checked (a path that is not written fails). ``s3://bucket`` and
+``tcp://host:8786`` are a real S3 server's bucket and a real scheduler. Python blocks run as
+scripts, the SQL block with DuckDB, the filter-spec block through the spec parser. Examples on
+the real slides, S3 or a scheduler are parsed always and run with ``WSIDIST_SLOW=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.helpers.paths import REPO, SLIDES
+
+README = REPO / "README.md"
+SHELL_LANGS = ("bash", "sh", "shell", "console")
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # shell | python | sql | spec
+    text: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        head = self.text.strip().splitlines()[0][:70]
+        return f"L{self.line}:{self.kind}:{head}"
+
+
+def readme_steps() -> list[Step]:
+    text = README.read_text()
+    steps = []
+    for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+        lang, body = m.group(1), m.group(2)
+        line = text.count("\n", 0, m.start()) + 1
+        if lang in SHELL_LANGS:
+            for raw in body.splitlines():
+                for part in raw.split(" && "):
+                    cmd = part.strip()
+                    if cmd.startswith("wsidist"):  # pip install and pytest are CI's own steps
+                        steps.append(Step("shell", cmd, line))
+        elif lang in ("python", "sql"):
+            steps.append(Step(lang, body, line))
+        elif lang == "" and "|>" in body:
+            steps.append(Step("spec", body, line))
+    return steps
+
+
+STEPS = readme_steps()
+
+
+class Workdir:
+    """The stand-in repository root, and the remote things some examples name."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.bin = root.parent / "bin"
+        self.bin.mkdir()
+        shim = self.bin / "wsidist"
+        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m wsidist.cli "$@"\n')
+        shim.chmod(0o755)
+        (root / "jobs").symlink_to(REPO / "jobs")
+        if SLIDES.is_dir():
+            (root.parent / "shared" / "data").mkdir(parents=True)
+            (root.parent / "shared" / "data" / "slides").symlink_to(SLIDES)
+        self.env = {
+            **os.environ,
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO),
+            "COLUMNS": "80",
+        }
+        self.subs: dict[str, str] = {}
+        self.stack = contextlib.ExitStack()
+
+    def remote(self, request, text: str) -> str:
+        """``text`` with the README's placeholders replaced by a real bucket / scheduler."""
+        if "s3://bucket" in text and "s3://bucket" not in self.subs:
+            s3 = request.getfixturevalue("s3")
+            bucket = s3.make_bucket("readme")
+            fs = s3.filesystem()
+            for p in sorted((self.root / "demo-out" / "demo-slides").iterdir()):
+                fs.put_file(str(p), f"{bucket[5:]}/slides/{p.name}")
+            self.env.update(s3.env)
+            self.subs["s3://bucket"] = bucket
+        if "tcp://host:8786" in text and "tcp://host:8786" not in self.subs:
+            request.getfixturevalue("s3")  # workers must see the S3 server's environment
+            from wsidist.runtime.cluster import dask_client
+
+            client = self.stack.enter_context(dask_client(workers=2))
+            self.subs["tcp://host:8786"] = client.scheduler.address
+        for placeholder, real in self.subs.items():
+            text = text.replace(placeholder, real)
+        return text
+
+    def run_shell(self, cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", cmd], cwd=self.root, env=self.env, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("readme") / "repo"
+    root.mkdir()
+    wd = Workdir(root)
+    with wd.stack:
+        yield wd
+
+
+# -- what a command says it writes -------------------------------------------------------------
+def parse(argv: list[str]) -> tuple[str, dict]:
+    """The command name and its parsed parameters, as the CLI parses them (unknown options and
+    bad values fail here, as they would for the user)."""
+    import click
+    from typer.main import get_command
+
+    from wsidist.cli.app import app
+
+    group = get_command(app)
+    name, rest = argv[0], argv[1:]
+    assert name in group.commands, f"README names an unknown command {name!r}"
+    try:
+        ctx = group.commands[name].make_context(name, list(rest))
+    except click.UsageError as exc:
+        pytest.fail(f"`wsidist {shlex.join(argv)}`: {exc.format_message()}")
+    return name, ctx.params
+
+
+def _words(wd: Workdir, cmd: str) -> list[str]:
+    """The command's words after ``wsidist``, local globs expanded as bash expands them."""
+    words = []
+    for w in shlex.split(cmd, comments=True)[1:]:
+        hits = sorted(glob.glob(w, root_dir=wd.root)) if "*" in w and "://" not in w else []
+        words.extend(hits or [w])
+    return words
+
+
+def _fs(wd: Workdir, url: str):
+    path = url if "://" in url else str(wd.root / url)
+    fs, root = fsspec.core.url_to_fs(path)
+    return fs, root.rstrip("/")
+
+
+def _table(wd: Workdir, url: str):
+    fs, path = _fs(wd, url)
+    assert fs.exists(path), f"{url} was not written"
+    with fs.open(path, "rb") as fh:
+        return pq.read_table(fh)
+
+
+def _job_fields(params: dict) -> dict:
+    """The job file's fields (its path is relative to the stand-in root)."""
+    config = params.get("config")
+    return yaml.safe_load((params["_root"] / config).read_text()) if config else {}
+
+
+def _inputs(params: dict) -> list[str]:
+    return list(params.get("slides") or _job_fields(params).get("inputs") or [])
+
+
+def _planned(wd: Workdir, inputs: list[str]) -> int:
+    from wsidist.io.inputs import expand_inputs
+
+    cwd = os.getcwd()
+    os.chdir(wd.root)
+    try:
+        return len(expand_inputs(inputs))
+    finally:
+        os.chdir(cwd)
+
+
+def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.CompletedProcess):
+    params = {**params, "_root": wd.root}
+    out = params.get("out") or _job_fields(params).get("out")
+    if name in ("score", "demo"):
+        inputs = _inputs(params) if name == "score" else None
+        slides = _table(wd, f"{out.rstrip('/')}/slides.parquet").to_pylist()
+        if inputs is not None:
+            urls = {r["url"] for r in slides}
+            assert len(urls) >= _planned(wd, inputs)
+        fs, root = _fs(wd, out)
+        for r in slides:
+            if r["status"] != "ok":
+                assert r["slide_id"] in res.stderr, f"failed slide {r['slide_id']} not named"
+                continue
+            part = f"{root}/tiles/slide_id={r['slide_id']}/part-0.parquet"
+            assert fs.exists(part) and fs.exists(f"{root}/masks/{r['slide_id']}.png")
+            assert fs.exists(f"{root}/thumbnails/{r['slide_id']}.jpg")
+            assert fs.exists(f"{root}/status/{r['slide_id']}.json")
+            batch = params.get("batch") or _job_fields(params).get("batch") or name == "demo"
+            if batch:
+                assert fs.exists(f"{root}/batch/{r['slide_id']}/tile_summary.png")
+            if params.get("tile_um") and r["mpp_x"]:
+                assert abs(r["tile_px0"] - params["tile_um"] / r["mpp_x"]) <= 1
+    elif name == "info":
+        for url in params["slides"]:
+            for path in sorted(glob.glob(url, root_dir=wd.root)) or [url]:
+                assert Path(path).name in res.stdout, path
+    elif name == "filters":
+        assert "default" in res.stdout and "otsu" in res.stdout
+    elif name == "select":
+        target = params.get("to") or f"{params['out'].rstrip('/')}/selection.parquet"
+        table = _table(wd, target)
+        assert table.num_rows > 0
+        ids = table.column("slide_id").to_pylist()
+        if params.get("top"):
+            assert max(ids.count(i) for i in set(ids)) <= params["top"]
+        if params.get("stratum"):
+            assert "stratum" in table.column_names
+    elif name == "extract":
+        dest = params["dest"].rstrip("/")
+        index = _table(wd, f"{dest}/index.parquet").to_pylist()
+        written = [r for r in index if r["status"] != "failed"]
+        assert written, "no patch written"
+        kinds = {r["kind"] for r in written}
+        fs, root = _fs(wd, dest)
+        for r in written:
+            assert fs.exists(f"{root}/{r['key']}"), r["key"]
+        patches = [r for r in written if r["kind"] == "patch"]
+        if params.get("size"):
+            assert {(r["out_w"], r["out_h"]) for r in patches} == {(params["size"],) * 2}
+        if params.get("mpp"):
+            assert all(abs(r["mpp"] - params["mpp"]) < 0.05 for r in patches)
+        if params.get("shard_mb"):
+            assert "shard" in kinds
+        if params.get("mosaic"):
+            assert "mosaic" in kinds
+    elif name == "top-tiles":
+        files = sorted((wd.root / out).iterdir())
+        assert 0 < len(files) <= params["n"]
+    elif name == "rewrite":
+        rows = _table(wd, f"{out.rstrip('/')}/pyramids.parquet").to_pylist()
+        assert len({r["url"] for r in rows}) >= _planned(wd, _inputs(params))
+        for r in rows:
+            if r["status"] != "ok":
+                assert r["slide_id"] in res.stderr
+                continue
+            assert (wd.root / out / r["key"]).exists()
+            assert (wd.root / out / "pyramids" / f"{r['slide_id']}.json").exists()
+            if params.get("transcode"):
+                assert r["transcode"] and r["lossless"]
+            if params.get("codec") == "jpeg":
+                assert r["codec"] == "jpeg"
+        assert "open only in wsidist" in res.stderr or params.get("codec") == "jpeg"
+    elif name in ("export", "restore"):
+        import openslide
+
+        with openslide.OpenSlide(str(wd.root / params["out"])) as osl:
+            assert osl.level_count >= 1 and osl.dimensions[0] > 0
+            osl.read_region((0, 0), 0, (64, 64))
+    else:
+        pytest.fail(f"the README test does not know what `wsidist {name}` writes")
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[s.id for s in STEPS])
+def test_readme_example(step: Step, workdir: Workdir, request):
+    text = step.text
+    if "../shared" in text and not SLIDES.is_dir():  # (checked before the slow switch)
+        pytest.skip(f"needs the real slides ({SLIDES}); set WSIDIST_TEST_SLIDES")
+    if step.kind == "spec":
+        from wsidist.filters import parse_pipeline
+
+        for line in filter(None, (ln.strip() for ln in text.splitlines())):
+            parse_pipeline(line)
+        return
+    if step.kind == "sql":
+        sql = text.replace("'out/", f"'{workdir.root}/out/")
+        assert duckdb.sql(sql).fetchall(), "the README query returns no row"
+        return
+    if step.kind == "python":
+        script = workdir.root / f"readme_L{step.line}.py"
+        script.write_text(text)
+        res = subprocess.run(
+            [sys.executable, script.name], cwd=workdir.root, env=workdir.env,
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+        return
+    if _heavy(text) and not os.environ.get("WSIDIST_SLOW"):
+        parse(_words(workdir, text))  # its options exist; running it waits for WSIDIST_SLOW
+        pytest.skip("real slides, S3 or a scheduler: set WSIDIST_SLOW=1 to run it too")
+    cmd = workdir.remote(request, text)
+    name, params = parse(_words(workdir, cmd))
+    res = workdir.run_shell(cmd)
+    on_real = "../shared" in text
+    ok_codes = (0, 1) if on_real else (0,)
+    assert res.returncode in ok_codes, f"exit {res.returncode}\n{res.stderr[-3000:]}"
+    assert "Traceback" not in res.stderr and "UserWarning" not in res.stderr, res.stderr
+    assert "next:" in res.stderr, f"`{cmd}` does not say what to run next"
+    check_effects(workdir, name, params, res)
+
+
+def _heavy(text: str) -> bool:
+    """Examples on the real slides, S3 or a remote scheduler (minutes on a laptop)."""
+    return any(k in text for k in ("../shared", "s3://", "tcp://"))
+
+
+def test_the_readme_has_examples_of_every_command():
+    from wsidist.cli.app import COMMANDS
+
+    shown = {shlex.split(s.text, comments=True)[1] for s in STEPS if s.kind == "shell"}
+    assert shown >= {name for name, _, _ in COMMANDS}, {n for n, _, _ in COMMANDS} - shown
+    assert any(s.kind == "python" and '__name__ == "__main__"' in s.text for s in STEPS)
