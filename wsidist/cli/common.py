@@ -54,6 +54,9 @@ def run_slide_job(
         tasks = plan_tasks(job.inputs)
     except WsidistError as exc:
         raise fail(str(exc)) from None
-    with slide_progress(title, len(tasks)) as on_result:
-        table = run(job, tasks, on_result)
+    try:
+        with slide_progress(title, len(tasks)) as on_result:
+            table = run(job, tasks, on_result)
+    except WsidistError as exc:  # e.g. an output that cannot be written: one message, no trace
+        raise fail(str(exc)) from None
     return print_job_summary(title, table, {t.slide_id for t in tasks}, columns, width=width)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsidist import layout
-from wsidist.errors import WsidistError
+from wsidist.errors import WsidistError, failure_reason
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
@@ -43,7 +43,7 @@ from wsidist.query.patches import (
     write_mosaic,
     write_shards,
 )
-from wsidist.runtime.results import run_slide_tasks, write_job_table
+from wsidist.runtime.results import prepare_output, run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import run_slide_task
 
 __all__ = ["INDEX_SCHEMA", "ExtractOptions", "SlidePatches", "extract", "extract_slide"]
@@ -104,6 +104,7 @@ def extract(
         selection = _read_selection(selection, storage_options)
     tasks = _plan(selection)
     store = Store(_root(dest), storage_options)
+    prepare_output(store)
 
     def lost(task: SlidePatches, exc: BaseException) -> dict[str, Any]:
         error = f"worker failed while extracting: {type(exc).__name__}: {exc}"
@@ -208,7 +209,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
                 rgb, lvl, out_mpp = read_patch(slide, x, y, w, h, opts)
                 data = opts.encode(rgb)
             except Exception as exc:  # noqa: BLE001 — one bad patch fails that row only
-                row.update(level=opts.level, status="failed", error=f"{type(exc).__name__}: {exc}")
+                row.update(level=opts.level, status="failed", error=failure_reason(exc))
                 rows.append(row)
                 continue
             if opts.mosaic and len(mosaic_tiles) < opts.mosaic:

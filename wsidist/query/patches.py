@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from wsidist import layout
-from wsidist.errors import WsidistError
+from wsidist.errors import OutputError, WsidistError
 from wsidist.imaging import encode_image
 from wsidist.io.slide import Slide
 from wsidist.io.storage import Store
@@ -73,7 +73,15 @@ def failed_patch_rows(task: SlidePatches, opts: ExtractOptions, error: str) -> l
 
 
 def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOptions):
-    """(uint8 RGB, level read, µm per output px or None) for one level-0 box."""
+    """(uint8 RGB, level read, µm per output px or None) for one level-0 box.
+
+    A box wholly outside the slide is an error (it would be a white picture); one that only
+    overhangs an edge is read with white beyond the edge."""
+    width, height = slide.dimensions
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise WsidistError(
+            f"box x={x} y={y} {w}×{h} lies wholly outside the slide ({width}×{height} px)"
+        )
     mpp0 = slide.mpp_x
     if opts.mpp is not None:
         if not mpp0:
@@ -113,6 +121,10 @@ def put_object(store: Store, row: Row, key: str, data: bytes) -> Row:
     row.update(key=key, bytes=len(data), sha256=sha)
     try:
         row["status"] = put_if_changed(store, key, data, sha)
+    except OutputError as exc:
+        if exc.permanent:
+            raise  # read-only, full, …: the job stops with this message
+        row.update(status="failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 — a write error fails that row only
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     return row

@@ -16,11 +16,11 @@ from distributed import Client
 from wsidist import layout
 from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_threads
-from wsidist.runtime.results import run_slide_tasks, write_job_table
-from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
+from wsidist.runtime.results import prepare_output, run_slide_tasks, write_job_table
+from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage2.config import RewriteConfig
 from wsidist.stage2.report import PYRAMIDS_SCHEMA
-from wsidist.stage2.worker import rewrite_slide
+from wsidist.stage2.worker import remove_outputs, rewrite_slide
 
 __all__ = ["PYRAMIDS_SCHEMA", "run_rewrite"]
 
@@ -49,7 +49,14 @@ def run_rewrite(
     tasks = plan_tasks(inputs)
     storage_options = storage_options or {}
     store = Store(out, storage_options)
+    prepare_output(store)
     config_hash = config.config_hash()
+
+    def lost(task: SlideTask, exc: BaseException) -> dict[str, Any]:
+        row = lost_task_row(task, exc, config_hash)
+        key = layout.pyramid_status_key(task.slide_id)
+        return record_lost(store, key, row, lambda: remove_outputs(store, task.slide_id))
+
     rows = run_slide_tasks(
         rewrite_slide,
         tasks,
@@ -57,8 +64,11 @@ def run_rewrite(
             "config": config, "store": store, "masks": Store(masks or out, storage_options),
             "overwrite": overwrite, "cache_dir": cache_dir,
         },
-        lost=lambda task, exc: lost_task_row(task, exc, config_hash),
+        lost=lost,
         max_in_flight=cluster_threads,
         client=client, scheduler=scheduler, workers=workers, on_result=on_result,
     )  # fmt: skip
-    return write_job_table(store, layout.PYRAMIDS_TABLE, rows, PYRAMIDS_SCHEMA, config)
+    return write_job_table(
+        store, layout.PYRAMIDS_TABLE, rows, PYRAMIDS_SCHEMA, config,
+        status_dir=layout.PYRAMIDS_DIR,
+    )  # fmt: skip

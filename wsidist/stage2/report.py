@@ -43,6 +43,8 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("mp_per_s_per_worker", pa.float64()),  # megapixels / seconds / workers
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
+        ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read
+        ("mask_config_hash", pa.string()),  # config hash of the stage-1 run that made the mask
         ("worker", pa.string()),
         ("started_at", pa.string()),  # ISO 8601 UTC, ms
         ("finished_at", pa.string()),
