@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from wsidist import layout
 from wsidist.errors import PyramidError
 from wsidist.imaging import TileCodec, any_reduce, area_reduce
 from wsidist.io.slide import Slide
@@ -147,7 +148,7 @@ def write_pyramid(
     if block_levels is None:  # blocks of about 2048 level-0 px
         block_levels = max(1, round(math.log(2048 / tile, level_factor)))
     m = min(block_levels, len(dims) - 1)
-    plan = BlockPlan(slide, width, height, tile, level_factor, m, len(dims) > m + 1, tile_codec)
+    plan = BlockPlan(slide.ref, width, height, tile, level_factor, m, len(dims) > m + 1, tile_codec)
     workers = workers or os.cpu_count() or 1
     desc = {
         "source": slide.url,
@@ -165,14 +166,14 @@ def write_pyramid(
     }
 
     with (
-        tempfile.TemporaryDirectory(dir=path.parent, prefix=".pyramid-") as tmpdir,
+        tempfile.TemporaryDirectory(dir=path.parent, prefix=layout.PYRAMID_SPOOL_PREFIX) as tmpdir,
         ThreadPoolExecutor(workers) as pool,
     ):
         spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
         top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
         stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
                                2 * workers, spool, top)  # fmt: skip
-        tmp_path = path.with_name(path.name + ".part")
+        tmp_path = path.with_name(path.name + layout.PART_SUFFIX)
         try:
             with tifffile.TiffWriter(tmp_path, bigtiff=width * height * 3 > 2**31) as tw:
                 level_arr = top
