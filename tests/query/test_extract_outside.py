@@ -21,6 +21,7 @@ def test_boxes_outside_the_slide_are_failed_rows(client, real_slides_dir, tmp_pa
         (100, H, 256, 256),  # just below
         (-100, -100, 256, 256),  # overhangs the corner: partly inside, written
         (500, 500, 256, 256),  # inside
+        (0, 0, 40_000, 40_000),  # 4.5 GB of pixels at level 0: over the memory budget
     ]
     n = len(boxes)
     selection = pa.table({
@@ -38,10 +39,13 @@ def test_boxes_outside_the_slide_are_failed_rows(client, real_slides_dir, tmp_pa
         assert row["key"] is None
     assert rows[(-100, -100)]["status"] == "written"
     assert rows[(500, 500)]["status"] == "written"
+    huge = rows[(0, 0)]
+    assert huge["status"] == "failed" and "memory budget" in huge["error"]
+    assert "40000×40000 px" in huge["error"]
     written = sorted(p.name for p in (dest / "cmu").iterdir())
     assert written == ["cmu_x-100_y-100_l0.png", "cmu_x500_y500_l0.png"]
     stored = pq.read_table(dest / "index.parquet")
-    assert stored.column("status").to_pylist().count("failed") == 3
+    assert stored.column("status").to_pylist().count("failed") == 4
     # the overhanging patch is white only outside the slide
     corner = np.asarray(Image.open(dest / "cmu" / "cmu_x-100_y-100_l0.png").convert("RGB"))
     assert (corner[:100, :100] == 255).all() and not (corner[100:, 100:] == 255).all()

@@ -21,6 +21,7 @@ from wsidist.errors import OutputError, WsidistError
 from wsidist.imaging import encode_image
 from wsidist.io.slide import Slide
 from wsidist.io.storage import Store
+from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB, check_memory
 
 FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}  # name -> file extension
 Row = dict[str, Any]
@@ -96,6 +97,12 @@ def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOption
         raise WsidistError(f"{slide.url}: level {level} out of range (0..{slide.level_count - 1})")
     ds = slide.level_downsamples[level]
     read_size = (max(1, round(w / ds)), max(1, round(h / ds)))
+    out_size = (opts.size, opts.size) if opts.size is not None else target or read_size
+    check_memory(
+        f"box x={x} y={y} {w}×{h} read at level {level} ({read_size[0]}×{read_size[1]} px)",
+        {"the patch": read_size[0] * read_size[1] * 3, "its output": out_size[0] * out_size[1] * 6},
+        DEFAULT_MEMORY_BUDGET_MB, advice="read it at a smaller level or mpp",
+    )  # fmt: skip
     rgb = slide.read_region(x, y, level, read_size)
     if opts.size is not None:
         target = (opts.size, opts.size)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,12 +29,18 @@ from wsidist.filters import FilterContext, tissue_mask
 from wsidist.io.remote import source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
+from wsidist.runtime.budget import MB, check_memory
 from wsidist.runtime.cluster import cluster_submitter
 from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage2.config import RewriteConfig
-from wsidist.stage2.pyramid import write_pyramid
+from wsidist.stage2.pyramid import PyramidOptions, pyramid_memory, write_pyramid
 from wsidist.stage2.report import PYRAMIDS_SCHEMA, PyramidReport
 from wsidist.stage2.transcode import transcode_pyramid
+
+# peak bytes per pixel of computing a tissue mask at the filter scale (the image and the tissue
+# pipeline; measured 15-20 B/px), plus the tile caches and block buffers of reading the slide
+MASK_BYTES_PER_PX = 32
+MASK_READ_BYTES = 160 * MB
 
 __all__ = ["Stage1Mask", "computed_mask", "remove_outputs", "rewrite_slide", "stage1_mask"]
 
@@ -110,6 +117,8 @@ def _rewrite(
     stage1: Stage1Mask | None,
 ) -> dict[str, Any]:
     width, height = slide.dimensions
+    options = config.pyramid_options(slide.mpp_x)
+    check_rewrite_memory(slide, config, options, stage1)
     if stage1 is not None:
         mask, mask_source = stage1.array(), "stage1"
     else:
@@ -117,7 +126,6 @@ def _rewrite(
     if not mask.any():
         raise ValueError(f"no tissue in the {mask_source} tissue mask: no pyramid written")
     downsample = width / mask.shape[1]
-    options = config.pyramid_options(slide.mpp_x)
     extra = {
         "slide_id": task.slide_id,
         "mask_source": mask_source,
@@ -145,6 +153,27 @@ def _rewrite(
         "megapixels": width * height / 1e6,
         "workers": workers,
     }
+
+
+def check_rewrite_memory(
+    slide: Slide, config: RewriteConfig, options: PyramidOptions, stage1: Stage1Mask | None
+) -> None:
+    """:class:`~wsidist.errors.MemoryBudgetError`, before any pixel is read, when the slide
+    needs more than ``config.memory_budget_mb``: the tissue mask (computed, or stage 1's) and,
+    unless transcoding, the pyramid levels the writer holds."""
+    width, height = slide.dimensions
+    needs = {} if config.transcode else pyramid_memory(width, height, options)
+    if stage1 is None:
+        w, h = math.ceil(width / config.scale), math.ceil(height / config.scale)
+        part = f"computing the tissue mask from the {w}×{h} px image at scale {config.scale:g}"
+        needs[part] = w * h * MASK_BYTES_PER_PX + MASK_READ_BYTES
+    else:
+        w, h = Image.open(io.BytesIO(stage1.png)).size
+        needs["the stage-1 mask"] = w * h * 2
+    check_memory(
+        f"{slide.url} ({width}×{height} px)", needs, config.memory_budget_mb,
+        " (or write a stage-1 mask at a larger scale)" if stage1 is None else "",
+    )  # fmt: skip
 
 
 def stage1_mask(masks: Store, task: SlideTask) -> Stage1Mask | None:
