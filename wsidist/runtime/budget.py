@@ -20,10 +20,16 @@ def gigabytes(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GB" if nbytes >= 2**30 else f"{nbytes / MB:.0f} MB"
 
 
-def check_memory(what: str, needs: Mapping[str, float], budget_mb: float, hint: str = "") -> float:
+def check_memory(
+    what: str,
+    needs: Mapping[str, float],
+    budget_mb: float,
+    hint: str = "",
+    advice: str = "raise memory_budget_mb",
+) -> float:
     """Raise :class:`MemoryBudgetError` when ``needs`` (part → bytes) sum to more than
-    ``budget_mb``; returns the sum. ``what`` names the slide and its size, ``hint`` what to
-    change (e.g. "or use a larger --scale")."""
+    ``budget_mb``; returns the sum. ``what`` names the slide and its size; ``advice`` and
+    ``hint`` say what to change (e.g. "raise memory_budget_mb" " or use a larger scale")."""
     total = float(sum(needs.values()))
     if total <= budget_mb * MB:
         return total
