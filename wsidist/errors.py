@@ -31,6 +31,25 @@ class PyramidError(WsidistError):
     """A pyramid cannot be written (bad arguments, a mask without tissue, …)."""
 
 
+class OutputError(WsidistError):
+    """The output cannot be written. ``permanent`` errors (permission, no space, a missing
+    bucket, a file where a folder should be) are not retried: the job stops with this message."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message, permanent)  # both in args, so it pickles whole
+
+    @property
+    def permanent(self) -> bool:
+        return bool(self.args[1])
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MemoryBudgetError(WsidistError):
+    """A slide needs more memory than the per-slide budget; the message names the sizes."""
+
+
 class UnsupportedSlide(ValueError):
     """A file cannot take the direct-decode fast path; the message says why."""
 

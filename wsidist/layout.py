@@ -49,13 +49,31 @@ Report (``wsidist report``; keys under the report root, ``OUT/report`` by defaul
     slides/<id>.html                        one page per slide
     slides/<id>/<picture>                   its pictures, top tiles (top/<rank>.jpg), steps
     assets/<file>                           the page's own CSS and JS (no network)
+
+Per-slide status files (``status/<id>.json``, ``pyramids/<id>.json``) are the source of truth:
+``slides.parquet`` and ``pyramids.parquet`` are built from them. Temporary names (a write in
+progress, or an orphan of a crashed one): ``_tmp-<hex>-<name>`` (every store write),
+``<name>.part`` (a pyramid being written), ``.pyramid-<random>/`` (a pyramid writer's spool).
 """
 
 from __future__ import annotations
 
+# -- temporary names -------------------------------------------------------------------------
+TEMP_PREFIX = "_tmp-"  # a store write goes to <dir>/_tmp-<hex>-<name>, then is moved into place
+PART_SUFFIX = ".part"  # a file being written in place, renamed when complete
+PYRAMID_SPOOL_PREFIX = ".pyramid-"  # a pyramid writer's temporary folder, next to the pyramid
+WRITE_PROBE = "_tmp-probe"  # written and removed before a job starts (is the output writable?)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name (not a path) is one of the temporary names above."""
+    return name.startswith((TEMP_PREFIX, PYRAMID_SPOOL_PREFIX, WRITE_PROBE)) or name.endswith(
+        PART_SUFFIX
+    )
+
+
 # -- stage 1 ---------------------------------------------------------------------------------
 SLIDES_TABLE = "slides.parquet"
-STATUS_DIR = "status"  # status/<id>.json
 TILES_DIR = "tiles"
 TILE_FILES = "**/part-*.parquet"  # under TILES_DIR; not the _tmp-… files of a writer at work
 TILE_GLOB = f"{TILES_DIR}/{TILE_FILES}"
@@ -85,13 +103,21 @@ def thumbnail_key(slide_id: str) -> str:
     return f"thumbnails/{slide_id}.jpg"
 
 
+STATUS_DIR = "status"  # status/<id>.json: the slides.parquet rows
+STATUS_SUFFIX = ".json"
+
+
 def status_key(slide_id: str) -> str:
-    return f"status/{slide_id}.json"
+    return f"{STATUS_DIR}/{slide_id}{STATUS_SUFFIX}"
+
+
+def batch_dir(slide_id: str) -> str:
+    return f"batch/{slide_id}"
 
 
 def batch_key(slide_id: str, name: str) -> str:
     """A batch-mode picture, e.g. ``batch_key(id, "tile_summary.png")``."""
-    return f"batch/{slide_id}/{name}"
+    return f"{batch_dir(slide_id)}/{name}"
 
 
 def batch_step_key(slide_id: str, step: str) -> str:
@@ -133,15 +159,15 @@ def top_tile_key(slide_id: str, rank: int, x: int, y: int, ext: str) -> str:
 
 # -- stage 2a ----------------------------------------------------------------------------------
 PYRAMIDS_TABLE = "pyramids.parquet"
-PYRAMIDS_DIR = "pyramids"  # pyramids/<id>.tiff and pyramids/<id>.json
+PYRAMIDS_DIR = "pyramids"  # pyramids/<id>.tiff and pyramids/<id>.json (the pyramids.parquet rows)
 
 
 def pyramid_key(slide_id: str) -> str:
-    return f"pyramids/{slide_id}.tiff"
+    return f"{PYRAMIDS_DIR}/{slide_id}.tiff"
 
 
 def pyramid_status_key(slide_id: str) -> str:
-    return f"pyramids/{slide_id}.json"
+    return f"{PYRAMIDS_DIR}/{slide_id}{STATUS_SUFFIX}"
 
 
 # -- every job table of slide ids under a root, and the folder of its per-slide status JSONs ---

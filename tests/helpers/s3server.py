@@ -79,6 +79,15 @@ class S3Server:
         }
 
     @property
+    def read_only_storage_options(self) -> dict:
+        """Like :attr:`storage_options`, for an identity that may read and list but not write."""
+        return {
+            "key": f"{self.key}ro",
+            "secret": self.secret[::-1],
+            "client_kwargs": {"endpoint_url": self.endpoint_url},
+        }
+
+    @property
     def env(self) -> dict[str, str]:
         """Environment that makes plain `s3fs.S3FileSystem()` / `fsspec.filesystem("s3")` use us.
 
@@ -152,7 +161,12 @@ def _spawn(workdir: Path, key: str, secret: str) -> S3Server:
         "credentials": [{"accessKey": key, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
-    config.write_text(json.dumps({"identities": [identity]}))
+    reader = {  # may read and list, never write: a read-only output for write-error tests
+        "name": "wsidist-reader",
+        "credentials": [{"accessKey": f"{key}ro", "secretKey": secret[::-1]}],
+        "actions": ["Read", "List"],
+    }
+    config.write_text(json.dumps({"identities": [identity, reader]}))
     sockdir = workdir if len(str(workdir)) < 80 else Path(tempfile.mkdtemp(prefix="wsd-s3-"))
     ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
     args = [

@@ -41,9 +41,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from wsidist import __version__
+        from importlib.metadata import version
 
-        typer.echo(f"wsidist {__version__}")
+        typer.echo(f"wsidist {version('wsidist')}")
         raise typer.Exit()
 
 

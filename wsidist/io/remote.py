@@ -42,6 +42,42 @@ def _version(info: dict) -> str:
     return "|".join(f"{k}={info[k]}" for k in _VERSION_KEYS if info.get(k) is not None)
 
 
+def source_version(url: str, storage_options: dict | None = None) -> str | None:
+    """The identity of the file (or DICOM folder) at ``url``: size plus modification time
+    (locally) or ETag (remotely), as a string; a replaced file gets another one.
+
+    None when it cannot be read (then nothing is skipped: the slide task reports the error).
+    """
+    try:
+        path = local_path(url)
+        if path is not None:
+            return _local_version(path)
+        fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        rpath = rpath.rstrip("/")
+        info = fs.info(rpath)
+        if info.get("type") == "directory":
+            found = sorted(fs.find(rpath, detail=True).items())
+            digest = hashlib.sha256(";".join(f"{p}:{_version(i)}" for p, i in found).encode())
+            return f"files={len(found)}|sha256={digest.hexdigest()[:16]}"
+        return _version(info) or None
+    except Exception:  # noqa: BLE001 — a missing or unreadable source is never "current"
+        return None
+
+
+def _local_version(path: str) -> str:
+    st = os.stat(path)
+    if not os.path.isdir(path):
+        return f"size={st.st_size}|mtime_ns={st.st_mtime_ns}"
+    parts = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            f = os.stat(full)
+            parts.append(f"{os.path.relpath(full, path)}:{f.st_size}:{f.st_mtime_ns}")
+    digest = hashlib.sha256(";".join(sorted(parts)).encode()).hexdigest()[:16]
+    return f"files={len(parts)}|sha256={digest}"
+
+
 def _download_file(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> None:
     tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
     try:

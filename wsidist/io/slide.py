@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,9 +23,30 @@ from wsidist.errors import SlideError
 from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
-from wsidist.io.remote import stage
+from wsidist.io.remote import source_version, stage
 
-__all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "open_slide"]
+__all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "SlideRef", "open_slide"]
+
+
+@dataclass(frozen=True)
+class SlideRef:
+    """What opens a slide again elsewhere (a few strings: cheap to pickle, opens nothing).
+
+    ``version`` is the source's identity when the reference was taken: a worker that finds
+    another file at the URL refuses to read it (:meth:`open`).
+    """
+
+    url: str
+    cache_dir: str | None = None
+    backend: str = "auto"
+    version: str | None = None
+
+    def open(self) -> Slide:
+        slide = open_slide(self.url, cache_dir=self.cache_dir, backend=self.backend)
+        if self.version is not None and source_version(self.url) != self.version:
+            slide.close()
+            raise SlideError(f"{self.url}: the file changed while it was being read")
+        return slide
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,8 @@ class Slide:
         self._impl = impl
         self._reopen_args = (url, cache_dir, backend)
         self._closed = False
+        # an unreferenced slide closes its files (descriptors never outlive the object)
+        self._finalizer = weakref.finalize(self, impl.close)
 
     # -- metadata ---------------------------------------------------------------------------
     backend = property(lambda self: self._impl.name)
@@ -172,10 +196,16 @@ class Slide:
         return self._guard(f"associated image {name!r}", lambda: self._impl.associated_image(name))
 
     # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def ref(self) -> SlideRef:
+        """A :class:`SlideRef` to this slide's URL, with the source's identity now."""
+        url, cache_dir, backend = self._reopen_args
+        return SlideRef(url, cache_dir, backend, source_version(url))
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._impl.close()
+            self._finalizer()
 
     def __enter__(self) -> Slide:
         return self

@@ -1,19 +1,23 @@
-"""Output storage on any fsspec URL: safe keys and atomic writes.
+"""Output storage on any fsspec URL: safe keys, atomic writes, readable write errors.
 
 Everything a job writes goes through :class:`Store`: a root URL (a local folder or
 ``s3://bucket/prefix``) plus relative keys. Keys are checked so that no slide name can write
 outside the root, and every write goes to a temporary key first and is then moved into place,
-so a reader never sees a half-written file.
+so a reader never sees a half-written file; a failed write removes its temporary key. A write
+that fails raises :class:`~wsidist.errors.OutputError`, ``permanent`` for errors a retry cannot
+fix (permission, read-only, no space, quota, a missing bucket or a file in the way).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import posixpath
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,18 +25,47 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wsidist.errors import WsidistError
+from wsidist.errors import OutputError, WsidistError
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._=-]+$")
+TEMP_PREFIX = "_tmp-"  # as wsidist.layout.TEMP_PREFIX (io does not import layout)
+_PERMANENT_ERRNOS = frozenset(
+    {
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+        errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+    }
+)  # fmt: skip
 
 
-def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative key (no ``..``, no absolute path), else raise."""
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a write error is one a retry cannot fix (permission, no space, not found, …)."""
+    if isinstance(exc, OutputError):
+        return exc.permanent
+    if isinstance(exc, PermissionError | FileNotFoundError | NotADirectoryError | FileExistsError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
+
+
+def output_error(exc: BaseException, where: str) -> OutputError:
+    """``exc`` (raised writing ``where``) as an :class:`OutputError` with a one-line reason."""
+    if isinstance(exc, OutputError):
+        return exc
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = str(exc) or type(exc).__name__
+    return OutputError(f"cannot write {where}: {reason}", permanent=is_permanent(exc))
+
+
+def check_key(key: str, hidden: bool = False) -> str:
+    """Return ``key`` if it is a safe relative key (no ``..``, no absolute path), else raise.
+
+    Parts may start with a dot only when ``hidden`` (removing a writer's temporary folder)."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise WsidistError(f"unsafe output key {key!r}")
     for part in parts:
-        if not _SAFE_PART.match(part) or part.startswith("."):
+        if not _SAFE_PART.match(part) or (part.startswith(".") and not hidden):
             raise WsidistError(f"unsafe output key part {part!r} in {key!r}")
     return key
 
@@ -84,24 +117,106 @@ class Store:
         """Write ``data`` to a temporary key, then move it into place. Returns the path."""
         return self._publish(lambda fs, tmp: fs.pipe_file(tmp, data), key)
 
+    def write_json(self, key: str, document: Any) -> str:
+        return self.write_bytes(key, json.dumps(document).encode())
+
     def put_file(self, local_path: str, key: str) -> str:
         """Upload a local file to a temporary key, then move it into place. Returns the path."""
         return self._publish(lambda fs, tmp: fs.put_file(local_path, tmp), key)
 
     def _publish(self, write: Callable[[fsspec.AbstractFileSystem, str], Any], key: str) -> str:
-        fs = self.fs
         final = self.path(key)
         parent = posixpath.dirname(final)
-        tmp = posixpath.join(parent, f"_tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
-        if self.is_local:
-            fs.makedirs(parent, exist_ok=True)
-        write(fs, tmp)
+        tmp = posixpath.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
+        fs = self.fs
         try:
+            if self.is_local:
+                fs.makedirs(parent, exist_ok=True)
+            write(fs, tmp)
             fs.mv(tmp, final)
-        except Exception:
-            fs.rm(tmp)
-            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # a partial temporary key is never left behind
+                if fs.exists(tmp):
+                    fs.rm(tmp)
+            raise output_error(exc, self._url_of(final)) from exc
         return final
+
+    def _url_of(self, path: str) -> str:
+        return path if self.is_local else f"{_protocols(self.fs)[0]}://{path}"
+
+    def check_writable(self) -> None:
+        """Write and remove a probe key; :class:`OutputError` naming the reason if that fails."""
+        where = self._url_of(self.root)
+        if self.is_local and self.fs.isfile(self.root):
+            raise OutputError(f"cannot write {where}: it is a file, not a folder", permanent=True)
+        probe = self.path(f"_tmp-probe-{uuid.uuid4().hex}")
+        try:
+            if self.is_local:
+                self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"")
+            self.fs.rm(probe)
+        except Exception as exc:
+            raise output_error(exc, where) from exc
+
+    def find(self, prefix: str = "") -> list[tuple[str, float, bool]]:
+        """``(key, modified unix time, is_dir)`` of everything under ``prefix`` (all: "")."""
+        base = self.path(prefix) if prefix else self.root
+        fs = self.fs
+        fs.invalidate_cache(base)
+        try:
+            found = fs.find(base, withdirs=True, detail=True)
+        except FileNotFoundError:
+            return []
+        finally:
+            fs.invalidate_cache(base)
+        items = []
+        for path, info in found.items():
+            key = posixpath.relpath(path.rstrip("/"), self.root)
+            if key != ".":
+                items.append((key, _modified(info), info.get("type") == "directory"))
+        return sorted(items)
+
+    def signatures(self, prefix: str, suffix: str) -> dict[str, str]:
+        """``key -> version`` (size with ETag, or inode and mtime) of the files directly under
+        ``prefix`` whose names end with ``suffix``; a rewritten file gets a new version."""
+        base = self.path(prefix)
+        fs = self.fs
+        fs.invalidate_cache(base)
+        try:
+            infos = fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        finally:
+            fs.invalidate_cache(base)  # later exists()/info() must not answer from this listing
+        found = {}
+        for info in infos:
+            name = info["name"].rstrip("/")
+            base_name = posixpath.basename(name)
+            if info.get("type") == "directory" or not base_name.endswith(suffix):
+                continue
+            if base_name.startswith((TEMP_PREFIX, ".")):
+                continue
+            key = posixpath.relpath(name, self.root)
+            found[key] = "|".join(
+                f"{k}={info[k]}" for k in _SIGNATURE_KEYS if info.get(k) is not None
+            )
+        return found
+
+    def read_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of several keys (fetched concurrently where the filesystem can); keys that
+        vanished meanwhile are left out."""
+        paths = {self.path(k): k for k in keys}
+        if not paths:
+            return {}
+        data = self.fs.cat(list(paths), on_error="return")
+        found = {}
+        for path, value in data.items():
+            if isinstance(value, FileNotFoundError):
+                continue
+            if isinstance(value, BaseException):
+                raise value
+            found[paths.get(path, paths.get(path.rstrip("/"), path))] = value
+        return found
 
     def write_parquet(self, key: str, table: pa.Table) -> str:
         buf = io.BytesIO()
@@ -121,10 +236,16 @@ class Store:
             return []
         return sorted(posixpath.relpath(n.rstrip("/"), self.root) for n in names)
 
-    def remove(self, key: str, recursive: bool = False) -> None:
-        path = self.path(key)
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=recursive)
+    def remove(self, key: str, recursive: bool = False, hidden: bool = False) -> None:
+        """Remove a key (a folder with ``recursive``); a missing key is fine."""
+        path = posixpath.join(self.root, check_key(key, hidden))
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            pass  # removed meanwhile
+        except Exception as exc:
+            raise output_error(exc, self._url_of(path)) from exc
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -146,6 +267,19 @@ def merge_by_slide_id(store: Store, key: str, table: pa.Table) -> pa.Table:
     done = set(table.column("slide_id").to_pylist())
     keep = [r for r in previous.to_pylist() if r.get("slide_id") not in done]
     return pa.concat_tables([rows_to_table(keep, table.schema), table]) if keep else table
+
+
+_SIGNATURE_KEYS = ("size", "ETag", "LastModified", "ino", "mtime")
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """Modification time (unix seconds) from an fsspec info dict (local or object store)."""
+    value = info.get("mtime", info.get("LastModified", info.get("last_modified")))
+    if value is None:
+        return 0.0
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsidist import layout
-from wsidist.errors import WsidistError
+from wsidist.errors import WsidistError, failure_reason
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
@@ -43,7 +43,7 @@ from wsidist.query.patches import (
     write_mosaic,
     write_shards,
 )
-from wsidist.runtime.results import run_slide_tasks, write_job_table
+from wsidist.runtime.results import prepare_output, run_slide_tasks, write_job_table
 from wsidist.runtime.tasks import run_slide_task
 
 __all__ = ["INDEX_SCHEMA", "ExtractOptions", "SlidePatches", "extract", "extract_slide"]
@@ -107,6 +107,7 @@ def extract(
     tasks = _plan(selection)
     check_slides(tasks, selection, opts)
     store = Store(_root(dest), storage_options)
+    prepare_output(store)
     if on_start is not None:
         on_start(len(tasks))
 
@@ -269,7 +270,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
                 rgb, lvl, out_mpp = read_patch(slide, x, y, w, h, opts)
                 data = opts.encode(rgb)
             except Exception as exc:  # noqa: BLE001 — one bad patch fails that row only
-                row.update(level=opts.level, status="failed", error=f"{type(exc).__name__}: {exc}")
+                row.update(level=opts.level, status="failed", error=failure_reason(exc))
                 rows.append(row)
                 continue
             if opts.mosaic and len(mosaic_tiles) < opts.mosaic:

@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image
 
 from wsidist import layout
-from wsidist.errors import WsidistError
+from wsidist.errors import OutputError, WsidistError
 from wsidist.imaging import encode_image
 from wsidist.io.slide import Slide
 from wsidist.io.storage import Store
+from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB, check_memory
 
 FORMATS = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}  # name -> file extension
 Row = dict[str, Any]
@@ -73,7 +74,15 @@ def failed_patch_rows(task: SlidePatches, opts: ExtractOptions, error: str) -> l
 
 
 def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOptions):
-    """(uint8 RGB, level read, µm per output px or None) for one level-0 box."""
+    """(uint8 RGB, level read, µm per output px or None) for one level-0 box.
+
+    A box wholly outside the slide is an error (it would be a white picture); one that only
+    overhangs an edge is read with white beyond the edge."""
+    width, height = slide.dimensions
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise WsidistError(
+            f"box x={x} y={y} {w}×{h} lies wholly outside the slide ({width}×{height} px)"
+        )
     mpp0 = slide.mpp_x
     if opts.mpp is not None:
         if not mpp0:
@@ -88,6 +97,12 @@ def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOption
         raise WsidistError(f"{slide.url}: level {level} out of range (0..{slide.level_count - 1})")
     ds = slide.level_downsamples[level]
     read_size = (max(1, round(w / ds)), max(1, round(h / ds)))
+    out_size = (opts.size, opts.size) if opts.size is not None else target or read_size
+    check_memory(
+        f"box x={x} y={y} {w}×{h} read at level {level} ({read_size[0]}×{read_size[1]} px)",
+        {"the patch": read_size[0] * read_size[1] * 3, "its output": out_size[0] * out_size[1] * 6},
+        DEFAULT_MEMORY_BUDGET_MB, advice="read it at a smaller level or mpp",
+    )  # fmt: skip
     rgb = slide.read_region(x, y, level, read_size)
     if opts.size is not None:
         target = (opts.size, opts.size)
@@ -113,6 +128,10 @@ def put_object(store: Store, row: Row, key: str, data: bytes) -> Row:
     row.update(key=key, bytes=len(data), sha256=sha)
     try:
         row["status"] = put_if_changed(store, key, data, sha)
+    except OutputError as exc:
+        if exc.permanent:
+            raise  # read-only, full, …: the job stops with this message
+        row.update(status="failed", error=str(exc))
     except Exception as exc:  # noqa: BLE001 — a write error fails that row only
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     return row

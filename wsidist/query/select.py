@@ -6,6 +6,12 @@ and keeps the top-N tiles per slide and/or seed-000 style tissue strata. OUT is 
 or any fsspec URL (``s3://bucket/prefix``); remote outputs are read through fsspec, so DuckDB
 never downloads or autoloads an extension.
 
+A ``where`` expression sees the tile and slide columns only: the slides table is registered
+from memory and the tile files are the only ones DuckDB may open (``allowed_directories`` is
+``OUT/tiles/``, external access is off and the configuration locked before the expression is
+read), so ``read_text(…)`` or ``glob(…)`` of anything else fails without reading it; and it
+must be one expression, not more statements.
+
 Columns a ``where`` expression can use: every tile column (``slide_id, row, col, x, y, w, h,
 tissue_frac, pen_frac, background_frac, entropy, color_factor, sv_factor, quantity_factor,
 tissue_class, score, rank``) and the slide columns in :data:`SLIDE_COLUMNS` (``url, vendor,
@@ -76,6 +82,7 @@ def select(
     try:
         tiles_url = f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}"
         _create_view(con, slides, tiles_url, out)
+        _lock_down(con, store.full_url(layout.TILES_DIR))
         columns = [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
         if where is not None and where.strip():
             _check_where(con, where, columns)
@@ -232,7 +239,24 @@ def _create_view(con: duckdb.DuckDBPyConnection, slides: pa.Table, tiles_url: st
     )
 
 
+def _lock_down(con: duckdb.DuckDBPyConnection, tiles_dir: str) -> None:
+    """From now on DuckDB may open the tile files only, and nothing can change that."""
+    allowed = (tiles_dir.rstrip("/") + "/").replace("'", "''")
+    con.execute(f"SET allowed_directories = ['{allowed}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def _check_where(con: duckdb.DuckDBPyConnection, where: str, columns: list[str]) -> None:
+    try:
+        statements = con.extract_statements(f"SELECT * FROM candidates WHERE ({where})")
+    except duckdb.Error as exc:
+        raise WsidistError(_bad_query(exc, where, columns)) from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise WsidistError(
+            f"bad where expression {where!r}: give one expression over the tile and slide "
+            f"columns, not more statements\navailable columns: {', '.join(columns)}"
+        )
     try:
         con.execute(f"SELECT * FROM candidates WHERE ({where}) LIMIT 0").fetchall()
     except duckdb.Error as exc:

@@ -18,13 +18,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsidist.errors import ConfigError
+from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB
 
 SCHEMA_VERSION = "1"
 JobT = TypeVar("JobT", bound="JobSpec")
 
 
 class StageConfig(BaseModel):
-    """Base of a stage's config: frozen, no unknown fields, and a stable hash of its outputs."""
+    """Base of a stage's config: frozen, no unknown fields, and a stable hash of its outputs.
+
+    ``memory_budget_mb`` bounds what one slide may need (checked before its work; a slide over
+    it is a ``failed`` row naming its size); it changes no output, so it is not hashed.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     unhashed_fields: ClassVar[frozenset[str]] = frozenset()  # fields that change no output
@@ -32,9 +37,13 @@ class StageConfig(BaseModel):
     # a flag for one replaces the job file's value for the others
     alternatives: ClassVar[tuple[frozenset[str], ...]] = ()
 
+    memory_budget_mb: float = Field(
+        DEFAULT_MEMORY_BUDGET_MB, gt=0, description="memory one slide may need, MB"
+    )
+
     def config_hash(self) -> str:
         """Stable short hash of everything that changes the outputs."""
-        fields = self.model_dump(exclude=set(self.unhashed_fields))
+        fields = self.model_dump(exclude={*self.unhashed_fields, "memory_budget_mb"})
         payload = json.dumps({"schema": SCHEMA_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -1,15 +1,21 @@
 """The driver side of a slide job: one Dask task per slide, results as they finish, the table.
 
-:func:`run_slide_tasks` maps a worker function over the slides (a Dask bag with one slide per
-partition), retries a slide whose worker died, turns a slide that still fails into a row, and
-returns one row per slide in task order. :func:`write_job_table` merges the rows over the
-stored table and writes it with the schema version and config in the Parquet metadata.
+:func:`prepare_output` checks that the output is writable and removes orphaned temporary files
+before any work. :func:`run_slide_tasks` maps a worker function over the slides (a Dask bag
+with one slide per partition), retries a slide whose worker died, turns a slide that still
+fails into a row, stops the job at the first permanent write error, and returns one row per
+slide in task order. :func:`write_job_table` builds the job's table from the per-slide status
+files (the source of truth, so concurrent runs into one output lose nothing) and writes it with
+the schema version and config in the Parquet metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import posixpath
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -17,6 +23,8 @@ import dask.bag as db
 import pyarrow as pa
 from distributed import Client, as_completed
 
+from wsidist import layout
+from wsidist.errors import OutputError
 from wsidist.io.storage import Store, merge_by_slide_id, rows_to_table
 from wsidist.runtime.cluster import dask_client
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
@@ -24,6 +32,10 @@ from wsidist.runtime.jobconfig import SCHEMA_VERSION
 T = TypeVar("T")
 Row = dict[str, Any]
 ProgressCallback = Callable[[Row], None]
+
+ORPHAN_GRACE_S = 600.0  # temporary files untouched this long before a run are orphans
+REBUILDS = 8  # rebuilds of a job table while other runs keep changing status files
+_VERSIONS_META = "wsidist.status_versions"  # status key -> version the table's row came from
 
 
 class HasSlideId(Protocol):
@@ -36,6 +48,29 @@ class HashedConfig(Protocol):
     def model_dump_json(self) -> str: ...
 
 
+def prepare_output(store: Store, *, grace_s: float = ORPHAN_GRACE_S) -> list[str]:
+    """Before a job: fail fast (:class:`OutputError`) unless the output is writable, then remove
+    the temporary files of earlier runs that crashed (untouched for ``grace_s`` seconds, so a
+    concurrent run's writes in progress are left alone). Returns the keys removed."""
+    store.check_writable()
+    return remove_orphans(store, time.time() - grace_s)
+
+
+def remove_orphans(store: Store, older_than: float) -> list[str]:
+    """Remove every temporary file or folder (:func:`wsidist.layout.is_temporary`) under the
+    output whose newest content was modified before ``older_than`` (unix seconds)."""
+    entries = store.find()
+    roots = [k for k, _, _ in entries if layout.is_temporary(posixpath.basename(k))]
+    roots = [k for k in roots if not any(k.startswith(r + "/") for r in roots)]
+    removed = []
+    for root in roots:
+        newest = max(m for k, m, _ in entries if k == root or k.startswith(root + "/"))
+        if newest < older_than:
+            store.remove(root, recursive=True, hidden=True)
+            removed.append(root)
+    return removed
+
+
 def partition_results(
     client: Client, bag: db.Bag, tasks: Sequence[T], max_in_flight: int | None = None
 ) -> Iterator[tuple[T, Any, BaseException | None]]:
@@ -44,28 +79,36 @@ def partition_results(
     Partitions are retried twice (a worker killed by a slide is retried elsewhere); a partition
     that still fails yields its exception instead of raising, so one slide never stops a job.
     With ``max_in_flight``, at most that many partitions are submitted at a time (tasks that
-    secede to run sub-tasks would otherwise all start at once).
+    secede to run sub-tasks would otherwise all start at once). Closing the generator early
+    cancels the partitions still running.
     """
     pending = iter(zip(bag.to_delayed(), tasks, strict=True))
     running = as_completed()
     task_of: dict[str, T] = {}
+    futures: dict[str, Any] = {}
 
     def submit_next() -> None:
         for part, task in itertools.islice(pending, 1):
             future = client.compute(part, retries=2)
             task_of[future.key] = task
+            futures[future.key] = future
             running.add(future)
 
-    for _ in range(max_in_flight or len(tasks)):
-        submit_next()
-    for future in running:
-        submit_next()
-        try:
-            (result,) = future.result()
-        except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
-            yield task_of[future.key], None, exc
-        else:
-            yield task_of[future.key], result, None
+    try:
+        for _ in range(max_in_flight or len(tasks)):
+            submit_next()
+        for future in running:
+            futures.pop(future.key, None)
+            submit_next()
+            try:
+                (result,) = future.result()
+            except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
+                yield task_of[future.key], None, exc
+            else:
+                yield task_of[future.key], result, None
+    finally:
+        if futures:
+            client.cancel(list(futures.values()))
 
 
 def run_slide_tasks(
@@ -85,7 +128,9 @@ def run_slide_tasks(
     Runs on ``client``, else on ``scheduler`` or a new LocalCluster of ``workers``. A task that
     fails even after retries (e.g. a worker killed twice) becomes ``lost(task, exc)``;
     ``on_result`` sees each row as it arrives. ``max_in_flight(client)`` bounds the slides
-    running at once.
+    running at once. A row with ``output_error`` (a write error no retry can fix: permission,
+    read-only, no space) stops the job: the other slides are cancelled and
+    :class:`OutputError` is raised with that one message.
     """
     if not tasks:
         return []
@@ -95,8 +140,13 @@ def run_slide_tasks(
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
         limit = max_in_flight(client) if max_in_flight else None
-        for task, row, exc in partition_results(client, bag, tasks, limit):
+        results = stack.enter_context(
+            contextlib.closing(partition_results(client, bag, tasks, limit))
+        )
+        for task, row, exc in results:
             row = lost(task, exc) if exc is not None else row
+            if row.get("output_error"):
+                raise OutputError(row["output_error"], permanent=True)
             rows.append(row)
             if on_result:
                 on_result(row)
@@ -110,16 +160,103 @@ def write_job_table(
     rows: list[Row],
     schema: pa.Schema,
     config: HashedConfig | None = None,
+    *,
+    status_dir: str | None = None,
 ) -> pa.Table:
-    """Merge ``rows`` over the stored table at ``key`` (other slides' rows kept) and write it,
-    with the schema version and ``config`` (its hash and JSON) in the Parquet metadata."""
-    table = merge_by_slide_id(store, key, rows_to_table(rows, schema))
-    if config is not None:
-        meta = {
-            "wsidist.schema_version": SCHEMA_VERSION,
-            "wsidist.config_hash": config.config_hash(),
-            "wsidist.config": config.model_dump_json(),
-        }
-        table = table.replace_schema_metadata(meta)
-    store.write_parquet(key, table)
+    """Write the job table at ``key``, with the schema version and ``config`` (its hash and
+    JSON) in the Parquet metadata; returns it.
+
+    With ``status_dir`` (where the slides' status files are), the table is built from every
+    status file there, this run's ``rows`` over them (they say what was skipped) and the stored
+    table's rows of slides without a status file. After writing, the status files are listed
+    again and the table is rebuilt while another run changed them meanwhile, so the last
+    writer's table holds every run's slides. Without it, ``rows`` are merged over the stored
+    table (other slides' rows kept).
+    """
+    if status_dir is None:
+        table = merge_by_slide_id(store, key, rows_to_table(rows, schema))
+        store.write_parquet(key, _with_meta(table, config, {}))
+        return table
+    stored, cache = _stored_rows(store, key)
+    versions = store.signatures(status_dir, layout.STATUS_SUFFIX)
+    for attempt in range(REBUILDS):
+        table = _build_table(store, versions, cache, rows, stored, schema)
+        used = {k: v for k, v in versions.items() if k in cache}
+        store.write_parquet(key, _with_meta(table, config, used))
+        again = store.signatures(status_dir, layout.STATUS_SUFFIX)
+        if again == versions:
+            break
+        versions = again
+        time.sleep(0.05 * (attempt + 1))
     return table
+
+
+def _stored_rows(store: Store, key: str) -> tuple[list[Row], dict[str, tuple[str, Row]]]:
+    """The stored table's rows, and those of them whose status version is recorded (a status
+    file still at that version need not be read again)."""
+    try:
+        table = store.read_parquet(key)
+    except Exception:  # noqa: BLE001 — missing or damaged: rebuilt from the status files
+        return [], {}
+    meta = table.schema.metadata or {}
+    try:
+        versions = json.loads(meta.get(_VERSIONS_META.encode(), b"{}"))
+    except ValueError:
+        versions = {}
+    rows = table.to_pylist()
+    by_id = {r.get("slide_id"): r for r in rows}
+    cache = {}
+    for status, (version, slide_id) in versions.items():
+        if slide_id in by_id:
+            cache[status] = (version, by_id[slide_id])
+    return rows, cache
+
+
+def _build_table(
+    store: Store,
+    versions: dict[str, str],
+    cache: dict[str, tuple[str, Row]],
+    rows: list[Row],
+    stored: list[Row],
+    schema: pa.Schema,
+) -> pa.Table:
+    stale = [k for k, v in versions.items() if cache.get(k, ("",))[0] != v]
+    for status, data in store.read_many(stale).items():
+        try:
+            row = json.loads(data)
+        except ValueError:
+            continue  # a damaged status file: that slide reruns
+        if isinstance(row, dict) and row.get("slide_id"):
+            cache[status] = (versions[status], row)
+    by_id = {cache[k][1]["slide_id"]: cache[k][1] for k in versions if k in cache}
+    ours = {}
+    for row in rows:  # this run's row, unless another run finished the slide after it
+        found = by_id.get(row["slide_id"])
+        if found is None or str(row.get("finished_at") or "") >= str(
+            found.get("finished_at") or ""
+        ):
+            ours[row["slide_id"]] = row
+    others = {sid: r for sid, r in by_id.items() if sid not in ours}
+    for row in stored:
+        sid = row.get("slide_id")
+        if sid not in ours and sid not in others:
+            others[sid] = row
+    ordered = [others[sid] for sid in sorted(others)] + list(ours.values())
+    return rows_to_table(ordered, schema)
+
+
+def _with_meta(table: pa.Table, config: HashedConfig | None, versions: dict[str, str]) -> pa.Table:
+    meta: dict[str, str] = {"wsidist.schema_version": SCHEMA_VERSION}
+    if config is not None:
+        meta["wsidist.config_hash"] = config.config_hash()
+        meta["wsidist.config"] = config.model_dump_json()
+    if versions:
+        ids = dict(zip(table.column("slide_id").to_pylist(), range(table.num_rows)))
+        # status key -> (version, slide id): a later build reuses rows whose status is unchanged
+        recorded = {}
+        for status, version in versions.items():
+            sid = posixpath.basename(status)[: -len(layout.STATUS_SUFFIX)]
+            if sid in ids:
+                recorded[status] = (version, sid)
+        meta[_VERSIONS_META] = json.dumps(recorded)
+    return table.replace_schema_metadata(meta)

@@ -8,7 +8,7 @@ once.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import socket
 import time
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from wsidist.errors import ConfigError, failure_reason
+from wsidist.errors import ConfigError, OutputError, failure_reason
 from wsidist.io.inputs import assign_slide_ids, expand
+from wsidist.io.remote import source_version
 from wsidist.io.storage import Store
 from wsidist.runtime.manifest import read_manifest
 
@@ -109,31 +110,27 @@ def run_slide_task(
     columns: Row | None = None,
     overwrite: bool = False,
     still_current: Callable[[Row], bool] | None = None,
+    depends_on: Callable[[], Row] | None = None,
     on_failure: Callable[[], None] | None = None,
     finish: Callable[[Row], Row] | None = None,
 ) -> Row:
-    """Run ``work`` for one slide and return its row. Never raises for slide errors.
+    """Run ``work`` for one slide and return its row. Never raises for slide or write errors.
 
-    - Skip: unless ``overwrite``, a status JSON at ``status_key`` that is ``ok`` for the same
-      URL and ``config_hash`` (and ``still_current(previous)``, e.g. "the output still
-      exists") is returned as the row, with ``skipped`` True.
-    - Run: the row starts as url, slide_id, ``columns``, config_hash, worker, started_at and
-      takes ``work()``'s columns; status ``ok``.
+    - Skip key: the URL, ``config_hash``, the source's identity (``source_version``: size plus
+      mtime, or ETag) and ``depends_on()`` (e.g. an input mask's hash), all kept in the status
+      JSON. Unless ``overwrite``, a status ``ok`` with the same key (and
+      ``still_current(previous)``, e.g. "the output still exists") is returned as the row, with
+      ``skipped`` True. A source that cannot be read is never current.
+    - Run: the row starts as url, slide_id, ``columns``, config_hash, worker, started_at, the
+      skip key, and takes ``work()``'s columns; status ``ok``.
     - Failure: any exception becomes status ``failed`` with :func:`failure_reason` as the
-      error; ``on_failure()`` then removes partial outputs.
+      error; ``on_failure()`` then removes outputs (partial ones, and earlier ones that would
+      look current next to a failed row).
     - Finish: seconds, finished_at, skipped False, then ``finish(row)``'s columns; the row is
       written to ``status_key`` (when given) so a rerun can skip it.
+    - Write errors that no retry can fix (permission, read-only, no space, …), in the work, the
+      cleanup or the status write, also set ``output_error``: the results loop stops the job.
     """
-    if not overwrite and status_key is not None:
-        previous = store.read_json(status_key)
-        if (
-            isinstance(previous, dict)
-            and previous.get("status") == "ok"
-            and previous.get("config_hash") == config_hash
-            and previous.get("url") == task.url
-            and (still_current is None or still_current(previous))
-        ):
-            return {**previous, "skipped": True}
     started = time.perf_counter()
     row: Row = {
         "url": task.url,
@@ -144,20 +141,60 @@ def run_slide_task(
         "started_at": utc_now(),
     }
     try:
+        if status_key is not None:
+            row["source_version"] = source_version(task.url)
+        if depends_on is not None:
+            row["depends_on"] = depends_on()
+        if not overwrite and status_key is not None:
+            previous = store.read_json(status_key)
+            if _is_current(previous, row, still_current):
+                return {**previous, "skipped": True}
         row.update(work())
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
-        row.update(status="failed", error=failure_reason(exc))
+        _fail(row, exc)
         if on_failure is not None:
-            on_failure()
+            try:
+                on_failure()
+            except Exception as cleanup:  # noqa: BLE001
+                _fail(row, cleanup, keep_error=True)
     row["seconds"] = round(time.perf_counter() - started, 3)
     row["finished_at"] = utc_now()
     row["skipped"] = False
     if finish is not None:
         row.update(finish(row))
     if status_key is not None:
-        store.write_bytes(status_key, json.dumps(row).encode())
+        try:
+            store.write_json(status_key, row)
+        except Exception as exc:  # noqa: BLE001 — e.g. the output became read-only or full
+            _fail(row, exc)
     return row
+
+
+def _is_current(previous: Any, row: Row, still_current: Callable[[Row], bool] | None) -> bool:
+    """Whether a stored status is ``ok`` for exactly this row's skip key."""
+    return (
+        isinstance(previous, dict)
+        and previous.get("status") == "ok"
+        and row.get("source_version") is not None
+        and all(previous.get(k) == row.get(k) for k in SKIP_KEY)
+        and (still_current is None or still_current(previous))
+    )
+
+
+SKIP_KEY = ("url", "config_hash", "source_version", "depends_on")
+_FATAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
+def _fail(row: Row, exc: BaseException, keep_error: bool = False) -> None:
+    """Mark ``row`` failed with ``exc``'s reason (or keep an earlier one); a permanent write
+    error also sets ``output_error``, which stops the job."""
+    if not (keep_error and row.get("status") == "failed"):
+        row.update(status="failed", error=failure_reason(exc))
+    fatal = isinstance(exc, OutputError) and exc.permanent
+    fatal = fatal or (isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS)
+    if fatal and "output_error" not in row:
+        row["output_error"] = failure_reason(exc)
 
 
 def lost_task_row(task: SlideTask, exc: BaseException, config_hash: str, **columns: Any) -> Row:
@@ -169,5 +206,17 @@ def lost_task_row(task: SlideTask, exc: BaseException, config_hash: str, **colum
         "error": f"worker failed on the slide: {type(exc).__name__}: {exc}",
         "config_hash": config_hash,
         "skipped": False,
+        "finished_at": utc_now(),
         **columns,
     }
+
+
+def record_lost(
+    store: Store, status_key: str, row: Row, cleanup: Callable[[], None] | None = None
+) -> Row:
+    """After ``cleanup()`` (outputs that would look current), write a lost task's ``failed``
+    row as its status, so the tables built from the status files say so; returns the row."""
+    if cleanup is not None:
+        cleanup()
+    store.write_json(status_key, row)
+    return row

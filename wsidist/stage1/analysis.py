@@ -17,6 +17,7 @@ from wsidist.filters import FilterContext
 from wsidist.filters.tissue import pen_mask
 from wsidist.io.slide import Slide
 from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.memory import check_stage1_memory
 from wsidist.stage1.scoring import Scorer, resolve_scorer
 from wsidist.stage1.tiles import TileGrid, tile_features
 
@@ -59,6 +60,7 @@ def analyse_slide(
 
     ``scorer`` overrides ``config.scorer`` (a callable or a scorer name).
     """
+    check_stage1_memory(slide, config)  # refuse, before any read, a slide over the budget
     score_fn = resolve_scorer(scorer if scorer is not None else config.scorer)
     pipeline = config.tissue_pipeline()
     width, height = slide.dimensions

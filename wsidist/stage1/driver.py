@@ -17,11 +17,16 @@ from wsidist import layout
 from wsidist.io.storage import Store
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
 from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
-from wsidist.runtime.results import ProgressCallback, run_slide_tasks, write_job_table
-from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
+from wsidist.runtime.results import (
+    ProgressCallback,
+    prepare_output,
+    run_slide_tasks,
+    write_job_table,
+)
+from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.scoring import Scorer
-from wsidist.stage1.worker import process_slide
+from wsidist.stage1.worker import process_slide, remove_outputs
 
 __all__ = ["SLIDES_SCHEMA", "run_stage1"]
 
@@ -51,6 +56,7 @@ SLIDES_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
+        ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read
         ("worker", pa.string()),
         ("finished_at", pa.string()),
     ]
@@ -89,8 +95,15 @@ def run_stage1(
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options or {})
     check_stored_ids(store, tasks)
+    prepare_output(store)
     schema = labelled_schema(SLIDES_SCHEMA, tasks, stored_schema(store, layout.SLIDES_TABLE))
     config_hash = config.config_hash()
+
+    def lost(task: SlideTask, exc: BaseException) -> dict[str, Any]:
+        row = lost_task_row(task, exc, config_hash, scale=config.scale)
+        key = layout.status_key(task.slide_id)
+        return record_lost(store, key, row, lambda: remove_outputs(store, task.slide_id))
+
     rows = run_slide_tasks(
         process_slide,
         tasks,
@@ -98,7 +111,9 @@ def run_stage1(
             "config": config, "store": store, "overwrite": overwrite, "cache_dir": cache_dir,
             "scorer": scorer,
         },
-        lost=lambda task, exc: lost_task_row(task, exc, config_hash, scale=config.scale),
-        client=client, scheduler=scheduler, workers=workers, on_result=on_result,
+        lost=lost, client=client, scheduler=scheduler, workers=workers, on_result=on_result,
     )  # fmt: skip
-    return write_job_table(store, layout.SLIDES_TABLE, with_labels(rows, tasks), schema, config)
+    return write_job_table(
+        store, layout.SLIDES_TABLE, with_labels(rows, tasks), schema, config,
+        status_dir=layout.STATUS_DIR,
+    )  # fmt: skip

@@ -26,7 +26,7 @@ from wsidist.stage1.analysis import SlideAnalysis, analyse_slide
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.scoring import Scorer, resolve_scorer
 
-__all__ = ["SlideTask", "process_slide"]
+__all__ = ["SlideTask", "process_slide", "remove_outputs"]
 
 DARK_BACKGROUND_LEVEL = 60  # median gray below this: not a brightfield slide
 
@@ -73,7 +73,7 @@ def process_slide(
         status_key=layout.status_key(task.slide_id),
         columns={"scale": config.scale, **task.labels},
         overwrite=overwrite,
-        on_failure=lambda: store.remove(layout.tiles_partition(task.slide_id), recursive=True),
+        on_failure=lambda: remove_outputs(store, task.slide_id),
     )
 
 
@@ -85,6 +85,15 @@ def _scorer_name(config: Stage1Config, scorer: Scorer | None) -> str:
     if scorer is None:
         return str(config.scorer)
     return getattr(scorer, "__name__", type(scorer).__name__)
+
+
+def remove_outputs(store: Store, slide_id: str) -> None:
+    """Remove a slide's stage-1 outputs (a failed slide leaves none that look current)."""
+    store.remove(layout.tiles_partition(slide_id), recursive=True)
+    store.remove(layout.mask_key(slide_id))
+    store.remove(layout.thumbnail_key(slide_id))
+    store.remove(layout.contours_key(slide_id))
+    store.remove(layout.batch_dir(slide_id), recursive=True)
 
 
 def _write_outputs(

@@ -4,7 +4,8 @@ A block is ``B × B`` level-0 tiles with ``B = factor ** levels``: it covers exa
 level ``levels``, so it encodes its tiles of levels 0..``levels`` on its own (reductions are
 aligned, so a block's levels equal the whole slide's). It returns the encoded tiles, the block
 reduced once more (a piece of the first level the writer builds itself) and quality samples.
-Everything here is picklable and free of shared state, so it runs on a Dask worker or a thread.
+Everything here is picklable (a plan names its slide by :class:`~wsidist.io.slide.SlideRef`;
+blocks borrow the process's open slide), so it runs on a Dask worker or a thread.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wsidist.imaging import TileCodec, any_reduce, area_reduce
-from wsidist.io.slide import Slide
+from wsidist.io.slide import SlideRef
+from wsidist.io.slide_cache import process_slide_cache
 
 WHITE = 255
 
@@ -25,7 +27,7 @@ WHITE = 255
 class BlockPlan:
     """What every block of one slide shares."""
 
-    slide: Slide  # pickles as (url, cache dir, backend): workers reopen it
+    slide: SlideRef  # the worker borrows its process's open slide (opened once per process)
     width: int  # level-0 px
     height: int
     tile: int  # output tile side, px
@@ -88,10 +90,11 @@ def encode_block(
     w, h = min(plan.block_px0, plan.width - x0), min(plan.block_px0, plan.height - y0)
     img = np.full((h, w, 3), WHITE, np.uint8)
     result = BlockResult(bx, by)
-    for r, c in np.argwhere(keep0):
-        tw, th = min(tile, w - c * tile), min(tile, h - r * tile)
-        px = plan.slide.read_level(0, x0 + c * tile, y0 + r * tile, tw, th)
-        img[r * tile : r * tile + th, c * tile : c * tile + tw] = px
+    with process_slide_cache().lease(plan.slide) as slide:
+        for r, c in np.argwhere(keep0):
+            tw, th = min(tile, w - c * tile), min(tile, h - r * tile)
+            px = slide.read_level(0, x0 + c * tile, y0 + r * tile, tw, th)
+            img[r * tile : r * tile + th, c * tile : c * tile + tw] = px
 
     level_img, keep = img, keep0
     for k in range(plan.levels + 1):

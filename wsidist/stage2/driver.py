@@ -18,11 +18,11 @@ from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_threads
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
 from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
-from wsidist.runtime.results import run_slide_tasks, write_job_table
-from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks
+from wsidist.runtime.results import prepare_output, run_slide_tasks, write_job_table
+from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage2.config import RewriteConfig
 from wsidist.stage2.report import PYRAMIDS_SCHEMA
-from wsidist.stage2.worker import rewrite_slide
+from wsidist.stage2.worker import remove_outputs, rewrite_slide
 
 __all__ = ["PYRAMIDS_SCHEMA", "run_rewrite"]
 
@@ -57,8 +57,15 @@ def run_rewrite(
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options)
     check_stored_ids(store, tasks)
+    prepare_output(store)
     schema = labelled_schema(PYRAMIDS_SCHEMA, tasks, stored_schema(store, layout.PYRAMIDS_TABLE))
     config_hash = config.config_hash()
+
+    def lost(task: SlideTask, exc: BaseException) -> dict[str, Any]:
+        row = lost_task_row(task, exc, config_hash)
+        key = layout.pyramid_status_key(task.slide_id)
+        return record_lost(store, key, row, lambda: remove_outputs(store, task.slide_id))
+
     rows = run_slide_tasks(
         rewrite_slide,
         tasks,
@@ -67,8 +74,11 @@ def run_rewrite(
             "masks": Store(output_root(masks or out), storage_options),
             "overwrite": overwrite, "cache_dir": cache_dir,
         },
-        lost=lambda task, exc: lost_task_row(task, exc, config_hash),
+        lost=lost,
         max_in_flight=cluster_threads,
         client=client, scheduler=scheduler, workers=workers, on_result=on_result,
     )  # fmt: skip
-    return write_job_table(store, layout.PYRAMIDS_TABLE, with_labels(rows, tasks), schema, config)
+    return write_job_table(
+        store, layout.PYRAMIDS_TABLE, with_labels(rows, tasks), schema, config,
+        status_dir=layout.PYRAMIDS_DIR,
+    )  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from wsidist import layout
 from wsidist.errors import PyramidError
 from wsidist.imaging import TileCodec, any_reduce, area_reduce
 from wsidist.io.slide import Slide
@@ -141,15 +142,11 @@ def write_pyramid(
     tile_codec = opts.tile_codec
     glass_bytes = b"" if glass == "empty" else tile_codec.encode(_white(tile))
 
-    dims = _level_dims(width, height, tile, level_factor)
+    dims, m = _levels_and_blocks(width, height, opts)
     keeps = [keep0]
     for _ in dims[1:]:
         keeps.append(any_reduce(keeps[-1], level_factor))
-    block_levels = opts.block_levels
-    if block_levels is None:  # blocks of about 2048 level-0 px
-        block_levels = max(1, round(math.log(2048 / tile, level_factor)))
-    m = min(block_levels, len(dims) - 1)
-    plan = BlockPlan(slide, width, height, tile, level_factor, m, len(dims) > m + 1, tile_codec)
+    plan = BlockPlan(slide.ref, width, height, tile, level_factor, m, len(dims) > m + 1, tile_codec)
     workers = workers or os.cpu_count() or 1
     desc = {
         "source": slide.url,
@@ -167,14 +164,14 @@ def write_pyramid(
     }
 
     with (
-        tempfile.TemporaryDirectory(dir=path.parent, prefix=".pyramid-") as tmpdir,
+        tempfile.TemporaryDirectory(dir=path.parent, prefix=layout.PYRAMID_SPOOL_PREFIX) as tmpdir,
         ThreadPoolExecutor(workers) as pool,
     ):
         spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
         top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
         stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
                                2 * workers, spool, top, on_block)  # fmt: skip
-        tmp_path = path.with_name(path.name + ".part")
+        tmp_path = path.with_name(path.name + layout.PART_SUFFIX)
         try:
             with tifffile.TiffWriter(tmp_path, bigtiff=width * height * 3 > 2**31) as tw:
                 level_arr = top
@@ -230,6 +227,32 @@ def write_pyramid(
         levels_from="level0",
         worker_seconds=stats["seconds"],
     )
+
+
+def _levels_and_blocks(
+    width: int, height: int, opts: PyramidOptions
+) -> tuple[list[tuple[int, int]], int]:
+    """The level sizes, and the last level the blocks encode (``m``; level ``m + 1``, when
+    there is one, is the first level the writer builds from the blocks' reduced pieces)."""
+    dims = _level_dims(width, height, opts.tile, opts.level_factor)
+    block_levels = opts.block_levels
+    if block_levels is None:  # blocks of about 2048 level-0 px
+        block_levels = max(1, round(math.log(2048 / opts.tile, opts.level_factor)))
+    return dims, min(block_levels, len(dims) - 1)
+
+
+def pyramid_memory(width: int, height: int, options: PyramidOptions) -> dict[str, float]:
+    """Named parts (bytes) of what :func:`write_pyramid` holds for a ``width × height`` slide:
+    the first level it builds itself and the ones above it (a memory map when large, which
+    still counts: its pages are resident while written), and the per-tile index."""
+    dims, m = _levels_and_blocks(width, height, options)
+    needs: dict[str, float] = {}
+    if len(dims) > m + 1:
+        w, h = dims[m + 1]
+        needs[f"the pyramid's top levels from {w}×{h} px"] = w * h * 3 * 4 / 3
+    n_tiles = math.ceil(width / options.tile) * math.ceil(height / options.tile)
+    needs["the tile index"] = n_tiles * 24 * 4 / 3
+    return needs
 
 
 def _white(tile: int) -> np.ndarray:

@@ -48,6 +48,8 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("warning", pa.string()),  # e.g. the output is larger than the source
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
+        ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read
+        ("mask_config_hash", pa.string()),  # config hash of the stage-1 run that made the mask
         ("worker", pa.string()),
         ("started_at", pa.string()),  # ISO 8601 UTC, ms
         ("finished_at", pa.string()),

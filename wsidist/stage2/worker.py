@@ -1,20 +1,25 @@
 """Stage 2a for one slide, run on a worker: its tissue mask, then its glass-removed pyramid.
 
-The mask is the slide's stage-1 mask (its ``status`` says ok for the same URL) or, when there
-is none, computed with the config's tissue preset. Inside a Dask worker the pyramid's blocks of
-tiles are submitted back to the cluster, so one big slide uses every worker; this task is the
-one writer. :func:`wsidist.runtime.tasks.run_slide_task` supplies the rerun skip (only while
-the pyramid still exists), the failure row and the status JSON.
+The mask is the slide's stage-1 mask (its ``status`` says ok for the same URL and the same
+source file) or, when there is none, computed with the config's tissue preset. Inside a Dask
+worker the pyramid's blocks of tiles are submitted back to the cluster, so one big slide uses
+every worker; this task is the one writer. :func:`wsidist.runtime.tasks.run_slide_task` supplies
+the rerun skip (same source, config, stage-1 mask hash and stage-1 config hash, and only while
+the pyramid still exists), the failure row (a failed slide's earlier pyramid is removed) and
+the status JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,17 +27,46 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
+from wsidist.io.remote import source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
+from wsidist.runtime.budget import MB, check_memory
 from wsidist.runtime.cluster import cluster_submitter, progress_reporter
 from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage2.config import RewriteConfig
 from wsidist.stage2.match import match_distance, source_quality
-from wsidist.stage2.pyramid import write_pyramid
+from wsidist.stage2.pyramid import PyramidOptions, pyramid_memory, write_pyramid
 from wsidist.stage2.report import PYRAMIDS_SCHEMA, PyramidReport
 from wsidist.stage2.transcode import transcode_pyramid
 
-__all__ = ["computed_mask", "larger_warning", "rewrite_slide"]
+# peak bytes per pixel of computing a tissue mask at the filter scale (the image and the tissue
+# pipeline; measured 15-20 B/px), plus the tile caches and block buffers of reading the slide
+MASK_BYTES_PER_PX = 32
+MASK_READ_BYTES = 160 * MB
+
+__all__ = [
+    "Stage1Mask", "computed_mask", "larger_warning", "remove_outputs", "rewrite_slide",
+    "stage1_mask",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stage1Mask:
+    """A slide's stage-1 mask as stored (PNG bytes) and the stage-1 config it came from."""
+
+    png: bytes
+    config_hash: str | None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a pyramid made from this mask depends on (part of the rerun skip key)."""
+        return {
+            "mask_sha256": hashlib.sha256(self.png).hexdigest(),
+            "mask_config_hash": self.config_hash,
+        }
+
+    def array(self) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(self.png)).convert("L")) > 0
 
 
 def rewrite_slide(
@@ -50,10 +84,15 @@ def rewrite_slide(
     """
     if task.mpp is not None:
         config = config.model_copy(update={"mpp": task.mpp})
+    inputs: dict[str, Stage1Mask | None] = {}
+
+    def depends_on() -> dict[str, Any]:
+        inputs["mask"] = found = stage1_mask(masks, task)
+        return found.identity if found else {"mask_sha256": None, "mask_config_hash": None}
 
     def work() -> dict[str, Any]:
         with open_slide(task.url, cache_dir=cache_dir) as slide:
-            return _rewrite(slide, task, config, store, masks)
+            return _rewrite(slide, task, config, store, inputs.get("mask"))
 
     def throughput(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("megapixels") and row.get("workers"):
@@ -74,8 +113,15 @@ def rewrite_slide(
         },  # fmt: skip
         overwrite=overwrite,
         still_current=lambda _: store.exists(layout.pyramid_key(task.slide_id)),
+        depends_on=depends_on,
+        on_failure=lambda: remove_outputs(store, task.slide_id),
         finish=throughput,
     )
+
+
+def remove_outputs(store: Store, slide_id: str) -> None:
+    """Remove a slide's pyramid (a failed slide leaves none that looks current)."""
+    store.remove(layout.pyramid_key(slide_id))
 
 
 def _rewrite(
@@ -83,16 +129,18 @@ def _rewrite(
     task: SlideTask,
     config: RewriteConfig,
     store: Store,
-    masks: Store,
+    stage1: Stage1Mask | None,
 ) -> dict[str, Any]:
     width, height = slide.dimensions
-    mask, mask_source = stage1_mask(masks, task), "stage1"
-    if mask is None:
+    options = config.pyramid_options(slide.mpp_x)
+    check_rewrite_memory(slide, config, options, stage1)
+    if stage1 is not None:
+        mask, mask_source = stage1.array(), "stage1"
+    else:
         mask, mask_source = computed_mask(slide, config), "computed"
     if not mask.any():
         raise ValueError(f"no tissue in the {mask_source} tissue mask: no pyramid written")
     downsample = width / mask.shape[1]
-    options = config.pyramid_options(slide.mpp_x)
     notes = list(slide.warnings)
     if options.mpp is None and options.margin_px0 is None and options.margin_um > 0:
         notes.append(
@@ -136,6 +184,7 @@ def _rewrite(
         or None,
         "key": layout.pyramid_key(task.slide_id),
         "mask_source": mask_source,
+        "mask_config_hash": stage1.config_hash if stage1 is not None else None,
         "width": width,
         "height": height,
         "megapixels": width * height / 1e6,
@@ -151,16 +200,40 @@ def larger_warning(source_bytes: int, output_bytes: int) -> str | None:
     return f"output {pct:.0f} % larger than the source: try a larger --distance or --codec jpeg"
 
 
-def stage1_mask(masks: Store, task: SlideTask) -> np.ndarray | None:
-    """The stage-1 mask of this slide (same URL, status ok), or None when there is none."""
+def check_rewrite_memory(
+    slide: Slide, config: RewriteConfig, options: PyramidOptions, stage1: Stage1Mask | None
+) -> None:
+    """:class:`~wsidist.errors.MemoryBudgetError`, before any pixel is read, when the slide
+    needs more than ``config.memory_budget_mb``: the tissue mask (computed, or stage 1's) and,
+    unless transcoding, the pyramid levels the writer holds."""
+    width, height = slide.dimensions
+    needs = {} if config.transcode else pyramid_memory(width, height, options)
+    if stage1 is None:
+        w, h = math.ceil(width / config.scale), math.ceil(height / config.scale)
+        part = f"computing the tissue mask from the {w}×{h} px image at scale {config.scale:g}"
+        needs[part] = w * h * MASK_BYTES_PER_PX + MASK_READ_BYTES
+    else:
+        w, h = Image.open(io.BytesIO(stage1.png)).size
+        needs["the stage-1 mask"] = w * h * 2
+    check_memory(
+        f"{slide.url} ({width}×{height} px)", needs, config.memory_budget_mb,
+        " (or write a stage-1 mask at a larger scale)" if stage1 is None else "",
+    )  # fmt: skip
+
+
+def stage1_mask(masks: Store, task: SlideTask) -> Stage1Mask | None:
+    """The stage-1 mask of this slide, or None when there is none: its status must be ok for
+    the same URL and the same source file (size and mtime or ETag) as now."""
     status = masks.read_json(layout.status_key(task.slide_id)) or {}
     if status.get("status") != "ok" or status.get("url") != task.url:
         return None
+    if status.get("source_version") != source_version(task.url):
+        return None  # stage 1 read another file at this URL: its mask is stale
     try:
         data = masks.read_bytes(layout.mask_key(task.slide_id))
     except FileNotFoundError:
         return None
-    return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
+    return Stage1Mask(data, status.get("config_hash"))
 
 
 def computed_mask(slide: Slide, config: RewriteConfig) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Direct-decode fast path for TIFF-family slides (Aperio SVS, generic tiled TIFF).
 
 Regions are read by fetching the stored tiles' bytes (``os.pread`` on one file descriptor, so
-reads need no lock) and decoding them with imagecodecs: ``jpeg8_decode`` (libjpeg-turbo, the
+reads need no lock; the descriptor is closed with the reader, or when it is collected) and decoding them with imagecodecs: ``jpeg8_decode`` (libjpeg-turbo, the
 TIFF's JPEGTables merged) or ``jpeg2k_decode`` (OpenJPEG). The output is pixel-identical to
 OpenSlide's ``read_region`` composited onto white, within these limits:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from dataclasses import dataclass, replace
 
 import imagecodecs
@@ -194,6 +195,8 @@ class DirectTiffReader:
         self.level_downsamples = tuple(lv.downsample for lv in self._levels)
         self.compression = tuple(lv.codec for lv in self._levels)
         self._fd = os.open(self.path, os.O_RDONLY)
+        # the raw descriptor is closed by close() or, at the latest, when the reader is collected
+        self._close_fd = weakref.finalize(self, os.close, self._fd)
         self._cache = TileCache(cache_bytes)
 
     @classmethod
@@ -279,9 +282,8 @@ class DirectTiffReader:
         return self.read_level(level, origin[0], origin[1], int(size[0]), int(size[1]))
 
     def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self._fd = -1
+        self._close_fd()
         self._cache.clear()
 
     def __enter__(self) -> DirectTiffReader:
