@@ -1,0 +1,118 @@
+"""The slide's own background: its colour, its noise, and how far each pixel is from it.
+
+Brightfield glass is the brightest large mode of the histogram; its colour is the median of the
+pixels in that mode, and its noise is measured on the side of the mode no stain can reach
+(pixels at least as bright as the glass), so tissue never inflates it. A dark background
+(fluorescence) is the darkest mode instead. Distances are optical densities relative to the
+glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
+it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
+same density to every channel, a stain does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DARK_BACKGROUND_LEVEL",
+    "OD_SCALE",
+    "Background",
+    "channel_luts",
+    "estimate_background",
+    "score_luts",
+    "tissue_score",
+]
+
+DARK_BACKGROUND_LEVEL = 60  # median gray below this: a dark (fluorescence) slide
+OD_SCALE = 1000  # optical densities are stored as int16 thousandths
+_SAMPLE_PX = 400_000  # pixels looked at to find the background
+_MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
+_MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
+
+
+@dataclass(frozen=True)
+class Background:
+    """The glass (brightfield) or the slide's black (``dark``), and its noise.
+
+    ``noise`` is a robust standard deviation of :func:`tissue_score` on background pixels:
+    optical density x 1000 (brightfield) or summed channel levels (dark). ``fraction`` is the
+    share of pixels within 3 noise of it.
+    """
+
+    rgb: tuple[float, float, float]
+    noise: float
+    dark: bool
+    fraction: float
+
+    @property
+    def gray(self) -> float:
+        return float(np.mean(self.rgb))
+
+
+def _sample(rgb: np.ndarray) -> np.ndarray:
+    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / _SAMPLE_PX)))
+    return rgb[::step, ::step, :3].reshape(-1, 3)
+
+
+def channel_luts(bg: Background) -> np.ndarray:
+    """int16 (3, 256): per channel, the density (x 1000) of each level relative to the glass;
+    on a dark background, the level above the background (x 1)."""
+    levels = np.arange(256, dtype=np.float64)
+    ref = np.asarray(bg.rgb, np.float64)[:, None]
+    if bg.dark:
+        return np.rint(levels[None, :] - ref).astype(np.int16)
+    od = np.log10((ref + 1.0) / (levels[None, :] + 1.0)) * OD_SCALE
+    return np.rint(od).astype(np.int16)
+
+
+def score_luts(bg: Background) -> np.ndarray:
+    """Same tables as :func:`channel_luts` (the score is their sum over the channels)."""
+    return channel_luts(bg)
+
+
+def tissue_score(rgb: np.ndarray, luts: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+    """int16 sum over channels of ``luts[c][rgb[..., c]]`` (all pixels, or the flat ``index``)."""
+    flat = rgb.reshape(-1, rgb.shape[-1])
+    if index is None:
+        out = luts[0][rgb[..., 0]]
+        out += luts[1][rgb[..., 1]]
+        out += luts[2][rgb[..., 2]]
+        return out
+    px = flat[index]
+    out = luts[0][px[:, 0]]
+    out += luts[1][px[:, 1]]
+    out += luts[2][px[:, 2]]
+    return out
+
+
+def _mode(hist: np.ndarray, lo: int, hi: int) -> int:
+    smooth = np.convolve(hist, np.ones(5), mode="same")
+    return lo + int(np.argmax(smooth[lo : hi + 1]))
+
+
+def estimate_background(rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEVEL) -> Background:
+    """The background of an rgb uint8 image (see the module docstring)."""
+    px = _sample(rgb)
+    if px.size == 0:
+        return Background((255.0, 255.0, 255.0), float(_MIN_NOISE_OD * OD_SCALE), False, 0.0)
+    total = px.astype(np.int16).sum(axis=1)
+    white = total == 765  # outside the scanned area (readers fill it white)
+    if white.mean() < 0.5:
+        px, total = px[~white], total[~white]
+    dark = float(np.median(total)) / 3 < dark_level
+    hist = np.bincount(total, minlength=766)
+    order = np.cumsum(hist) / max(total.size, 1)
+    median = int(np.searchsorted(order, 0.5))
+    m = _mode(hist, 0, median) if dark else _mode(hist, median, 765)
+    near = np.abs(total - m) <= 9
+    ref = tuple(float(v) for v in np.median(px[near], axis=0)) if near.any() else (255.0,) * 3
+    provisional = Background(ref, 1.0, dark, 0.0)
+    score = tissue_score(px, channel_luts(provisional)).astype(np.float64)
+    clean = score[score <= 0] if not dark else score[np.abs(score) <= 30]
+    floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
+    noise = max(1.4826 * float(np.median(np.abs(clean))) if clean.size else floor, floor)
+    fraction = float((score < 3 * noise).mean())
+    return Background(ref, noise, dark, fraction)
