@@ -65,9 +65,12 @@ def test_literals_and_param_order():
 def test_presets_resolve_first():
     from wsidist.filters.tissue import PRESETS
 
-    default = parse_pipeline("default").spec
-    assert default.startswith("(green_channel & grays |> remove_small_objects(min_px0=512000))")
-    assert all(pen in default for pen in ("red_pen", "green_pen", "blue_pen"))
+    seed = parse_pipeline("seed000").spec
+    assert seed.startswith("(green_channel & grays |> remove_small_objects(min_px0=512000))")
+    assert all(pen in seed for pen in ("red_pen", "green_pen", "blue_pen"))
+    # the default is the adaptive preset
+    assert parse_pipeline("default") == parse_pipeline("auto")
+    assert parse_pipeline("auto").root.name == "auto_tissue"
     for name, spec in PRESETS.items():
         assert parse_pipeline(name) == parse_pipeline(spec)
     # a preset name inside an expression is the filter of that name

@@ -85,7 +85,9 @@ def test_tile_um_without_mpp_is_a_clear_failure_and_mpp_override_fixes_it(
         ("tcga-cr-7395-01a-01-ts1.svs", "tissue-mask-tcga-cr-7395.npy"),
     ],
 )
-@pytest.mark.parametrize(("preset", "floor"), [("default", 0.65), ("otsu", 0.85)])
+@pytest.mark.parametrize(
+    ("preset", "floor"), [("default", 0.65), ("seed000", 0.65), ("otsu", 0.85)]
+)
 def test_stage1_masks_agree_with_histolab(real_slides_dir, tmp_path, slide, ref, preset, floor):
     reference = np.load(real_slides_dir / "masks" / "histolab" / ref)
     row, store = _run(real_slides_dir / slide, tmp_path, "s", scale=10, tissue=preset)

@@ -13,7 +13,6 @@ Black pen ink is neutral too; objects that are mostly near-black are left to the
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .glass import Background, channel_luts
 
@@ -70,15 +69,9 @@ def neutral_objects(
     return (shares >= share) & (counts > 0), edge
 
 
-def artefacts(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """True on neutral objects (borders, shadows, bubble rims, dust) among ``mask``'s objects
-    (default: everything darker than the glass by 3 noise)."""
-    from .glass import estimate_background, tissue_score
+def artefacts(rgb: np.ndarray) -> np.ndarray:
+    """True on neutral gray objects darker than the glass: scanner borders, label shadows,
+    bubble rims, dust (objects that are mostly near-black are left to the ink filter)."""
+    from .auto import detect_tissue
 
-    bg = estimate_background(rgb)
-    if mask is None:
-        mask = tissue_score(rgb, channel_luts(bg)) > 3 * bg.noise
-    labels, n = ndimage.label(mask, _EIGHT)
-    gray, _ = neutral_objects(rgb, labels, n, bg)
-    gray[0] = False
-    return gray[labels]
+    return detect_tissue(rgb, pens=False).artefacts

@@ -113,13 +113,11 @@ def detect_tissue(
     pens: bool = True,
     clean: bool = True,
     force: str | None = None,
-    fine: np.ndarray | None = None,
     record: Record | None = None,
 ) -> TissueDetection:
     """Run the adaptive detector on an rgb uint8 image (see the module docstring).
 
     ``force``: ``"brightfield"`` or ``"fluorescence"`` instead of choosing by the background;
-    ``fine``: the same image at twice the resolution, for sub-pixel edges (optional);
     ``record(name, array)`` sees the intermediate images (batch mode).
     """
     rgb = np.asarray(rgb)[..., :3]
@@ -152,7 +150,7 @@ def detect_tissue(
     tissue0 |= holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
-    cov = coverage_fraction(rgb, tissue0, bg, glass, fine=fine, clamp=False)
+    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False)
     cov[spots] = np.minimum(cov[spots], spot_cov[spots])
     mask, object_px = _objects(cov >= 128, min_px)
     cov[~mask & (cov >= 128)] = 0  # dropped objects
@@ -167,7 +165,11 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
     shape = candidates.shape
     ink, ink_cls = np.zeros(shape, bool), np.zeros(shape, np.uint8)
     artefact = np.zeros(shape, bool)
-    if bg.dark or not candidates.any():
+    if not candidates.any():
+        return ink, ink_cls, artefact
+    if bg.dark:
+        if pens:  # marker ink that glows in another colour than the stain
+            ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
     table = ink_table()
     if clean:  # neutral objects: at the border (scanner, label), or anywhere unless black ink
@@ -182,6 +184,22 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         dark = dark_neutral_pixels(rgb, rest, channel_luts(bg))
         artefact.reshape(-1)[rest[dark]] = True
     return ink, ink_cls, artefact
+
+
+def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.ndarray:
+    """Per label, on a dark slide: its mean emitted colour is more than ``max_angle_deg`` away
+    from the slide's overall emitted colour (e.g. red-glowing ink on a DAPI slide)."""
+    flat = labels.reshape(-1)
+    index = np.flatnonzero(keep[flat])
+    glow = np.clip(rgb.reshape(-1, 3)[index].astype(np.float32) - np.asarray(bg.rgb), 0, None)
+    lab = flat[index]
+    sums = np.stack([np.bincount(lab, weights=glow[:, c], minlength=n + 1) for c in range(3)], 1)
+    total = sums.sum(axis=0)
+    norms = np.linalg.norm(sums, axis=1) * max(float(np.linalg.norm(total)), 1e-9)
+    cosine = (sums @ total) / np.maximum(norms, 1e-9)
+    foreign = cosine < np.cos(np.radians(max_angle_deg))
+    foreign[0] = False
+    return foreign & keep
 
 
 def _mostly_black(rgb, labels, n, keep, table) -> np.ndarray:
@@ -216,10 +234,11 @@ def fluorescence_tissue(
     high_sigma: float = 8.0,
     min_px: int = 20,
     hole_px: int = 80,
+    pens: bool = True,
 ) -> np.ndarray:
     """Bright-on-dark tissue mask (fluorescence): light above the slide's black, hysteresis,
-    sub-pixel edges, holes up to hole_px filled."""
+    objects glowing in a foreign colour (pen ink) dropped, sub-pixel edges, holes filled."""
     return detect_tissue(
         rgb, low_sigma=low_sigma, high_sigma=high_sigma, min_px=min_px, hole_px=hole_px,
-        force="fluorescence",
+        pens=pens, force="fluorescence",
     ).mask  # fmt: skip

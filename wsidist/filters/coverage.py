@@ -59,7 +59,6 @@ def coverage_fraction(
     bg: Background,
     glass: np.ndarray | None = None,
     *,
-    fine: np.ndarray | None = None,
     radius_px: int = 2,
     clamp: bool = True,
 ) -> np.ndarray:
@@ -67,9 +66,7 @@ def coverage_fraction(
 
     ``mask``: the tissue decision; ``glass``: pixels known to be background (default: not
     ``mask``). Pixels that are neither (ink, artefacts) count 0 and are never unmixed. With
-    ``clamp``, coverage is >= 50 % exactly on ``mask``, so the two never disagree. ``fine``:
-    the same image at twice the resolution, if at hand; edge pixels are then unmixed per
-    sub-pixel (whole tissue and glass sub-pixels snap to 1 and 0), which halves the error.
+    ``clamp``, coverage is >= 50 % exactly on ``mask``, so the two never disagree.
     """
     mask = np.asarray(mask, bool)
     glass = ~mask if glass is None else np.asarray(glass, bool) & ~mask
@@ -103,28 +100,13 @@ def coverage_fraction(
     span = d_t - d_g
     ok = np.isfinite(span) & (span > 1)
     safe = np.where(ok, span, 1).astype(np.float32)
-    if fine is None:
-        f = np.clip((d_all[band] - d_g) / safe, 0, 1)
-    else:
-        f = _subpixel_share(fine, bg, u, by, bx, d_g, safe)
+    f = np.clip((d_all[band] - d_g) / safe, 0, 1)
     f = np.where(ok, f, flat_mask[band].astype(np.float32))
     if clamp:
         f = np.where(flat_mask[band], np.maximum(f, 0.5), np.minimum(f, 127 / 255))
     flat = cov.reshape(-1)
     flat[band] = np.rint(f * 255).astype(np.uint8)
     return cov
-
-
-def _subpixel_share(fine, bg, u, by, bx, d_g, span) -> np.ndarray:
-    """Mean over the 2 x 2 sub-pixels of each edge pixel of their tissue share, each snapped to
-    0 below a quarter and to 1 above three quarters (texture, not coverage, moves those)."""
-    fh, fw = fine.shape[:2]
-    sy = np.minimum(2 * by[:, None] + np.array([0, 0, 1, 1]), fh - 1)
-    sx = np.minimum(2 * bx[:, None] + np.array([0, 1, 0, 1]), fw - 1)
-    d_sub = darkness(fine, bg, (sy * fw + sx).reshape(-1), u).reshape(-1, 4)
-    f = (d_sub - d_g[:, None]) / span[:, None]
-    f = np.clip(2.0 * f - 0.5, 0, 1)
-    return f.mean(axis=1)
 
 
 def light_spots(

@@ -31,6 +31,7 @@ OD_SCALE = 1000  # optical densities are stored as int16 thousandths
 _SAMPLE_PX = 400_000  # pixels looked at to find the background
 _MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
 _MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
+_PLAIN_GLASS = (242.0, 242.0, 242.0)  # glass assumed when an image shows none
 
 
 @dataclass(frozen=True)
@@ -88,31 +89,57 @@ def tissue_score(rgb: np.ndarray, luts: np.ndarray, index: np.ndarray | None = N
     return out
 
 
-def _mode(hist: np.ndarray, lo: int, hi: int) -> int:
-    smooth = np.convolve(hist, np.ones(5), mode="same")
-    return lo + int(np.argmax(smooth[lo : hi + 1]))
+def _peaks(hist: np.ndarray, min_share: float) -> list[int]:
+    """Local maxima of the smoothed histogram holding at least ``min_share`` of it (+-9 bins)."""
+    smooth = np.convolve(hist, np.ones(9), mode="same")
+    mass = np.convolve(hist, np.ones(19), mode="same")
+    total = max(float(hist.sum()), 1.0)
+    left = np.r_[-1.0, smooth[:-1]]
+    right = np.r_[smooth[1:], -1.0]
+    peak = (smooth >= left) & (smooth > right) & (mass >= min_share * total)
+    return [int(i) for i in np.flatnonzero(peak)]
+
+
+def _neutral(colour: np.ndarray) -> bool:
+    return float(colour.max() - colour.min()) <= 0.12 * float(colour.mean()) + 6
 
 
 def estimate_background(rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEVEL) -> Background:
-    """The background of an rgb uint8 image (see the module docstring)."""
+    """The background of an rgb uint8 image (see the module docstring).
+
+    Brightfield glass is the brightest histogram peak (at least 3 % of the pixels) whose colour
+    is near neutral; an image without one (all tissue) is measured against plain white glass.
+    """
     px = _sample(rgb)
     if px.size == 0:
-        return Background((255.0, 255.0, 255.0), float(_MIN_NOISE_OD * OD_SCALE), False, 0.0)
+        return Background(_PLAIN_GLASS, float(_MIN_NOISE_OD * OD_SCALE), False, 0.0)
     total = px.astype(np.int16).sum(axis=1)
     white = total == 765  # outside the scanned area (readers fill it white)
     if white.mean() < 0.5:
         px, total = px[~white], total[~white]
     dark = float(np.median(total)) / 3 < dark_level
     hist = np.bincount(total, minlength=766)
-    order = np.cumsum(hist) / max(total.size, 1)
-    median = int(np.searchsorted(order, 0.5))
-    m = _mode(hist, 0, median) if dark else _mode(hist, median, 765)
-    near = np.abs(total - m) <= 9
-    ref = tuple(float(v) for v in np.median(px[near], axis=0)) if near.any() else (255.0,) * 3
-    provisional = Background(ref, 1.0, dark, 0.0)
+    peaks = _peaks(hist, 0.03) or [int(np.argmax(hist))]
+    ref = None
+    for m in peaks if dark else peaks[::-1]:
+        near = np.abs(total - m) <= 9
+        m = float(np.median(total[near]))  # the centre of the peak, not its first bin
+        near = np.abs(total - m) <= 9
+        colour = np.median(px[near], axis=0)
+        if dark or _neutral(colour):
+            ref = tuple(float(v) for v in colour)
+            break
+    if ref is None:
+        return _measure(px, Background(_PLAIN_GLASS, 1.0, False, 0.0), dark, plain=True)
+    return _measure(px, Background(ref, 1.0, dark, 0.0), dark)
+
+
+def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = False):
     score = tissue_score(px, channel_luts(provisional)).astype(np.float64)
     clean = score[score <= 0] if not dark else score[np.abs(score) <= 30]
     floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
-    noise = max(1.4826 * float(np.median(np.abs(clean))) if clean.size else floor, floor)
+    noise = floor
+    if clean.size and not plain:
+        noise = max(1.4826 * float(np.median(np.abs(clean))), floor)
     fraction = float((score < 3 * noise).mean())
-    return Background(ref, noise, dark, fraction)
+    return Background(provisional.rgb, noise, dark, fraction)
