@@ -134,7 +134,10 @@ def test_default_preset_dice_on_generated_slides_with_pens(pen_slides, tmp_path)
 
 def test_batch_mode_writes_every_step(pen_slides, tmp_path):
     path, _ = pen_slides[0]
-    row, store = _run(path, tmp_path, "b", batch=True)
+    row, store = _run(path, tmp_path / "auto", "a", batch=True)
+    steps = store.list("batch/a/steps")
+    assert any("ink" in s for s in steps) and any("coverage" in s for s in steps)
+    row, store = _run(path, tmp_path, "b", batch=True, tissue="seed000")
     names = store.list("batch/b")
     assert {"batch/b/00-rgb.png", "batch/b/tile_summary.png", "batch/b/score_heatmap.png"} <= set(
         names
