@@ -99,6 +99,14 @@ def print_job_summary(
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         console.print(Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")))
+    flagged = [r for r in rows if r["status"] == "ok" and r.get("qc_flags")]
+    for r in flagged:
+        flags = ", ".join(r["qc_flags"])
+        console.print(
+            Text.assemble((r["slide_id"], "yellow"), f" [{flags}]: ", str(r.get("warning") or ""))
+        )
+    if flagged:
+        console.print(Text.assemble((f"{len(flagged)} slide(s) flagged", "bold yellow")))
     if failed:
         names = ", ".join(r["slide_id"] for r in failed)
         console.print(Text.assemble((f"{len(failed)} slide(s) failed: ", "bold red"), names))
@@ -111,7 +119,7 @@ STAGE1_COLUMNS: tuple[Column, ...] = (
     ("tissue %", lambda r: num(r["tissue_frac"], ".1f", 100)),
     ("mpp", lambda r: num(r["mpp_x"] or None, ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
-    ("note", lambda r: r["warning"] or ""),
+    ("note", lambda r: ", ".join(r.get("qc_flags") or []) or r["warning"] or ""),
 )
 
 REWRITE_COLUMNS: tuple[Column, ...] = (
@@ -147,14 +155,24 @@ def info_table(infos: Iterable[SlideInfo]) -> Table:
 
 
 def presets_table() -> Table:
-    from wsidist.filters import PRESETS
+    from wsidist.filters import DEFAULT_PRESET, PRESETS
 
-    table = Table(title="tissue presets")
+    table = Table(title=f"tissue presets (default: {DEFAULT_PRESET})")
     table.add_column("preset")
     table.add_column("pipeline")
     for name, spec in PRESETS.items():
         table.add_row(name, Text(str(spec)))
     return table
+
+
+def auto_explained() -> Text:
+    """How the default preset works, one numbered step a paragraph."""
+    from wsidist.filters.presets import AUTO_STEPS, DEFAULT_PRESET
+
+    text = Text(f"How {DEFAULT_PRESET} works\n", style="bold")
+    for i, step in enumerate(AUTO_STEPS, 1):
+        text.append(f"{i}. {step}\n")
+    return text
 
 
 def filters_table() -> Table:

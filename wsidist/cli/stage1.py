@@ -22,7 +22,14 @@ from wsidist.cli.common import (
     WorkersOpt,
     run_slide_job,
 )
-from wsidist.cli.output import STAGE1_COLUMNS, console, filters_table, out_console, presets_table
+from wsidist.cli.output import (
+    STAGE1_COLUMNS,
+    auto_explained,
+    console,
+    filters_table,
+    out_console,
+    presets_table,
+)
 
 
 def score(
@@ -43,6 +50,9 @@ def score(
     mpp: MppOpt = None,
     scorer: Annotated[str | None, typer.Option(help="'seed', 'tissue' or module:function")] = None,
     batch: Annotated[bool | None, typer.Option("--batch", help="write every step image")] = None,
+    qc: Annotated[
+        bool | None, typer.Option("--qc", help="focus of every tissue tile (focus, blurry)")
+    ] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
@@ -52,7 +62,8 @@ def score(
     fields = dict(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
-        edge=edge, mpp=mpp, scorer=scorer, batch=batch, overwrite=overwrite, cache_dir=cache_dir,
+        edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
+        cache_dir=cache_dir,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: build_job(config, **fields)))
 
@@ -81,8 +92,9 @@ def demo(
 
 
 def filters() -> None:
-    """List tissue presets and the filters a pipeline spec can use."""
+    """List tissue presets, how the default one works, and the filters a spec can use."""
     out_console.print(presets_table())
+    out_console.print(auto_explained())
     out_console.print(filters_table())
 
 

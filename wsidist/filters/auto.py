@@ -20,19 +20,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from .artefacts import dark_neutral_pixels, neutral_objects
 from .coverage import coverage_fraction, light_spots, unmix_edge
-from .glass import Background, channel_luts, estimate_background, tissue_score
+from .glass import Background, channel_luts, estimate_background, flatten_glass, tissue_score
 from .ink import ink_classes, ink_mask, ink_table
 
 __all__ = ["TissueDetection", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
 _EIGHT = np.ones((3, 3), bool)
+_PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -127,6 +128,9 @@ def detect_tissue(
         bg = estimate_background(rgb, dark_level=256 if force == "fluorescence" else -1)
     luts = channel_luts(bg)
     score = tissue_score(rgb, luts)
+    if not bg.dark:  # a dark slide's black is flat (and clipped at 0): nothing to flatten
+        score, noise = flatten_glass(score, bg)
+        bg = replace(bg, noise=noise)
     put("score", score)
     floor_low, floor_high = (6, 20) if bg.dark else (12, 40)
     low = max(low_sigma * bg.noise, floor_low)
@@ -138,10 +142,14 @@ def detect_tissue(
     put("ink", ink)
     put("artefacts", artefact)
     tissue0 = candidates & ~ink & ~artefact
-    if ink.any():  # blended pen edges: mostly ink is ink
+    for _ in range(_PEN_GROW_STEPS if ink.any() else 0):
+        # pen edges, and strokes that continue over tissue: mostly ink is ink
         edge, share = unmix_edge(rgb, tissue0, ink)
-        ink.reshape(-1)[edge[share < 0.5]] = True
-        tissue0.reshape(-1)[edge[share < 0.5]] = False
+        inked = edge[share < 0.5]
+        if inked.size == 0:
+            break
+        ink.reshape(-1)[inked] = True
+        tissue0.reshape(-1)[inked] = False
     blocked = ink | artefact
     spots, spot_cov = light_spots(rgb, tissue0, bg)
     tissue0 &= ~spots

@@ -166,7 +166,8 @@ def unmix_edge(
     )
     flat = rgb.reshape(-1, 3)
     near = flat[nidx].astype(np.float32)  # (n, k, 3)
-    a, b = whole_in[nidx][..., None], whole_out[nidx][..., None]
+    a = whole_in[nidx][..., None]
+    b = whole_out[nidx][..., None]
     ca = (near * a).sum(1) / np.maximum(a.sum(1), 1)
     cb = (near * b).sum(1) / np.maximum(b.sum(1), 1)
     axis = ca - cb

@@ -1,8 +1,8 @@
 """The slide's own background: its colour, its noise, and how far each pixel is from it.
 
-Brightfield glass is the brightest large mode of the histogram; its colour is the median of the
-pixels in that mode, and its noise is measured on the side of the mode no stain can reach
-(pixels at least as bright as the glass), so tissue never inflates it. A dark background
+Brightfield glass is the brightest large near-neutral mode of the histogram; its colour is the
+median of the pixels in that mode, and its noise (an RMS) is measured on the side of the mode
+no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A dark background
 (fluorescence) is the darkest mode instead. Distances are optical densities relative to the
 glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
 it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "DARK_BACKGROUND_LEVEL",
+    "flatten_glass",
     "OD_SCALE",
     "Background",
     "channel_luts",
@@ -139,7 +140,56 @@ def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = 
     clean = score[score <= 0] if not dark else score[np.abs(score) <= 30]
     floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
     noise = floor
-    if clean.size and not plain:
-        noise = max(1.4826 * float(np.median(np.abs(clean))), floor)
+    if clean.size > 10 and not plain:
+        # RMS of the half no stain reaches (quantised levels make a median of zero common),
+        # without its most extreme half percent (dust, padding)
+        clean = np.sort(np.abs(clean))[: max(1, int(0.995 * clean.size))]
+        noise = max(float(np.sqrt(np.mean(clean * clean))), floor)
     fraction = float((score < 3 * noise).mean())
     return Background(provisional.rgb, noise, dark, fraction)
+
+
+def _rms_noise(score: np.ndarray, floor: float) -> float:
+    clean = np.abs(score[score <= 0]).astype(np.float64)
+    if clean.size <= 10:
+        return floor
+    clean = np.sort(clean)[: max(1, int(0.995 * clean.size))]
+    return max(float(np.sqrt(np.mean(clean * clean))), floor)
+
+
+def flatten_glass(
+    score: np.ndarray, bg: Background, *, block_px: int = 32, limit: int = 48
+) -> tuple[np.ndarray, float]:
+    """Score relative to the *local* glass, and the noise measured on it.
+
+    Uneven illumination, tinted or drifting glass shift the glass level slowly across a
+    slide. Per block of ``block_px`` pixels, the glass level is the mode of the block's scores
+    within ``limit`` of the global glass, kept when at least a fifth of the block is there (a
+    block full of tissue has no glass to measure); the levels are smoothed, interpolated and
+    subtracted. Densities are additive, so this is the density relative to the local glass.
+    """
+    from scipy import ndimage
+
+    h, w = score.shape
+    floor = _MIN_NOISE_DARK if bg.dark else _MIN_NOISE_OD * OD_SCALE
+    step = max(1, int(math.sqrt(h * w / _SAMPLE_PX)))
+    nby, nbx = -(-h // block_px), -(-w // block_px)
+    if nby * nbx < 4:
+        return score, _rms_noise(score[::step, ::step], floor)
+    by = (np.arange(h) // block_px)[:, None]
+    bx = (np.arange(w) // block_px)[None, :]
+    near = np.abs(score) <= limit
+    keys = ((by * nbx + bx) * (2 * limit + 1) + (score.astype(np.int32) + limit))[near]
+    hist = np.bincount(keys, minlength=nby * nbx * (2 * limit + 1)).reshape(nby * nbx, -1)
+    hist = ndimage.uniform_filter1d(hist.astype(np.float32), 5, axis=1, mode="constant")
+    level = (np.argmax(hist, axis=1) - limit).astype(np.float64).reshape(nby, nbx)
+    counts = np.bincount((by * nbx + bx)[near], minlength=nby * nbx).reshape(nby, nbx)
+    size = np.bincount((by * nbx + bx).reshape(-1), minlength=nby * nbx).reshape(nby, nbx)
+    level = np.where(counts >= 0.2 * size, level, np.nan)
+    if np.isnan(level).all():
+        return score, _rms_noise(score[::step, ::step], floor)
+    level = np.where(np.isnan(level), np.nanmedian(level), level)
+    level = ndimage.median_filter(level, size=3, mode="nearest")
+    zoom = ndimage.zoom(level, (h / nby, w / nbx), order=1, mode="nearest", grid_mode=True)
+    flat = (score.astype(np.int32) - np.rint(zoom[:h, :w]).astype(np.int32)).astype(np.int16)
+    return flat, _rms_noise(flat[::step, ::step], floor)

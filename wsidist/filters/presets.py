@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["DEFAULT_PRESET", "PRESETS"]
+__all__ = ["AUTO_STEPS", "DEFAULT_PRESET", "PRESETS"]
 
 DEFAULT_PRESET = "auto"
 _SIZES = "min_um2=1500, min_px0=3000, hole_um2=20000, hole_px0=80000"
@@ -61,4 +61,24 @@ PRESETS: Mapping[str, str] = MappingProxyType(
             " |> closing(radius_px0=128) |> opening(radius_px0=64)"
         ),
     }
+)
+
+#: how ``auto`` works, one step per entry (``wsidist filters`` prints them)
+AUTO_STEPS: tuple[str, ...] = (
+    "Background: the slide's own glass colour is the brightest near-neutral peak of its "
+    "histogram; its noise is measured on the pixels brighter than the glass, which no stain "
+    "can reach. A dark background (fluorescence) switches to the fluorescence detector.",
+    "Tissue score: optical density above that glass, summed over R, G and B (light emitted "
+    "above the slide's black on a dark slide), one uint8 lookup per channel.",
+    "Hysteresis: pixels above 3 x noise that connect to pixels above 8 x noise are tissue "
+    "candidates, so faint IHC, pale stroma and fat walls come through on white or tinted glass.",
+    "Not tissue: pen ink by hue, saturation and darkness - red, green, blue, dark blue and "
+    "black, on tissue and off it, pen edges unmixed; neutral gray objects: scanner borders and "
+    "label shadows at the image border, bubble rims and dust elsewhere.",
+    "Holes: glass enclosed by thin or faint walls (fat cells, loose stroma) up to 20,000 µm² "
+    "is filled; lumens and tears in solid tissue stay open. Objects under 1,500 µm² are "
+    "dropped. Without mpp the sizes are 80,000 and 3,000 level-0 pixels.",
+    "Coverage: pixels at a tissue edge blend tissue and glass; each is unmixed along the "
+    "glass-to-tissue colour axis, and a mask pixel is tissue when at least half of it is. "
+    "Tile tissue_frac is the mean of that coverage.",
 )
