@@ -33,6 +33,7 @@ from .ink import ink_classes, ink_mask, ink_table
 __all__ = ["TissueDetection", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
 _EIGHT = np.ones((3, 3), bool)
+_WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
 _PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
 Record = Callable[[str, np.ndarray], object]
 
@@ -89,10 +90,9 @@ def _fill_holes(
     lo = ndimage.grey_erosion(big, size=(5, 5))[rim]
     hi = ndimage.grey_dilation(labels, size=(5, 5))[rim]
     thin = (lo != owner) | (hi != owner)
+    wall_like = thin | (score[rim] < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
-    thin_share = np.bincount(owner, weights=thin, minlength=n + 1) / rim_n
-    faint = np.bincount(owner, weights=score[rim], minlength=n + 1) < wall * rim_n
-    ok &= (thin_share >= 0.5) | faint
+    ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
     return ok[labels]
 
 
