@@ -40,7 +40,7 @@ def failure_specs(width: int = 6000, height: int = 4500, seed: int = 0) -> dict[
         "fluorescence": replace(
             base, stain="fluorescence", glass=(4, 4, 7), n_blobs=3, pens=(), n_debris=0,
         ),
-        "blurry": replace(base, n_blobs=3, n_blur=2, pens=()),
+        "blurry": replace(base, n_blobs=3, n_blur=3, pens=()),
         "empty": replace(base, n_blobs=0, pens=(), n_debris=30),
     }  # fmt: skip
     return {

@@ -224,7 +224,7 @@ def blur_discs(spec: SynthSpec) -> list[tuple[float, float, float]]:
     if spec.n_blur <= 0:
         return []
     _, centres = _blobs(spec, np.random.default_rng([spec.seed, 1]))
-    return [(cx, cy, 0.6 * r) for cx, cy, r in centres[: spec.n_blur]]
+    return [(cx, cy, 0.9 * r) for cx, cy, r in centres[: spec.n_blur]]
 
 
 def layout_labels(spec: SynthSpec, ch: int, cw: int) -> tuple[np.ndarray, np.ndarray | None]:
