@@ -132,7 +132,7 @@ def detect_tissue(
         score, noise = flatten_glass(score, bg)
         bg = replace(bg, noise=noise)
     put("score", score)
-    floor_low, floor_high = (6, 20) if bg.dark else (12, 40)
+    floor_low, floor_high = (6, 20) if bg.dark else (20, 50)
     low = max(low_sigma * bg.noise, floor_low)
     high = max(high_sigma * bg.noise, floor_high, low)
     seeded, labels, n = _hysteresis(score, low, high)
@@ -180,13 +180,20 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
             ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
     table = ink_table()
+    black, inky = _ink_shares(rgb, labels, n, seeded, table)
     if clean:  # neutral objects: at the border (scanner, label), or anywhere unless black ink
         gray, edge = neutral_objects(rgb, labels, n, bg, keep=seeded)
         gray &= seeded
-        black = _mostly_black(rgb, labels, n, seeded, table) if pens else np.zeros_like(gray)
+        black = black & pens
         artefact = ((gray & edge) | (gray & ~black))[labels]
     if pens:
         ink, ink_cls = ink_mask(rgb, candidates & ~artefact, table)
+        # objects mostly of ink colour are ink, even where none of it is clearly so (a pen
+        # line thinner than a pixel, blended with the glass)
+        whole = (inky & seeded)[labels] & ~artefact & ~ink
+        if whole.any():
+            ink |= whole
+            ink_cls = np.where(whole, ink_classes(rgb, table) & 7, ink_cls).astype(np.uint8)
     if clean:  # dark neutral pixels left inside tissue objects (bubble rims, dust on tissue)
         rest = np.flatnonzero(candidates & ~artefact & ~ink)
         dark = dark_neutral_pixels(rgb, rest, channel_luts(bg))
@@ -210,13 +217,17 @@ def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.n
     return foreign & keep
 
 
-def _mostly_black(rgb, labels, n, keep, table) -> np.ndarray:
-    """Per label: at least half of its pixels are strictly black ink (left to the ink filter)."""
+def _ink_shares(rgb, labels, n, keep, table) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: half or more of its pixels are strictly black ink; 60 % or more are ink-like
+    (strict or loose, any colour)."""
     flat = labels.reshape(-1)
     index = np.flatnonzero(keep[flat])
-    black = (ink_classes(rgb, table, index) & 7) == 4
-    counts = np.bincount(flat[index], minlength=n + 1)
-    return np.bincount(flat[index], weights=black, minlength=n + 1) >= 0.5 * np.maximum(counts, 1)
+    codes = ink_classes(rgb, table, index)
+    lab = flat[index]
+    counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
+    black = np.bincount(lab, weights=(codes & 7) == 4, minlength=n + 1) >= 0.5 * counts
+    inky = np.bincount(lab, weights=codes > 0, minlength=n + 1) >= 0.6 * counts
+    return black, inky
 
 
 def auto_tissue(
