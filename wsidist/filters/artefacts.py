@@ -14,59 +14,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from .glass import Background, channel_luts
+__all__ = ["artefacts", "border_labels", "channel_densities", "neutral_pixels"]
 
-__all__ = ["artefacts", "dark_neutral_pixels", "neutral_objects", "neutral_pixels"]
 
-_EIGHT = np.ones((3, 3), bool)
+def channel_densities(px: np.ndarray, luts: np.ndarray) -> np.ndarray:
+    """int16 (n, 3): each channel's density (x 1000) of rgb pixels (n, 3) relative to the glass."""
+    return np.stack([luts[c][px[:, c]] for c in range(3)], axis=1)
 
 
 def neutral_pixels(
-    rgb: np.ndarray, index: np.ndarray, luts: np.ndarray, tolerance: float = 0.2
-) -> np.ndarray:
-    """bool per flat ``index``: the channels' densities agree within ``tolerance`` x their mean."""
-    px = rgb.reshape(-1, 3)[index]
-    od = np.stack([luts[c][px[:, c]] for c in range(3)], axis=1).astype(np.int32)
-    mean = od.sum(axis=1) / 3.0
-    spread = od.max(axis=1) - od.min(axis=1)
-    return spread <= tolerance * np.maximum(mean, 1.0)
-
-
-def dark_neutral_pixels(
-    rgb: np.ndarray, index: np.ndarray, luts: np.ndarray, min_od: float = 0.08
-) -> np.ndarray:
-    """bool per flat ``index``: neutral and at least ``min_od`` dense in every channel."""
-    px = rgb.reshape(-1, 3)[index]
-    od = np.stack([luts[c][px[:, c]] for c in range(3)], axis=1).astype(np.int32)
-    low, high = od.min(axis=1), od.max(axis=1)
-    return (low >= min_od * 1000) & (high - low <= 0.2 * od.mean(axis=1))
-
-
-def neutral_objects(
-    rgb: np.ndarray,
-    labels: np.ndarray,
-    n: int,
-    bg: Background,
-    *,
-    share: float = 0.6,
-    tolerance: float = 0.2,
-    keep: np.ndarray | None = None,
+    od: np.ndarray, tolerance: float = 0.2, min_od: float = 0.08
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per label 0..n: (neutral share of its pixels >= ``share``, touches the image border).
+    """(neutral, dark and neutral) per pixel of :func:`channel_densities`: the channels agree
+    within ``tolerance`` x their mean; dark ones also have at least ``min_od`` in every channel."""
+    od = od.astype(np.int32)
+    low, high = od.min(axis=1), od.max(axis=1)
+    mean = od.sum(axis=1) / 3.0
+    neutral = high - low <= tolerance * np.maximum(mean, 1.0)
+    return neutral, neutral & (low >= min_od * 1000)
 
-    ``keep`` (bool per label) restricts the work to the labels that matter.
-    """
-    flat = labels.reshape(-1)
-    index = np.flatnonzero(flat if keep is None else keep[flat])
-    lab = flat[index]
-    neutral = neutral_pixels(rgb, index, channel_luts(bg), tolerance)
-    counts = np.bincount(lab, minlength=n + 1)
-    shares = np.bincount(lab, weights=neutral, minlength=n + 1) / np.maximum(counts, 1)
+
+def border_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """bool per label 0..n: the object touches the image border (label 0 never)."""
     edge = np.zeros(n + 1, bool)
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         edge[side] = True
     edge[0] = False
-    return (shares >= share) & (counts > 0), edge
+    return edge
 
 
 def artefacts(rgb: np.ndarray) -> np.ndarray:

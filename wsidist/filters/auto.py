@@ -25,10 +25,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from .artefacts import dark_neutral_pixels, neutral_objects
-from .coverage import coverage_fraction, light_spots, unmix_edge
-from .glass import Background, channel_luts, estimate_background, flatten_glass, tissue_score
-from .ink import ink_classes, ink_mask, ink_table
+from .artefacts import border_labels, channel_densities, neutral_pixels
+from .coverage import coverage_fraction, darkness, light_spots, tissue_direction, unmix_edge
+from .glass import (
+    DARK_BACKGROUND_LEVEL,
+    Background,
+    channel_luts,
+    estimate_background,
+    flatten_glass,
+    tissue_score,
+)
+from .ink import ink_classes, ink_from_codes, ink_table
+from .morphology import square_max
 
 __all__ = ["TissueDetection", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
@@ -63,40 +71,39 @@ def _fill_holes(
     mask: np.ndarray, blocked: np.ndarray, score: np.ndarray, max_px: int, wall: float
 ) -> np.ndarray:
     """Holes of ``mask`` (4-connected background not touching the border) of at most ``max_px``
-    pixels and free of ``blocked`` pixels, that sit in thin or faint walls: most of the rim
-    (the mask pixels around the hole) is within two pixels of other glass, or the rim scores
-    below ``wall`` on average. Fat cells and loose stroma fill; a lumen or a tear in solid
-    tissue stays open."""
-    empty = np.zeros(mask.shape, bool)
+    pixels, free of ``blocked`` pixels, that sit in thin or faint walls: at least 40 % of the
+    rim (the mask pixels around the hole) is within two pixels of other glass or scores below
+    ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
+    a tear in solid tissue stays open."""
+    out = np.zeros(mask.shape, bool)
     if max_px <= 0:
-        return empty
+        return out
     labels, n = ndimage.label(~mask)
     if n == 0:
-        return empty
+        return out
     size = np.bincount(labels.reshape(-1), minlength=n + 1)
     hits = np.bincount(labels[blocked], minlength=n + 1)
     ok = (size <= max_px) & (hits == 0)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        ok[side] = False
+    ok[border_labels(labels, n)] = False
     ok[0] = False
-    if not ok.any():
-        return empty
-    small = np.where(ok[labels], labels, 0)
-    rim_label = ndimage.grey_dilation(small, footprint=_EIGHT)
-    rim = mask & (rim_label > 0)
-    owner = rim_label[rim]
-    # another background component within two pixels of a rim pixel: a thin wall
-    big = np.where(labels > 0, labels, n + 1)
-    lo = ndimage.grey_erosion(big, size=(5, 5))[rim]
-    hi = ndimage.grey_dilation(labels, size=(5, 5))[rim]
-    thin = (lo != owner) | (hi != owner)
-    wall_like = thin | (score[rim] < wall)
-    rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
-    ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    return ok[labels]
+    h, w = mask.shape
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or not ok[k]:
+            continue
+        y0, x0 = max(box[0].start - 3, 0), max(box[1].start - 3, 0)
+        window = (slice(y0, box[0].stop + 3), slice(x0, box[1].stop + 3))
+        lab = labels[window]
+        hole = lab == k
+        rim = square_max(hole, 1) & mask[window]
+        other = square_max((lab > 0) & ~hole, 2)  # other glass within two pixels: a thin wall
+        wall_like = other[rim] | (score[window][rim] < wall)
+        if wall_like.size and wall_like.mean() >= _WALL_SHARE:
+            out[window] |= hole
+    return out
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
     labels, n = ndimage.label(mask, _EIGHT)
     size = np.bincount(labels.reshape(-1), minlength=n + 1)
     size[0] = 0
@@ -123,11 +130,9 @@ def detect_tissue(
     """
     rgb = np.asarray(rgb)[..., :3]
     put = record or (lambda name, array: None)
-    bg = estimate_background(rgb)
-    if force is not None:
-        bg = estimate_background(rgb, dark_level=256 if force == "fluorescence" else -1)
-    luts = channel_luts(bg)
-    score = tissue_score(rgb, luts)
+    dark_level = {None: DARK_BACKGROUND_LEVEL, "fluorescence": 256, "brightfield": -1}[force]
+    bg = estimate_background(rgb, dark_level=dark_level)
+    score = tissue_score(rgb, channel_luts(bg))
     if not bg.dark:  # a dark slide's black is flat (and clipped at 0): nothing to flatten
         score, noise = flatten_glass(score, bg)
         bg = replace(bg, noise=noise)
@@ -138,38 +143,75 @@ def detect_tissue(
     seeded, labels, n = _hysteresis(score, low, high)
     candidates = seeded[labels]
     put("candidates", candidates)
+    shape = candidates.shape
+    out = {
+        "mask": np.zeros(shape, bool), "coverage": np.zeros(shape, np.uint8),
+        "ink": np.zeros(shape, bool), "ink_class": np.zeros(shape, np.uint8),
+        "artefacts": np.zeros(shape, bool),
+    }  # fmt: skip
+    object_px = np.zeros(0, np.int64)
+    rows, cols = np.flatnonzero(candidates.any(axis=1)), np.flatnonzero(candidates.any(axis=0))
+    if rows.size:  # everything else happens in the box around the candidates
+        pad = 4
+        box = (
+            slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+            slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
+        )
+        sub = (rgb[box], score[box], candidates[box], labels[box])
+        found, object_px = _inside(*sub, n, seeded, bg, min_px, hole_px, pens, clean)
+        for name, array in found.items():
+            out[name][box] = array
+    for name in ("ink", "artefacts", "coverage", "mask"):
+        put("tissue" if name == "mask" else name, out[name])
+    return TissueDetection(
+        out["mask"], out["coverage"], out["ink"], out["ink_class"], out["artefacts"], bg,
+        object_px,
+    )  # fmt: skip
+
+
+def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens, clean):
+    """The detector's work on the box around the candidates: arrays of the box, object sizes."""
     ink, ink_cls, artefact = _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean)
-    put("ink", ink)
-    put("artefacts", artefact)
     tissue0 = candidates & ~ink & ~artefact
-    for _ in range(_PEN_GROW_STEPS if ink.any() else 0):
-        # pen edges, and strokes that continue over tissue: mostly ink is ink
-        edge, share = unmix_edge(rgb, tissue0, ink)
-        inked = edge[share < 0.5]
-        if inked.size == 0:
-            break
-        ink.reshape(-1)[inked] = True
-        tissue0.reshape(-1)[inked] = False
+    if ink.any():  # pen edges, and strokes that continue over tissue: mostly ink is ink
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        grow = _PEN_GROW_STEPS + 3
+        box = (
+            slice(max(rows[0] - grow, 0), rows[-1] + grow + 1),
+            slice(max(cols[0] - grow, 0), cols[-1] + grow + 1),
+        )
+        sub_ink, sub_tissue = ink[box], tissue0[box]  # views: updated in place
+        for _ in range(_PEN_GROW_STEPS):
+            edge, share = unmix_edge(rgb[box], sub_tissue, sub_ink)
+            inked = edge[share < 0.5]
+            if inked.size == 0:
+                break
+            sub_ink.reshape(-1)[inked] = True
+            sub_tissue.reshape(-1)[inked] = False
     blocked = ink | artefact
-    spots, spot_cov = light_spots(rgb, tissue0, bg)
+    dark = darkness(rgb, bg, direction=tissue_direction(rgb, tissue0, bg))
+    spots, spot_cov = light_spots(rgb, tissue0, bg, dark=dark)
     tissue0 &= ~spots
     dense = float(np.median(score[tissue0])) if tissue0.any() else 0.0
     holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
     tissue0 |= holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
-    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False)
+    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False, dark=dark)
     cov[spots] = np.minimum(cov[spots], spot_cov[spots])
     mask, object_px = _objects(cov >= 128, min_px)
     cov[~mask & (cov >= 128)] = 0  # dropped objects
     np.maximum(cov, np.where(mask, 128, 0).astype(np.uint8), out=cov)
-    put("coverage", cov)
-    put("tissue", mask)
-    return TissueDetection(mask, cov, ink, ink_cls, artefact, bg, object_px)
+    found = {"mask": mask, "coverage": cov, "ink": ink, "ink_class": ink_cls}
+    return found | {"artefacts": artefact}, object_px
 
 
 def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
-    """(ink, ink class, artefacts) among the candidates of a brightfield slide."""
+    """(ink, ink class, artefacts) among the candidates of a brightfield slide.
+
+    Every candidate pixel's channel densities and ink class are looked up once; objects are
+    judged by the shares of their pixels (bincount per label).
+    """
     shape = candidates.shape
     ink, ink_cls = np.zeros(shape, bool), np.zeros(shape, np.uint8)
     artefact = np.zeros(shape, bool)
@@ -179,25 +221,37 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         if pens:  # marker ink that glows in another colour than the stain
             ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
-    table = ink_table()
-    black, inky = _ink_shares(rgb, labels, n, seeded, table)
+    index = np.flatnonzero(candidates)
+    lab = labels.reshape(-1)[index]
+    px = rgb.reshape(-1, 3)[index]
+    codes = ink_classes(px[None], ink_table())[0]
+    od = channel_densities(px, channel_luts(bg))
+    neutral, dark_neutral = neutral_pixels(od)
+    counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
+
+    def share(flags: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=flags, minlength=n + 1) / counts
+
+    flat_art = artefact.reshape(-1)
     if clean:  # neutral objects: at the border (scanner, label), or anywhere unless black ink
-        gray, edge = neutral_objects(rgb, labels, n, bg, keep=seeded)
-        gray &= seeded
-        black = black & pens
-        artefact = ((gray & edge) | (gray & ~black))[labels]
+        gray = (share(neutral) >= 0.6) & seeded
+        black = (share((codes & 7) == 4) >= 0.5) & pens
+        gray_obj = (gray & border_labels(labels, n)) | (gray & ~black)
+        flat_art[index[gray_obj[lab]]] = True
+    free = ~flat_art[index]
     if pens:
-        ink, ink_cls = ink_mask(rgb, candidates & ~artefact, table)
+        grid = np.zeros(shape, np.uint8)
+        grid.reshape(-1)[index[free]] = codes[free]
+        ink, ink_cls = ink_from_codes(grid)
         # objects mostly of ink colour are ink, even where none of it is clearly so (a pen
         # line thinner than a pixel, blended with the glass)
-        whole = (inky & seeded)[labels] & ~artefact & ~ink
-        if whole.any():
-            ink |= whole
-            ink_cls = np.where(whole, ink_classes(rgb, table) & 7, ink_cls).astype(np.uint8)
+        inky = (share(codes > 0) >= 0.6) & seeded
+        whole = free & inky[lab] & ~ink.reshape(-1)[index]
+        ink.reshape(-1)[index[whole]] = True
+        ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
     if clean:  # dark neutral pixels left inside tissue objects (bubble rims, dust on tissue)
-        rest = np.flatnonzero(candidates & ~artefact & ~ink)
-        dark = dark_neutral_pixels(rgb, rest, channel_luts(bg))
-        artefact.reshape(-1)[rest[dark]] = True
+        rest = free & ~ink.reshape(-1)[index] & dark_neutral
+        flat_art[index[rest]] = True
     return ink, ink_cls, artefact
 
 
@@ -215,19 +269,6 @@ def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.n
     foreign = cosine < np.cos(np.radians(max_angle_deg))
     foreign[0] = False
     return foreign & keep
-
-
-def _ink_shares(rgb, labels, n, keep, table) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: half or more of its pixels are strictly black ink; 60 % or more are ink-like
-    (strict or loose, any colour)."""
-    flat = labels.reshape(-1)
-    index = np.flatnonzero(keep[flat])
-    codes = ink_classes(rgb, table, index)
-    lab = flat[index]
-    counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
-    black = np.bincount(lab, weights=(codes & 7) == 4, minlength=n + 1) >= 0.5 * counts
-    inky = np.bincount(lab, weights=codes > 0, minlength=n + 1) >= 0.6 * counts
-    return black, inky
 
 
 def auto_tissue(

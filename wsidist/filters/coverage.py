@@ -12,13 +12,11 @@ inside the tissue count 1 and glass 0. Coverage is uint8, 255 = the whole pixel.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .glass import Background
+from .morphology import square_max
 
 __all__ = ["coverage_fraction", "darkness", "light_spots", "tissue_direction", "unmix_edge"]
-
-_EIGHT = np.ones((3, 3), bool)
 
 
 def darkness(
@@ -29,11 +27,16 @@ def darkness(
 ) -> np.ndarray:
     """float32 distance of each pixel (or of the flat ``index``) from the background colour,
     along ``direction`` (unit rgb vector; default the gray axis), signed so that tissue is
-    positive: light absorbed on brightfield, emitted on a dark slide."""
+    positive: light absorbed on brightfield, emitted on a dark slide. One lookup a channel."""
     ref = np.asarray(bg.rgb, np.float32)
     u = np.full(3, 1 / np.sqrt(3), np.float32) if direction is None else direction
+    sign = -1.0 if bg.dark else 1.0
+    levels = np.arange(256, dtype=np.float32)
+    luts = [(sign * u[c] * (ref[c] - levels)).astype(np.float32) for c in range(3)]
     px = rgb.reshape(-1, 3)[index] if index is not None else rgb.reshape(-1, 3)
-    d = (ref @ u) - px.astype(np.float32) @ u
+    d = luts[0][px[:, 0]]
+    d += luts[1][px[:, 1]]
+    d += luts[2][px[:, 2]]
     return d if index is not None else d.reshape(rgb.shape[:2])
 
 
@@ -41,8 +44,9 @@ def tissue_direction(rgb: np.ndarray, mask: np.ndarray, bg: Background) -> np.nd
     """Unit rgb vector from the glass to the mean colour of ``mask`` (the axis along which edge
     pixels blend); the gray axis when the mask is empty."""
     ref = np.asarray(bg.rgb, np.float32)
-    px = rgb.reshape(-1, 3)[np.flatnonzero(mask)[:: max(1, int(mask.sum()) // 200_000)]]
+    px = rgb.reshape(-1, 3)[np.flatnonzero(mask)[:: max(1, int(mask.sum()) // 50_000)]]
     v = ref - px.mean(axis=0) if px.size else np.ones(3, np.float32)
+    v = -v if bg.dark else v
     norm = float(np.linalg.norm(v))
     return (v / norm).astype(np.float32) if norm > 1 else np.full(3, 1 / np.sqrt(3), np.float32)
 
@@ -61,20 +65,22 @@ def coverage_fraction(
     *,
     radius_px: int = 2,
     clamp: bool = True,
+    dark: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 (h, w) tissue coverage of each pixel (255 = all tissue).
 
     ``mask``: the tissue decision; ``glass``: pixels known to be background (default: not
     ``mask``). Pixels that are neither (ink, artefacts) count 0 and are never unmixed. With
-    ``clamp``, coverage is >= 50 % exactly on ``mask``, so the two never disagree.
+    ``clamp``, coverage is >= 50 % exactly on ``mask``, so the two never disagree. ``dark``:
+    the :func:`darkness` image, when already at hand.
     """
     mask = np.asarray(mask, bool)
     glass = ~mask if glass is None else np.asarray(glass, bool) & ~mask
     cov = np.where(mask, 255, 0).astype(np.uint8)
     if not mask.any() or not glass.any():
         return cov
-    near_glass = ndimage.binary_dilation(glass, _EIGHT)
-    near_tissue = ndimage.binary_dilation(mask, _EIGHT)
+    near_glass = square_max(glass)
+    near_tissue = square_max(mask)
     inner, outer = mask & near_glass, glass & near_tissue
     band = np.flatnonzero(inner | outer)
     if band.size == 0:
@@ -87,8 +93,9 @@ def coverage_fraction(
     ny = np.clip(by[:, None] + offs[None, :, 0], 0, h - 1)
     nx = np.clip(bx[:, None] + offs[None, :, 1], 0, w - 1)
     nidx = ny * w + nx
-    u = tissue_direction(rgb, interior.reshape(h, w), bg)
-    d_all = darkness(rgb, bg, direction=u).reshape(-1)
+    if dark is None:
+        dark = darkness(rgb, bg, direction=tissue_direction(rgb, interior.reshape(h, w), bg))
+    d_all = dark.reshape(-1)
     d_near = d_all[nidx]
     in_t, in_g = interior[nidx], clean_glass[nidx]
     n_t, n_g = in_t.sum(1), in_g.sum(1)
@@ -110,7 +117,13 @@ def coverage_fraction(
 
 
 def light_spots(
-    rgb: np.ndarray, mask: np.ndarray, bg: Background, *, ratio: float = 0.5, radius_px: int = 2
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    bg: Background,
+    *,
+    ratio: float = 0.5,
+    radius_px: int = 2,
+    dark: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mask pixels mostly glass although darker than the threshold: unresolved holes and gaps.
 
@@ -123,7 +136,9 @@ def light_spots(
     spots = np.zeros((h, w), bool)
     if not mask.any():
         return spots, cov
-    d_all = darkness(rgb, bg, direction=tissue_direction(rgb, mask, bg)).reshape(-1)
+    if dark is None:
+        dark = darkness(rgb, bg, direction=tissue_direction(rgb, mask, bg))
+    d_all = dark.reshape(-1)
     flat_mask = mask.reshape(-1)
     inside = np.flatnonzero(flat_mask)
     typical = float(np.median(d_all[inside]))
@@ -153,12 +168,12 @@ def unmix_edge(
     pen ink), by projecting each pixel's colour on the line between the mean colours of whole
     ``inside`` and ``outside`` pixels around it. Returns (flat indices, share in [0, 1])."""
     h, w = inside.shape
-    near_out = ndimage.binary_dilation(outside, _EIGHT)
+    near_out = square_max(outside)
     edge = np.flatnonzero(inside & near_out)
     if edge.size == 0:
         return edge, np.zeros(0, np.float32)
     whole_in = (inside & ~near_out).reshape(-1)
-    whole_out = (outside & ~ndimage.binary_dilation(inside, _EIGHT)).reshape(-1)
+    whole_out = (outside & ~square_max(inside)).reshape(-1)
     offs = _window_offsets(radius_px)
     ey, ex = np.divmod(edge, w)
     nidx = np.clip(ey[:, None] + offs[None, :, 0], 0, h - 1) * w + np.clip(

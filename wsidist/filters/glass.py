@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = [
     "DARK_BACKGROUND_LEVEL",
@@ -29,7 +30,7 @@ __all__ = [
 
 DARK_BACKGROUND_LEVEL = 60  # median gray below this: a dark (fluorescence) slide
 OD_SCALE = 1000  # optical densities are stored as int16 thousandths
-_SAMPLE_PX = 400_000  # pixels looked at to find the background
+_SAMPLE_PX = 150_000  # pixels looked at to find the background
 _MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
 _MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
 _PLAIN_GLASS = (242.0, 242.0, 242.0)  # glass assumed when an image shows none
@@ -168,28 +169,46 @@ def flatten_glass(
     block full of tissue has no glass to measure); the levels are smoothed, interpolated and
     subtracted. Densities are additive, so this is the density relative to the local glass.
     """
-    from scipy import ndimage
-
     h, w = score.shape
     floor = _MIN_NOISE_DARK if bg.dark else _MIN_NOISE_OD * OD_SCALE
     step = max(1, int(math.sqrt(h * w / _SAMPLE_PX)))
     nby, nbx = -(-h // block_px), -(-w // block_px)
     if nby * nbx < 4:
         return score, _rms_noise(score[::step, ::step], floor)
-    by = (np.arange(h) // block_px)[:, None]
-    bx = (np.arange(w) // block_px)[None, :]
-    near = np.abs(score) <= limit
-    keys = ((by * nbx + bx) * (2 * limit + 1) + (score.astype(np.int32) + limit))[near]
+    # block modes from a sample of the pixels (every ``step``-th row and column)
+    sample = score[::step, ::step].astype(np.int32)
+    by = (np.arange(0, h, step) // block_px)[:, None]
+    bx = (np.arange(0, w, step) // block_px)[None, :]
+    block = by * nbx + bx
+    near = np.abs(sample) <= limit
+    keys = (block * (2 * limit + 1) + (sample + limit))[near]
     hist = np.bincount(keys, minlength=nby * nbx * (2 * limit + 1)).reshape(nby * nbx, -1)
     hist = ndimage.uniform_filter1d(hist.astype(np.float32), 5, axis=1, mode="constant")
     level = (np.argmax(hist, axis=1) - limit).astype(np.float64).reshape(nby, nbx)
-    counts = np.bincount((by * nbx + bx)[near], minlength=nby * nbx).reshape(nby, nbx)
-    size = np.bincount((by * nbx + bx).reshape(-1), minlength=nby * nbx).reshape(nby, nbx)
-    level = np.where(counts >= 0.2 * size, level, np.nan)
+    counts = np.bincount(block[near], minlength=nby * nbx).reshape(nby, nbx)
+    size = np.bincount(np.broadcast_to(block, sample.shape).reshape(-1), minlength=nby * nbx)
+    level = np.where(counts >= 0.2 * size.reshape(nby, nbx), level, np.nan)
     if np.isnan(level).all():
-        return score, _rms_noise(score[::step, ::step], floor)
+        return score, _rms_noise(sample, floor)
     level = np.where(np.isnan(level), np.nanmedian(level), level)
     level = ndimage.median_filter(level, size=3, mode="nearest")
-    zoom = ndimage.zoom(level, (h / nby, w / nbx), order=1, mode="nearest", grid_mode=True)
-    flat = (score.astype(np.int32) - np.rint(zoom[:h, :w]).astype(np.int32)).astype(np.int16)
+    if np.abs(level).max() < 1:  # level glass: nothing to take away
+        return score, _rms_noise(sample, floor)
+    # bilinear between block centres, as two small matrix products
+    surface = _interp_matrix(h, nby, block_px) @ level.astype(np.float32)
+    surface = surface @ _interp_matrix(w, nbx, block_px).T
+    np.rint(surface, out=surface)
+    flat = np.subtract(score, surface.astype(np.int16), dtype=np.int16)
     return flat, _rms_noise(flat[::step, ::step], floor)
+
+
+def _interp_matrix(n: int, n_blocks: int, block_px: int) -> np.ndarray:
+    """float32 (n, n_blocks): linear interpolation weights from block centres to pixels."""
+    pos = (np.arange(n) + 0.5) / block_px - 0.5
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, n_blocks - 1)
+    hi = np.minimum(lo + 1, n_blocks - 1)
+    t = np.clip(pos - lo, 0, 1).astype(np.float32)
+    m = np.zeros((n, n_blocks), np.float32)
+    m[np.arange(n), lo] += 1 - t
+    m[np.arange(n), hi] += t
+    return m

@@ -14,9 +14,10 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-__all__ = ["INK_CLASSES", "InkRules", "ink", "ink_classes", "ink_mask"]
+from .morphology import square_max
+
+__all__ = ["INK_CLASSES", "InkRules", "ink", "ink_classes", "ink_from_codes", "ink_mask"]
 
 INK_CLASSES = ("none", "red", "green", "blue", "black")
 _BITS = 6
@@ -99,6 +100,21 @@ def ink_classes(rgb: np.ndarray, table: np.ndarray, index: np.ndarray | None = N
     return table[key]
 
 
+def ink_from_codes(codes: np.ndarray, grow_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(ink bool, class uint8) from table entries (h, w) of the pixels to look at (0 elsewhere):
+    strict ink, and loose ink within ``grow_px`` of it."""
+    strict = (codes & 7) > 0
+    if not strict.any():
+        return strict, np.zeros(codes.shape, np.uint8)
+    loose = codes >= _LOOSE
+    mask = strict | (loose & square_max(strict, max(grow_px, 0)))
+    cls = np.where(mask, codes & 7, 0).astype(np.uint8)
+    if (mask & (cls == 0)).any():  # loose-only pixels take the class of the inked neighbours
+        grown = square_max(codes & 7, grow_px)
+        cls = np.where(mask & (cls == 0), grown, cls).astype(np.uint8)
+    return mask, cls
+
+
 def ink_mask(
     rgb: np.ndarray,
     candidates: np.ndarray | None = None,
@@ -117,18 +133,7 @@ def ink_mask(
     else:
         index = np.flatnonzero(candidates)
         codes[index] = ink_classes(rgb, table, index)
-    codes = codes.reshape(h, w)
-    strict = (codes & 7) > 0
-    if not strict.any():
-        return strict, np.zeros((h, w), np.uint8)
-    loose = codes >= _LOOSE
-    near = ndimage.binary_dilation(strict, np.ones((3, 3), bool), iterations=max(grow_px, 0))
-    mask = strict | (loose & near)
-    cls = np.where(mask, codes & 7, 0).astype(np.uint8)
-    if (mask & (cls == 0)).any():  # loose-only pixels take the class of the inked neighbours
-        grown = ndimage.grey_dilation(codes & 7, size=(2 * grow_px + 1,) * 2)
-        cls = np.where(mask & (cls == 0), grown, cls).astype(np.uint8)
-    return mask, cls
+    return ink_from_codes(codes.reshape(h, w), grow_px)
 
 
 def ink(rgb: np.ndarray) -> np.ndarray:
