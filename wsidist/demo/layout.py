@@ -12,10 +12,26 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wsidist.demo.labels import (
+    BORDER,
+    BUBBLE,
+    CELL,
+    DEBRIS,
+    FAT,
+    GLASS,
+    PEN_BLACK,
+    PEN_BLUE,
+    PEN_GREEN,
+    PEN_LABELS,
+    PEN_NAVY,
+    PEN_RED,
+    TISSUE,
+    TISSUE_LABELS,
+)
 from wsidist.demo.noise import value_noise
 
 if TYPE_CHECKING:
-    from wsidist.demo.synth import SynthSpec
+    from wsidist.demo.spec import SynthSpec
 
 __all__ = [
     "BORDER",
@@ -35,14 +51,6 @@ __all__ = [
     "blur_discs",
     "layout_labels",
 ]
-
-CELL = 4  # label-map cell size in level-0 px
-GLASS, TISSUE, PEN_RED, PEN_GREEN, PEN_BLUE, DEBRIS, PEN_BLACK, BORDER, BUBBLE, FAT = range(10)
-PEN_NAVY = 10  # dark-blue pen
-PEN_LABELS = {
-    "red": PEN_RED, "green": PEN_GREEN, "blue": PEN_BLUE, "black": PEN_BLACK, "navy": PEN_NAVY,
-}  # fmt: skip
-TISSUE_LABELS = (TISSUE, FAT)  # fatty tissue is tissue
 
 
 def stamp_curve(lab: np.ndarray, pts: np.ndarray, radius: float, value: int) -> None:

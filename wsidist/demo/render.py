@@ -36,7 +36,7 @@ from wsidist.demo.noise import _hash01, jitter, value_noise
 from wsidist.imaging import TileCodec
 
 if TYPE_CHECKING:
-    from wsidist.demo.synth import SynthSpec
+    from wsidist.demo.spec import SynthSpec
 
 __all__ = ["INK", "INK_TRANSLUCENT", "TileSource", "render_tile"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["artefacts", "border_labels", "channel_densities", "neutral_pixels"]
+__all__ = ["border_labels", "channel_densities", "neutral_pixels"]
 
 
 def channel_densities(px: np.ndarray, luts: np.ndarray) -> np.ndarray:
@@ -41,11 +41,3 @@ def border_labels(labels: np.ndarray, n: int) -> np.ndarray:
         edge[side] = True
     edge[0] = False
     return edge
-
-
-def artefacts(rgb: np.ndarray) -> np.ndarray:
-    """True on neutral gray objects darker than the glass: scanner borders, label shadows,
-    bubble rims, dust (objects that are mostly near-black are left to the ink filter)."""
-    from .auto import detect_tissue
-
-    return detect_tissue(rgb, pens=False).artefacts

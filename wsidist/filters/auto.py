@@ -38,7 +38,7 @@ from .glass import (
 from .ink import ink_classes, ink_from_codes, ink_table
 from .morphology import square_max
 
-__all__ = ["TissueDetection", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
+__all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
 _EIGHT = np.ones((3, 3), bool)
 _WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
@@ -286,6 +286,12 @@ def auto_tissue(
         rgb, low_sigma=low_sigma, high_sigma=high_sigma, min_px=min_px, hole_px=hole_px,
         pens=pens, clean=clean,
     ).mask  # fmt: skip
+
+
+def artefacts(rgb: np.ndarray) -> np.ndarray:
+    """True on neutral gray objects darker than the glass: scanner borders, label shadows,
+    bubble rims, dust (objects that are mostly near-black are left to the ink filter)."""
+    return detect_tissue(rgb, pens=False).artefacts
 
 
 def fluorescence_tissue(

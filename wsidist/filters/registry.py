@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from . import (
-    artefacts,
     auto,
     background,
     color,
@@ -151,7 +150,7 @@ def _build() -> Mapping[str, FilterInfo]:
         (pens.green_pen, "rgb", "mask"),
         (pens.blue_pen, "rgb", "mask"),
         (ink.ink, "rgb", "mask"),
-        (artefacts.artefacts, "rgb", "mask"),
+        (auto.artefacts, "rgb", "mask"),
         (auto.auto_tissue, "rgb", "mask"),
         (auto.fluorescence_tissue, "rgb", "mask"),
         # mask -> mask
