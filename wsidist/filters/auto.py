@@ -26,7 +26,14 @@ import numpy as np
 from scipy import ndimage
 
 from .artefacts import border_labels, channel_densities, neutral_pixels
-from .coverage import coverage_fraction, darkness, light_spots, tissue_direction, unmix_edge
+from .coverage import (
+    coverage_fraction,
+    darkness,
+    grow_by_unmixing,
+    light_spots,
+    neighbourhoods,
+    tissue_direction,
+)
 from .glass import (
     DARK_BACKGROUND_LEVEL,
     Background,
@@ -86,20 +93,19 @@ def _fill_holes(
     ok = (size <= max_px) & (hits == 0)
     ok[border_labels(labels, n)] = False
     ok[0] = False
-    h, w = mask.shape
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or not ok[k]:
-            continue
-        y0, x0 = max(box[0].start - 3, 0), max(box[1].start - 3, 0)
-        window = (slice(y0, box[0].stop + 3), slice(x0, box[1].stop + 3))
-        lab = labels[window]
-        hole = lab == k
-        rim = square_max(hole, 1) & mask[window]
-        other = square_max((lab > 0) & ~hole, 2)  # other glass within two pixels: a thin wall
-        wall_like = other[rim] | (score[window][rim] < wall)
-        if wall_like.size and wall_like.mean() >= _WALL_SHARE:
-            out[window] |= hole
-    return out
+    if not ok.any():
+        return out
+    small = np.where(ok[labels], labels, 0)
+    owner_img = square_max(small, 1)  # the small hole each rim pixel belongs to
+    rim = np.flatnonzero((owner_img > 0) & mask)
+    owner = owner_img.reshape(-1)[rim]
+    # another background component within two pixels of a rim pixel: a thin wall
+    around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
+    thin = ((around > 0) & (around != owner[:, None])).any(axis=1)
+    wall_like = thin | (score.reshape(-1)[rim] < wall)
+    rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
+    ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
+    return ok[labels]
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,20 +180,7 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens
     ink, ink_cls, artefact = _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean)
     tissue0 = candidates & ~ink & ~artefact
     if ink.any():  # pen edges, and strokes that continue over tissue: mostly ink is ink
-        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-        grow = _PEN_GROW_STEPS + 3
-        box = (
-            slice(max(rows[0] - grow, 0), rows[-1] + grow + 1),
-            slice(max(cols[0] - grow, 0), cols[-1] + grow + 1),
-        )
-        sub_ink, sub_tissue = ink[box], tissue0[box]  # views: updated in place
-        for _ in range(_PEN_GROW_STEPS):
-            edge, share = unmix_edge(rgb[box], sub_tissue, sub_ink)
-            inked = edge[share < 0.5]
-            if inked.size == 0:
-                break
-            sub_ink.reshape(-1)[inked] = True
-            sub_tissue.reshape(-1)[inked] = False
+        grow_by_unmixing(rgb, tissue0, ink, steps=_PEN_GROW_STEPS)
     blocked = ink | artefact
     dark = darkness(rgb, bg, direction=tissue_direction(rgb, tissue0, bg))
     spots, spot_cov = light_spots(rgb, tissue0, bg, dark=dark)

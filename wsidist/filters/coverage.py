@@ -16,7 +16,7 @@ import numpy as np
 from .glass import Background
 from .morphology import square_max
 
-__all__ = ["coverage_fraction", "darkness", "light_spots", "tissue_direction", "unmix_edge"]
+__all__ = ["coverage_fraction", "darkness", "grow_by_unmixing", "light_spots", "tissue_direction"]
 
 
 def darkness(
@@ -161,32 +161,53 @@ def light_spots(
     return spots, cov
 
 
-def unmix_edge(
-    rgb: np.ndarray, inside: np.ndarray, outside: np.ndarray, *, radius_px: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Share of ``inside`` in the ``inside`` pixels that touch ``outside`` (e.g. tissue next to
-    pen ink), by projecting each pixel's colour on the line between the mean colours of whole
-    ``inside`` and ``outside`` pixels around it. Returns (flat indices, share in [0, 1])."""
-    h, w = inside.shape
+def neighbourhoods(flat_idx: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    h, w = shape
+    offs = _window_offsets(radius)
+    y, x = np.divmod(flat_idx, w)
+    ny = np.clip(y[:, None] + offs[None, :, 0], 0, h - 1)
+    nx = np.clip(x[:, None] + offs[None, :, 1], 0, w - 1)
+    return ny * w + nx
+
+
+def grow_by_unmixing(
+    rgb: np.ndarray, inside: np.ndarray, outside: np.ndarray, *, steps: int, radius_px: int = 2
+) -> int:
+    """Move ``inside`` pixels that are mostly ``outside`` (e.g. tissue that is mostly pen ink)
+    to ``outside``, in place, front by front for up to ``steps`` pixels; returns how many.
+
+    Each front pixel's colour is projected on the line between the mean colours of the whole
+    ``inside`` and whole ``outside`` pixels around it (as they were at the start); under half
+    of the way to ``inside`` means mostly ``outside``. The next front is the ``inside``
+    neighbours of the pixels just moved, so a stroke is followed into the tissue.
+    """
+    shape = inside.shape
+    flat_in, flat_out = inside.reshape(-1), outside.reshape(-1)
     near_out = square_max(outside)
-    edge = np.flatnonzero(inside & near_out)
-    if edge.size == 0:
-        return edge, np.zeros(0, np.float32)
     whole_in = (inside & ~near_out).reshape(-1)
     whole_out = (outside & ~square_max(inside)).reshape(-1)
-    offs = _window_offsets(radius_px)
-    ey, ex = np.divmod(edge, w)
-    nidx = np.clip(ey[:, None] + offs[None, :, 0], 0, h - 1) * w + np.clip(
-        ex[:, None] + offs[None, :, 1], 0, w - 1
-    )
-    flat = rgb.reshape(-1, 3)
-    near = flat[nidx].astype(np.float32)  # (n, k, 3)
-    a = whole_in[nidx][..., None]
-    b = whole_out[nidx][..., None]
-    ca = (near * a).sum(1) / np.maximum(a.sum(1), 1)
-    cb = (near * b).sum(1) / np.maximum(b.sum(1), 1)
-    axis = ca - cb
-    norm = (axis * axis).sum(1)
-    share = ((flat[edge].astype(np.float32) - cb) * axis).sum(1) / np.maximum(norm, 1.0)
-    known = (a.sum((1, 2)) > 0) & (b.sum((1, 2)) > 0) & (norm > 100)
-    return edge, np.where(known, np.clip(share, 0, 1), 1.0).astype(np.float32)
+    colours = rgb.reshape(-1, 3)
+    front = np.flatnonzero(inside & near_out)
+    moved = 0
+    ring = _window_offsets(1)
+    for _ in range(steps):
+        if front.size == 0:
+            break
+        nidx = neighbourhoods(front, shape, radius_px)
+        near = colours[nidx].astype(np.float32)
+        a, b = whole_in[nidx][..., None], whole_out[nidx][..., None]
+        ca = (near * a).sum(1) / np.maximum(a.sum(1), 1)
+        cb = (near * b).sum(1) / np.maximum(b.sum(1), 1)
+        axis = ca - cb
+        norm = (axis * axis).sum(1)
+        share = ((colours[front].astype(np.float32) - cb) * axis).sum(1) / np.maximum(norm, 1)
+        known = (a.sum((1, 2)) > 0) & (b.sum((1, 2)) > 0) & (norm > 100)
+        go = front[known & (share < 0.5)]
+        if go.size == 0:
+            break
+        flat_in[go] = False
+        flat_out[go] = True
+        moved += go.size
+        nb = neighbourhoods(go, shape, 1).reshape(-1) if ring.size else go
+        front = np.unique(nb[flat_in[nb]])
+    return moved
