@@ -122,23 +122,32 @@ def _paint_tissue(spec: SynthSpec, lab: np.ndarray, lobes: list, centres: list) 
     hole_sp = 60.0 / (spec.mpp or 0.5)
     fat_sp = 400.0 / (spec.mpp or 0.5)
     frags = spec_fragments(spec)
+    reach = [1.4 * max(a, b) for _, _, a, b, _ in lobes]  # field <= 1 - r + 0.375 < 0 beyond
     for r0 in range(0, ch, 256):
         ys = (np.arange(r0, min(ch, r0 + 256)) + 0.5) * c
-        field = np.full((ys.size, xs.size), -np.inf, np.float32)
-        for lx, ly, a, b, th in lobes:
-            dx, dy = xs[None, :] - lx, ys[:, None] - ly
-            u = (dx * np.cos(th) + dy * np.sin(th)) / a
-            v = (-dx * np.sin(th) + dy * np.cos(th)) / b
-            field = np.maximum(field, 1.0 - np.sqrt(u * u + v * v))
-        if lobes:
-            field += 0.55 * (value_noise(xs, ys, mean_r * 0.6, mean_r * 0.6, key + 1) - 0.5)
-            field += 0.20 * (value_noise(xs, ys, mean_r * 0.15, mean_r * 0.15, key + 2) - 0.5)
-        holes = value_noise(xs, ys, hole_sp, hole_sp, key + 3) > 0.86
         band = lab[r0 : r0 + ys.size]
-        band[(field > 0) & ~holes] = TISSUE
-        if spec.fat > 0 and lobes:
-            fatty = value_noise(xs, ys, fat_sp, fat_sp, key + 4) < spec.fat
-            band[(field > 0) & fatty] = FAT  # adipose: its empty cells are tissue too
+        near = [
+            i for i, lobe in enumerate(lobes) if abs(lobe[1] - ys.mean()) < reach[i] + np.ptp(ys)
+        ]
+        if near:  # only the columns a lobe of this band can reach
+            x0 = max(0, int(min(lobes[i][0] - reach[i] for i in near) // c))
+            x1 = min(cw, int(max(lobes[i][0] + reach[i] for i in near) // c) + 2)
+            xb = xs[x0:x1]
+            field = np.full((ys.size, xb.size), -np.inf, np.float32)
+            for i in near:
+                lx, ly, a, b, th = lobes[i]
+                dx, dy = xb[None, :] - lx, ys[:, None] - ly
+                u = (dx * np.cos(th) + dy * np.sin(th)) / a
+                v = (-dx * np.sin(th) + dy * np.cos(th)) / b
+                field = np.maximum(field, 1.0 - np.sqrt(u * u + v * v))
+            field += 0.55 * (value_noise(xb, ys, mean_r * 0.6, mean_r * 0.6, key + 1) - 0.5)
+            field += 0.20 * (value_noise(xb, ys, mean_r * 0.15, mean_r * 0.15, key + 2) - 0.5)
+            holes = value_noise(xb, ys, hole_sp, hole_sp, key + 3) > 0.86
+            sub = band[:, x0:x1]
+            sub[(field > 0) & ~holes] = TISSUE
+            if spec.fat > 0:
+                fatty = value_noise(xb, ys, fat_sp, fat_sp, key + 4) < spec.fat
+                sub[(field > 0) & fatty] = FAT  # adipose: its empty cells are tissue too
         for fx, fy, a, b, th in frags:
             if fy + a < ys[0] - c or fy - a > ys[-1] + c:
                 continue
