@@ -245,7 +245,8 @@ def test_a_size_in_um_with_a_pixel_fallback():
     from wsidist.filters import FilterContext
 
     p = parse_pipeline(
-        "green_channel |> remove_small_objects(min_um2=100, min_px0=6400, avoid_overmask=false)"
+        "green_channel(avoid_overmask=false)"
+        " |> remove_small_objects(min_um2=100, min_px0=6400, avoid_overmask=false)"
     )
     assert not p.requires_mpp
     img = np.full((40, 40, 3), 240, np.uint8)
