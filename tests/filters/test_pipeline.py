@@ -257,7 +257,7 @@ def test_a_size_in_um_with_a_pixel_fallback():
     assert not with_mpp[5:7, 5:7].any() and with_mpp[20:30, 20:30].all()
     assert without[20:30, 20:30].all()
     assert parse_pipeline("green_channel |> remove_small_objects(min_um2=100)").requires_mpp
-    with pytest.raises(PipelineError, match="same size twice"):
+    with pytest.raises(PipelineError, match="given twice"):
         parse_pipeline("green_channel |> remove_small_objects(min_um2=1, min_um2=2)")
     with pytest.raises(PipelineError, match="same size twice"):
         parse_pipeline("green_channel |> remove_small_objects(min_px=1, min_px0=2)")
