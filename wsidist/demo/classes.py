@@ -27,7 +27,7 @@ def failure_specs(width: int = 6000, height: int = 4500, seed: int = 0) -> dict[
         "typical": replace(base, n_blobs=3),
         "fragments": replace(base, n_blobs=0, n_fragments=36, pens=(), n_debris=60),
         "faint_ihc": replace(
-            base, stain="ihc", faint=0.55, glass=(236, 239, 246), n_blobs=0, n_fragments=5,
+            base, stain="ihc", faint=0.35, glass=(236, 239, 246), n_blobs=0, n_fragments=5,
             fragment_um=(300.0, 900.0), pens=(), n_debris=30,
         ),
         "fatty": replace(base, n_blobs=3, fat=0.55, faint=0.8, pens=()),
