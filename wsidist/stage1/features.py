@@ -112,14 +112,16 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
             y0, y1 = int(win.y0[sub[0]]), int(win.y1[sub[-1]])
             rm = row_map[y0:y1]
             keep_y, keep_x = rm >= 0, col_map >= 0
-            local = (rm[keep_y] - i0)[:, None] * nc + col_map[keep_x][None, :]
-            g = gray[y0:y1][keep_y][:, keep_x]
-            counts = np.bincount(
-                (local * 256 + g).reshape(-1), minlength=len(sub) * nc * 256
-            ).reshape(len(sub), nc, 256)
+            g = gray[y0:y1]
+            if not (keep_y.all() and keep_x.all()):
+                g = g[keep_y][:, keep_x]
+            key = np.add.outer((rm[keep_y] - i0) * (nc * 256), col_map[keep_x] * 256)
+            key += g
+            counts = np.bincount(key.reshape(-1), minlength=len(sub) * nc * 256)
+            nz = np.flatnonzero(counts)  # a window of k pixels has at most k levels
+            s = np.bincount(nz >> 8, weights=clogc[counts[nz]], minlength=len(sub) * nc)
             n = area[np.ix_(sub, cols)].astype(np.float64)
-            s = clogc[counts].sum(axis=2)
-            out[np.ix_(sub, cols)] = np.log2(n) - s / n
+            out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), nc) / n
     return out + 0.0
 
 
