@@ -95,14 +95,14 @@ def run_histolab(python: str | None, jobs: list[tuple[str, str, int]], tmp: Path
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def cached_slide(cache: Path, name: str, spec: SynthSpec) -> tuple[Path, SynthTruth]:
+def cached_slide(cache: Path, name: str, spec: SynthSpec) -> Path:
     """The slide of ``spec`` in ``cache`` (written once; the name carries the spec's hash)."""
     key = hashlib.sha1(repr(spec).encode()).hexdigest()[:10]
     path = cache / f"{name}-{key}.svs"
     if not path.exists():
         print(f"  generating {path.name} ({spec.width} x {spec.height}) …", flush=True)
         write_synthetic_slide(path, spec)
-    return path, synth_truth(spec)
+    return path
 
 
 # ---------------------------------------------------------------- 1. accuracy
@@ -295,13 +295,13 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     print(f"failure-class slides ({width} x {height} at 0.5 µm/px) in {args.cache}")
     slides = {
-        name: cached_slide(args.cache, name, spec)
+        name: (cached_slide(args.cache, name, spec), synth_truth(spec))
         for name, spec in failure_specs(width=width, height=height).items()
     }
     bw, bh = (int(v) for v in args.big.split("x"))
     big_spec = SynthSpec(width=bw, height=bh, mpp=0.25, seed=7, n_blobs=4, texture="atlas",
                          n_debris=300, objective_power=40)  # fmt: skip
-    big, _ = cached_slide(args.cache, "big", big_spec)
+    big = cached_slide(args.cache, "big", big_spec)
     python = histolab_python()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -316,7 +316,7 @@ def main() -> None:
             hw, hh = (int(v) for v in args.huge.split("x"))
             huge_spec = SynthSpec(width=hw, height=hh, mpp=0.25, seed=8, n_blobs=6,
                                   texture="atlas", n_debris=500, objective_power=40)  # fmt: skip
-            huge, _ = cached_slide(args.cache, "huge", huge_spec)
+            huge = cached_slide(args.cache, "huge", huge_spec)
             scale(str(huge), tmp)
 
 
