@@ -251,3 +251,20 @@ def test_superpixel_segmentations_paint_mean_colours():
         assert out.dtype == np.uint8 and out.shape == img.shape
         assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 8
         assert (out[:, 25:] == WHITE).all() and (out[:, :15] == PURPLE).all()
+
+
+def test_fused_pen_tables_equal_the_seed_filters_one_by_one():
+    from wsidist.filters import pens
+
+    axes = np.meshgrid(np.arange(256), np.arange(256), np.arange(0, 256, 5), indexing="ij")
+    every = np.stack(axes, -1).reshape(-1, 1, 3).astype(np.uint8)
+    for one, sets, fused in [
+        (pens.red_filter, pens.RED_PEN_THRESHOLDS, pens.red_pen),
+        (pens.green_filter, pens.GREEN_PEN_THRESHOLDS, pens.green_pen),
+        (pens.blue_filter, pens.BLUE_PEN_THRESHOLDS, pens.blue_pen),
+    ]:
+        keep = np.ones(every.shape[:2], bool)
+        for t in sets:
+            keep &= one(every, *t)
+        assert np.array_equal(keep, fused(every)), one.__name__
+        assert (~keep).any()

@@ -65,9 +65,12 @@ def test_literals_and_param_order():
 def test_presets_resolve_first():
     from wsidist.filters.tissue import PRESETS
 
-    default = parse_pipeline("default").spec
-    assert default.startswith("(green_channel & grays |> remove_small_objects(min_px0=512000))")
-    assert all(pen in default for pen in ("red_pen", "green_pen", "blue_pen"))
+    seed = parse_pipeline("seed000").spec
+    assert seed.startswith("(green_channel & grays |> remove_small_objects(min_px0=512000))")
+    assert all(pen in seed for pen in ("red_pen", "green_pen", "blue_pen"))
+    # the default is the adaptive preset
+    assert parse_pipeline("default") == parse_pipeline("auto")
+    assert parse_pipeline("auto").root.name == "auto_tissue"
     for name, spec in PRESETS.items():
         assert parse_pipeline(name) == parse_pipeline(spec)
     # a preset name inside an expression is the filter of that name
@@ -236,3 +239,25 @@ def test_refine_appends_steps():
     assert p.spec == "otsu_saturation |> fill_holes |> dilation(radius_px=1)"
     with pytest.raises(PipelineError, match="grays"):
         parse_pipeline("otsu_saturation").refine(["grays"])
+
+
+def test_a_size_in_um_with_a_pixel_fallback():
+    from wsidist.filters import FilterContext
+
+    p = parse_pipeline(
+        "green_channel(avoid_overmask=false)"
+        " |> remove_small_objects(min_um2=100, min_px0=6400, avoid_overmask=false)"
+    )
+    assert not p.requires_mpp
+    img = np.full((40, 40, 3), 240, np.uint8)
+    img[5:7, 5:7] = 100  # 4 px: 16 µm² at 2 µm/px, 256 px0 at downsample 8
+    img[20:30, 20:30] = 100  # 100 px
+    with_mpp = p.run(img, FilterContext(downsample=8.0, mpp=0.25)).mask  # min 100/4 = 25 px
+    without = p.run(img, FilterContext(downsample=8.0)).mask  # min 6400/64 = 100 px
+    assert not with_mpp[5:7, 5:7].any() and with_mpp[20:30, 20:30].all()
+    assert without[20:30, 20:30].all()
+    assert parse_pipeline("green_channel |> remove_small_objects(min_um2=100)").requires_mpp
+    with pytest.raises(PipelineError, match="given twice"):
+        parse_pipeline("green_channel |> remove_small_objects(min_um2=1, min_um2=2)")
+    with pytest.raises(PipelineError, match="same size twice"):
+        parse_pipeline("green_channel |> remove_small_objects(min_px=1, min_px0=2)")

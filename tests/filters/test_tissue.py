@@ -2,6 +2,8 @@
 
 The histolab masks are another algorithm's output, NOT ground truth: the IoU floors below are
 set a little under what the presets reach today, so a regression shows, not to claim accuracy.
+histolab's masks are dilated and hole-filled, so an exact mask never reaches IoU 1 against
+them; ``auto`` is held at or above what ``seed000`` (the former default) reached.
 """
 
 from pathlib import Path
@@ -19,17 +21,19 @@ REFS = SLIDES / "masks" / "histolab"
 
 # (slide file, reference mask) -> {preset: IoU floor}; None = no IoU claim (see test)
 CASES = {
+    # seed000 reached 0.722 (CMU), 0.832 (TCGA) and 0.152 (kidney) when it was the default
     ("CMU-1-Small-Region.svs", "tissue-mask-cmu-1-small-region.npy"): {
-        "default": 0.65, "otsu": 0.85, "hysteresis": 0.65, "hsv": 0.65,
+        "seed000": 0.65, "otsu": 0.85, "hysteresis": 0.65, "hsv": 0.65, "auto": 0.74,
     },
     ("tcga-cr-7395-01a-01-ts1.svs", "tissue-mask-tcga-cr-7395.npy"): {
-        "default": 0.75, "otsu": 0.9, "hysteresis": 0.75, "hsv": 0.85,
+        "seed000": 0.75, "otsu": 0.9, "hysteresis": 0.75, "hsv": 0.85, "auto": 0.86,
     },
-    # faint IHC with one tiny fragment (1.8 % of the image): only the otsu preset finds it well
+    # faint IHC with one tiny fragment (1.8 % of the image, dilated): otsu dilates alike
     ("kidney-48-5.tif", "tissue-mask-kidney-48-5.npy"): {
-        "default": 0.1, "otsu": 0.7, "hysteresis": 0.1, "hsv": None,
+        "seed000": 0.1, "otsu": 0.7, "hysteresis": 0.1, "hsv": None, "auto": 0.15,
     },
 }  # fmt: skip
+BRIGHTFIELD = sorted(p for p in PRESETS if p not in ("default", "fluorescence"))  # default = auto
 
 
 def read_thumbnail(path: Path, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
@@ -67,7 +71,7 @@ def thumbnails():
     return out
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", BRIGHTFIELD)
 @pytest.mark.parametrize("case", list(CASES), ids=[s for s, _ in CASES])
 def test_preset_against_histolab_reference(thumbnails, case, preset):
     slide, _ = case
@@ -96,15 +100,16 @@ def test_refine_on_a_preset_changes_the_mask(thumbnails):
         pytest.skip(f"{slide} missing")
     rgb, downsample, _ = thumbnails[slide]
     ctx = FilterContext(downsample=downsample, mpp=0.499)
-    base, _ = tissue_mask(rgb, "default", ctx)
-    grown, steps = tissue_mask(
-        rgb, "default", ctx, refine="fill_holes |> dilation(radius_um=20)", keep_steps=True
-    )
-    assert steps[-2][0].endswith("-fill_holes") and steps[-1][0].endswith("-dilation")
-    assert grown.fraction > base.fraction
-    assert (grown.array | ~base.array).all()  # refined mask contains the base mask
-    with pytest.raises(PipelineError, match="mpp"):
-        tissue_mask(rgb, "default", FilterContext(downsample, None), refine="pad(margin_um=10)")
+    for preset in ("seed000", "auto"):
+        base, _ = tissue_mask(rgb, preset, ctx)
+        grown, steps = tissue_mask(
+            rgb, preset, ctx, refine="fill_holes |> dilation(radius_um=20)", keep_steps=True
+        )
+        assert steps[-2][0].endswith("-fill_holes") and steps[-1][0].endswith("-dilation")
+        assert grown.fraction > base.fraction
+        assert (grown.array | ~base.array).all()  # refined mask contains the base mask
+        with pytest.raises(PipelineError, match="mpp"):
+            tissue_mask(rgb, preset, FilterContext(downsample, None), refine="pad(margin_um=10)")
 
 
 def test_mask_dataclass():
@@ -137,10 +142,11 @@ def test_pen_mask_on_synthetic_strokes():
     assert not pen[[0, 5, 11, 18]].any()
 
 
-def test_default_preset_removes_pen_stroke_over_tissue():
+@pytest.mark.parametrize("preset", ["seed000", "default"])
+def test_default_preset_removes_pen_stroke_over_tissue(preset):
     img = np.full((64, 64, 3), 245, np.uint8)
     img[8:56, 8:56] = (215, 130, 185)
     img[30:33, :] = (30, 60, 170)  # blue pen across the tissue
-    mask, _ = tissue_mask(img, "default", FilterContext(downsample=8.0))
+    mask, _ = tissue_mask(img, preset, FilterContext(downsample=8.0))
     assert mask.array[10:28, 10:54].all() and not mask.array[30:33].any()
     assert not mask.array[:6].any()

@@ -87,7 +87,9 @@ def test_tile_um_without_mpp_is_a_clear_failure_and_mpp_override_fixes_it(
         ("tcga-cr-7395-01a-01-ts1.svs", "tissue-mask-tcga-cr-7395.npy"),
     ],
 )
-@pytest.mark.parametrize(("preset", "floor"), [("default", 0.65), ("otsu", 0.85)])
+@pytest.mark.parametrize(
+    ("preset", "floor"), [("default", 0.65), ("seed000", 0.65), ("otsu", 0.85)]
+)
 def test_stage1_masks_agree_with_histolab(real_slides_dir, tmp_path, slide, ref, preset, floor):
     reference = np.load(real_slides_dir / "masks" / "histolab" / ref)
     row, store = _run(real_slides_dir / slide, tmp_path, "s", scale=10, tissue=preset)
@@ -134,7 +136,10 @@ def test_default_preset_dice_on_generated_slides_with_pens(pen_slides, tmp_path)
 
 def test_batch_mode_writes_every_step(pen_slides, tmp_path):
     path, _ = pen_slides[0]
-    row, store = _run(path, tmp_path, "b", batch=True)
+    row, store = _run(path, tmp_path / "auto", "a", batch=True)
+    steps = store.list("batch/a/steps")
+    assert any("ink" in s for s in steps) and any("coverage" in s for s in steps)
+    row, store = _run(path, tmp_path, "b", batch=True, tissue="seed000")
     names = store.list("batch/b")
     assert {"batch/b/00-rgb.png", "batch/b/tile_summary.png", "batch/b/score_heatmap.png"} <= set(
         names

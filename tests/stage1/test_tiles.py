@@ -126,3 +126,29 @@ def test_gray_entropy_matches_scikit_image():
     rng = np.random.default_rng(3)
     for gray in (rng.integers(0, 256, (31, 17)).astype(np.uint8), np.full((8, 8), 7, np.uint8)):
         assert gray_entropy(gray) == pytest.approx(shannon_entropy(gray))
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "downsample"),
+    [(1024, 0, 32.0), (256, 0, 32.0), (600, 250, 16.0), (8, 0, 32.0)],
+)
+def test_grid_features_equal_the_per_tile_definition(tile, overlap, downsample):
+    from tests.helpers.reference import reference_tile_features
+
+    rng = np.random.default_rng(tile)
+    h, w = 70, 97
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    rgb[10:40, 20:60] = rng.integers(60, 200, (30, 40, 3))  # purple-ish block, hues in range
+    tissue = rng.random((h, w)) < 0.6
+    pen = rng.random((h, w)) < 0.1
+    width, height = int(w * downsample) - 5, int(h * downsample) - 3
+    grid = TileGrid.from_units(tile_px=tile, overlap=overlap)
+    table = tile_features(rgb, tissue, pen, grid, width, height, downsample, seed_score)
+    got = table.to_pylist()
+    want = reference_tile_features(rgb, tissue, pen, grid, width, height, downsample)
+    assert len(got) == len(want) > 0
+    for g, r in zip(got, want):
+        for key, value in r.items():
+            assert g[key] == pytest.approx(value, rel=1e-9, abs=1e-9), (key, g["row"], g["col"])
+        parts = (g["tissue_frac"], g["color_factor"], g["sv_factor"], g["quantity_factor"])
+        assert g["score"] == pytest.approx(combine_seed_score(*parts), rel=1e-12)

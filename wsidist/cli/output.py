@@ -228,12 +228,19 @@ def print_job_summary(
     *,
     note: Callable[[Row], str | None] = lambda r: r.get("warning"),
 ) -> int:
-    """One line per slide of this run (fitted to the terminal, ids whole), each slide's note,
-    then each failed slide with its reason; 1 if any failed, else 0."""
+    """One line per slide of this run (fitted to the terminal, ids whole), each slide's note
+    (with its QC flags), then each failed slide with its reason; 1 if any failed, else 0."""
     rows = [r for r in table.to_pylist() if r["slide_id"] in this_run]
     print_fitted(*slide_table(title, rows, columns, out_console.width))
-    notes = [(r["slide_id"], note(r)) for r in rows if r["status"] == "ok" and note(r)]
-    print_lines("notes:", (Text.assemble((sid, "yellow"), ": ", str(n)) for sid, n in notes))
+    notes = []
+    for r in rows:
+        flags = ", ".join(r.get("qc_flags") or [])
+        text = " ".join(filter(None, [f"[{flags}]" if flags else "", note(r) or ""]))
+        if r["status"] == "ok" and text:
+            notes.append((r["slide_id"], text))
+    n_flagged = sum(1 for r in rows if r["status"] == "ok" and r.get("qc_flags"))
+    head = f"notes ({n_flagged} slide(s) flagged):" if n_flagged else "notes:"
+    print_lines(head, (Text.assemble((sid, "yellow"), ": ", str(n)) for sid, n in notes))
     failed = [r for r in rows if r["status"] != "ok"]
     print_lines(
         f"{len(failed)} of {len(rows)} slide(s) failed:",
@@ -249,6 +256,7 @@ STAGE1_COLUMNS: tuple[Column, ...] = (
     ("tissue%", lambda r: num(r["tissue_frac"], ".1f", 100)),
     ("mpp", lambda r: num(r["mpp_x"] or None, ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
+    ("flags", lambda r: ", ".join(r.get("qc_flags") or []) or "-"),
 )
 
 REWRITE_COLUMNS: tuple[Column, ...] = (
@@ -281,14 +289,24 @@ def info_table(infos: Iterable[SlideInfo], width: int) -> tuple[Table, list[str]
 
 
 def presets_table() -> Table:
-    from wsidist.filters import PRESETS
+    from wsidist.filters import DEFAULT_PRESET, PRESETS
 
-    table = Table(title="tissue presets")
+    table = Table(title=f"tissue presets (default: {DEFAULT_PRESET})")
     table.add_column("preset")
     table.add_column("pipeline")
     for name, spec in PRESETS.items():
         table.add_row(name, Text(str(spec)))
     return table
+
+
+def auto_explained() -> Text:
+    """How the default preset works, one numbered step a paragraph."""
+    from wsidist.filters.presets import AUTO_STEPS, DEFAULT_PRESET
+
+    text = Text(f"How {DEFAULT_PRESET} works\n", style="bold")
+    for i, step in enumerate(AUTO_STEPS, 1):
+        text.append(f"{i}. {step}\n")
+    return text
 
 
 def filters_table() -> Table:

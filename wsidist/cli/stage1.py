@@ -34,6 +34,7 @@ from wsidist.cli.common import (
 )
 from wsidist.cli.output import (
     STAGE1_COLUMNS,
+    auto_explained,
     console,
     filters_table,
     out_console,
@@ -69,6 +70,10 @@ def score(
     batch: Annotated[
         bool | None, opt("--batch/--no-batch", help=default("also write every step image", "no"))
     ] = None,
+    qc: Annotated[
+        bool | None,
+        opt("--qc/--no-qc", help=default("focus of every tissue tile (focus, blurry)", "no")),
+    ] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
@@ -89,8 +94,8 @@ def score(
     fields = dict(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
-        edge=edge, mpp=mpp, scorer=scorer, batch=batch, overwrite=overwrite, cache_dir=cache_dir,
-        manifest=manifest,
+        edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
+        cache_dir=cache_dir, manifest=manifest,
         cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: build_job(config, **fields)))
@@ -130,8 +135,9 @@ def demo(
 
 
 def filters() -> None:
-    """List tissue presets and the filters a pipeline spec can use."""
+    """List tissue presets, how the default one works, and the filters a spec can use."""
     out_console.print(presets_table())
+    out_console.print(auto_explained())
     out_console.print(filters_table())
     print_closing(
         "(nothing written)",

@@ -1,12 +1,15 @@
 """Pure image filters (arrays in, arrays out) and the pipeline spec language that chains them.
 
-Images are rgb uint8 (h, w, 3) or gray uint8 (h, w); masks are bool (h, w). Sizes taken by the
+Images are rgb uint8 (h, w, 3) or gray uint8 (h, w); masks are bool (h, w). The default
+preset, ``auto``, is the adaptive detector of :mod:`wsidist.filters.auto`; :func:`detect` gives
+any preset's mask with its sub-pixel coverage, pen ink and artefacts. Sizes taken by the
 functions are image pixels; pipelines convert ``*_px0`` / ``*_um`` / ``*_um2`` sizes using a
 :class:`FilterContext`. See :mod:`wsidist.filters.pipeline` for the spec syntax,
 :mod:`wsidist.filters.presets` for the named tissue presets and :mod:`wsidist.filters.tissue`
 for the :class:`Mask` they produce.
 """
 
+from .auto import TissueDetection, auto_tissue, detect_tissue, fluorescence_tissue
 from .background import grays, green_channel
 from .color import (
     complement,
@@ -20,6 +23,7 @@ from .color import (
     rgb_to_hsv,
 )
 from .context import FilterContext
+from .coverage import coverage_fraction
 from .enhance import (
     adaptive_equalization,
     black_to_white,
@@ -28,6 +32,8 @@ from .enhance import (
     local_equalization,
     median_blur,
 )
+from .glass import Background, estimate_background
+from .ink import ink_mask
 from .morphology import (
     apply_mask,
     closing,
@@ -49,16 +55,26 @@ from .pens import (
     red_pen,
 )
 from .pipeline import Pipeline, PipelineResult, TissueSpec, parse_pipeline
-from .presets import PRESETS
+from .presets import DEFAULT_PRESET, PRESETS
 from .registry import FILTERS, FilterInfo
 from .segmentation import kmeans_segmentation, rag_threshold
 from .thresholds import canny, entropy, hysteresis, local_otsu, otsu, otsu_saturation, threshold
-from .tissue import Mask, tissue_mask
+from .tissue import Mask, detect, tissue_mask
 
 __all__ = [
+    "DEFAULT_PRESET",
     "FILTERS",
     "PRESETS",
+    "Background",
     "Mask",
+    "TissueDetection",
+    "auto_tissue",
+    "coverage_fraction",
+    "detect",
+    "detect_tissue",
+    "estimate_background",
+    "fluorescence_tissue",
+    "ink_mask",
     "TissueSpec",
     "FilterContext",
     "FilterInfo",

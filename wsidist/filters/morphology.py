@@ -8,6 +8,8 @@ from skimage import morphology
 
 __all__ = [
     "apply_mask",
+    "square_max",
+    "square_min",
     "closing",
     "dilation",
     "erosion",
@@ -104,3 +106,30 @@ def apply_mask(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = rgb.copy()
     out[~np.asarray(mask, dtype=bool)] = 0
     return out
+
+
+def _shift_reduce(a: np.ndarray, radius: int, op, fill) -> np.ndarray:
+    """``op`` over the (2r+1) x (2r+1) square around every pixel, separably; outside = fill."""
+    out = a.copy()
+    for axis in (1, 0):
+        src = out.copy()
+        n = src.shape[axis]
+        for d in range(1, min(radius, n - 1) + 1):
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(d, None), slice(None, n - d)
+            op(out[tuple(lo)], src[tuple(hi)], out=out[tuple(lo)])
+            op(out[tuple(hi)], src[tuple(lo)], out=out[tuple(hi)])
+    return out
+
+
+def square_max(a: np.ndarray, radius_px: int = 1) -> np.ndarray:
+    """Max over the (2r+1)-square around each pixel (binary dilation for bool); fast, separable."""
+    a = np.asarray(a)
+    return _shift_reduce(a, int(radius_px), np.logical_or if a.dtype == bool else np.maximum, 0)
+
+
+def square_min(a: np.ndarray, radius_px: int = 1) -> np.ndarray:
+    """Min over the (2r+1)-square around each pixel, clipped at the image edge."""
+    a = np.asarray(a)
+    return _shift_reduce(a, int(radius_px), np.logical_and if a.dtype == bool else np.minimum, 0)

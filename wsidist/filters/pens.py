@@ -2,10 +2,13 @@
 
 The channel filters and the ``*_pen`` filters return *keep-masks* (True = not that colour), so
 they AND together with tissue masks; ``pen_mask`` returns True where any pen ink is found.
-Threshold sets are the seed tutorial's, as (red, green, blue) triples.
+Threshold sets are the seed tutorial's, as (red, green, blue) triples; each colour's sets are
+fused into one lookup table, exactly equal to ANDing the filters one by one.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -65,27 +68,50 @@ def blue_filter(rgb: np.ndarray, red_upper: int, green_upper: int, blue_lower: i
 
 def red_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on red pen ink (AND of the red filters over RED_PEN_THRESHOLDS)."""
-    return _keep_all(rgb, red_filter, RED_PEN_THRESHOLDS)
+    return ~_inked(rgb, "red")
 
 
 def green_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on green pen ink (AND of the green filters over GREEN_PEN_THRESHOLDS)."""
-    return _keep_all(rgb, green_filter, GREEN_PEN_THRESHOLDS)
+    return ~_inked(rgb, "green")
 
 
 def blue_pen(rgb: np.ndarray) -> np.ndarray:
     """Keep-mask: False on blue pen ink (AND of the blue filters over BLUE_PEN_THRESHOLDS)."""
-    return _keep_all(rgb, blue_filter, BLUE_PEN_THRESHOLDS)
+    return ~_inked(rgb, "blue")
 
 
-def _keep_all(rgb: np.ndarray, channel_filter, thresholds) -> np.ndarray:
-    """AND of one channel filter over several threshold sets."""
-    keep = np.ones(rgb.shape[:2], dtype=bool)
-    for t in thresholds:
-        keep &= channel_filter(rgb, *t)
-    return keep
+@functools.lru_cache(maxsize=3)
+def _red_bound(colour: str) -> np.ndarray:
+    """The threshold sets of one colour fused into one (g, b) table of red bounds.
+
+    Every seed rule is ``r ? R and g ? G and b ? B``: for a pixel's (g, b) the rules whose g and
+    b tests pass leave one test on r, and the loosest of their red bounds decides. So a pixel
+    is inked exactly when ``r > low[g, b]`` (red pens) or ``r < high[g, b]`` (green, blue):
+    one lookup instead of 9-15 passes. Read-only."""
+    g = np.arange(256)[:, None]
+    b = np.arange(256)[None, :]
+    if colour == "red":  # r > R and g < G and b < B: the smallest R whose g, b tests pass
+        bound = np.full((256, 256), 256, np.int16)
+        for rr, gg, bb in RED_PEN_THRESHOLDS:
+            bound = np.where((g < gg) & (b < bb), np.minimum(bound, rr), bound)
+    else:  # r < R and g > G and b > B (green) / g < G and b > B (blue): the largest R
+        bound = np.full((256, 256), 0, np.int16)
+        sets = GREEN_PEN_THRESHOLDS if colour == "green" else BLUE_PEN_THRESHOLDS
+        for rr, gg, bb in sets:
+            ok = (g > gg) & (b > bb) if colour == "green" else (g < gg) & (b > bb)
+            bound = np.where(ok, np.maximum(bound, rr), bound)
+    bound = bound.astype(np.int16)
+    bound.setflags(write=False)
+    return bound
+
+
+def _inked(rgb: np.ndarray, colour: str) -> np.ndarray:
+    bound = _red_bound(colour)[rgb[..., 1], rgb[..., 2]]
+    r = rgb[..., 0].astype(np.int16)
+    return r > bound if colour == "red" else r < bound
 
 
 def pen_mask(rgb: np.ndarray) -> np.ndarray:
-    """True where any red, green or blue pen ink is detected."""
-    return ~(red_pen(rgb) & green_pen(rgb) & blue_pen(rgb))
+    """True where any red, green or blue pen ink is detected (the seed's thresholds)."""
+    return _inked(rgb, "red") | _inked(rgb, "green") | _inked(rgb, "blue")

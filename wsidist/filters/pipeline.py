@@ -16,6 +16,8 @@ converted to luminance automatically. Examples::
 
 Sizes: parameters named ``*_px`` (image pixels) may be written ``*_px0`` (level-0 pixels) or
 ``*_um`` / ``*_um2`` (microns, needs the slide's mpp); e.g. ``remove_small_objects(min_um2=5000)``.
+Given in µm *and* px/px0 (``min_um2=5000, min_px0=20000``), the µm size applies when the slide
+has mpp and the pixel size when it does not.
 
 Dict / YAML form::
 
@@ -53,7 +55,7 @@ from .registry import FILTERS
 from .spec import And, Call, Node, Not, Or, Pipe, format_node, infer, parse
 from .spec_dict import from_mapping, refiners
 
-__all__ = ["Pipeline", "PipelineResult", "TissueSpec", "parse_pipeline"]
+__all__ = ["Pipeline", "PipelineResult", "TissueSpec", "call_kwargs", "parse_pipeline"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +102,8 @@ class Pipeline:
 
     @property
     def requires_mpp(self) -> bool:
-        """True if any size is given in µm."""
-        return any(k.endswith(("_um", "_um2")) for c in _calls(self.root) for k, _ in c.params)
+        """True if any size is given in µm only (no px/px0 fallback for slides without mpp)."""
+        return any(_um_only(c) for c in _calls(self.root))
 
     def refine(self, steps: str | Sequence | None) -> Pipeline:
         """A new pipeline with mask -> mask steps appended (text ``"a |> b"`` or a step list)."""
@@ -113,7 +115,7 @@ class Pipeline:
     def check(self, ctx: FilterContext) -> None:
         """Raise PipelineError if a size cannot be converted in this context (µm without mpp)."""
         for call in _calls(self.root):
-            _kwargs(call, ctx)
+            call_kwargs(call, ctx)
 
     def run(
         self, rgb: np.ndarray, ctx: FilterContext | None = None, *, keep_steps: bool = True
@@ -138,11 +140,25 @@ class Pipeline:
         return PipelineResult(np.asarray(mask, dtype=bool), steps)
 
 
-def _kwargs(call: Call, ctx: FilterContext) -> dict[str, object]:
+def _um_only(call: Call) -> bool:
+    info = FILTERS[call.name]
+    units: dict[str, list[str]] = {}
+    for spec_name, _ in call.params:
+        param, unit = info.resolve(spec_name)
+        units.setdefault(param.name, []).append(unit or "")
+    return any(all(u in ("um", "um2") for u in us) and us != [""] for us in units.values())
+
+
+def call_kwargs(call: Call, ctx: FilterContext) -> dict[str, object]:
+    """Keyword arguments of a filter call in this context: sizes converted to image px (a size
+    given in µm and in px uses the µm value when the slide has mpp, the px value otherwise)."""
     info = FILTERS[call.name]
     kwargs: dict[str, object] = {}
+    given = [info.resolve(name)[0].name for name, _ in call.params]
     for spec_name, value in call.params:
         param, unit = info.resolve(spec_name)
+        if given.count(param.name) > 1 and (unit in ("um", "um2")) == (ctx.mpp is None):
+            continue  # the other unit of a µm/px pair applies here
         if unit is None:
             kwargs[param.name] = value
         else:
@@ -158,7 +174,7 @@ def _apply(call: Call, image: np.ndarray, ctx: FilterContext, record: Callable) 
     info = FILTERS[call.name]
     if info.takes == "gray" and image.ndim == 3:
         image = rgb_to_gray(image)
-    return record(call.name, info.func(image, **_kwargs(call, ctx)))
+    return record(call.name, info.func(image, **call_kwargs(call, ctx)))
 
 
 def _evaluate(node: Node, rgb: np.ndarray, ctx: FilterContext, record: Callable) -> np.ndarray:

@@ -1,17 +1,29 @@
 """Named tissue presets: filter-pipeline specs that :func:`parse_pipeline` accepts by name.
 
-Presets (sizes in level-0 pixels, so they work on slides without mpp):
+- ``auto`` (the default; ``default`` is the same): adapts to the slide. It measures the slide's
+  own glass colour and noise, calls a pixel tissue by its optical density above that glass
+  with a hysteresis threshold set from the measured noise (a low threshold grows from a
+  higher one), so faint IHC, pale stroma and fat are found on white or tinted glass alike; it
+  removes pen ink of every colour (red, green, blue, dark blue, black; on tissue and off it),
+  scanner borders and label shadows, bubble rims and dust (neutral gray objects), fills holes
+  with thin or faint walls up to 20,000 µm² (fat cells; lumens in solid tissue stay open) and
+  drops objects under 1,500 µm² (80,000 and 3,000 level-0 px on slides without mpp). Edge
+  pixels are unmixed into tissue and glass, and a pixel is tissue when at least half of it
+  is. A dark background (fluorescence) switches it to the ``fluorescence`` detector by
+  itself. See :mod:`wsidist.filters.auto`.
+- ``fluorescence``: bright on dark: light emitted above the slide's black, the same
+  hysteresis, holes and sizes; objects glowing in another colour than the stain (marker
+  ink) are dropped.
+- ``seed000``: seed 000's chain: green channel and grays say tissue vs glass; objects under
+  500 px at 1/32 scale (512000 level-0 px) are dropped *before* the red, green and blue pen
+  keep-masks are ANDed in, so strokes across tissue do not cut it into pieces that then count
+  as small; pen-edge residue under 51200 px0 goes last.
+- ``otsu``: Paeng et al.: Otsu on the gray complement, dilation, closing and opening, small
+  holes filled.
+- ``hysteresis``: Ertosun & Rubin: hysteresis threshold on the gray complement.
+- ``hsv``: CLAM style: black to white, median-blurred HSV saturation, Otsu, closing/opening.
 
-- ``default``    seed tutorial chain: green channel and grays say tissue vs glass; objects under
-                 500 px at 1/32 scale (512000 level-0 px) are dropped *before* the red, green and
-                 blue pen keep-masks are ANDed in, so strokes across tissue do not cut it into
-                 pieces that then count as small; pen-edge residue under 51200 px0 goes last.
-- ``otsu``       Paeng et al.: Otsu on the gray complement, dilation, closing and opening,
-                 small holes filled.
-- ``hysteresis`` Ertosun & Rubin: hysteresis threshold on the gray complement.
-- ``hsv``        CLAM style: black to white, median-blurred HSV saturation, Otsu, closing/opening.
-
-All presets drop pen ink. Any preset can be refined, e.g.
+All presets drop pen ink and work on slides without mpp. Any preset can be refined, e.g.
 ``tissue_mask(rgb, "otsu", ctx, refine="fill_holes |> remove_small_objects(min_um2=5000)")``.
 """
 
@@ -20,11 +32,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["PRESETS"]
+__all__ = ["AUTO_STEPS", "DEFAULT_PRESET", "PRESETS"]
+
+DEFAULT_PRESET = "auto"
+_SIZES = "min_um2=1500, min_px0=3000, hole_um2=20000, hole_px0=80000"
+_AUTO = f"auto_tissue({_SIZES}, pens=true)"
 
 PRESETS: Mapping[str, str] = MappingProxyType(
     {
-        "default": (
+        "auto": _AUTO,
+        "default": _AUTO,
+        "fluorescence": f"fluorescence_tissue({_SIZES}, pens=true)",
+        "seed000": (
             "(green_channel & grays |> remove_small_objects(min_px0=512000))"
             " & red_pen & green_pen & blue_pen |> remove_small_objects(min_px0=51200)"
         ),
@@ -42,4 +61,24 @@ PRESETS: Mapping[str, str] = MappingProxyType(
             " |> closing(radius_px0=128) |> opening(radius_px0=64)"
         ),
     }
+)
+
+#: how ``auto`` works, one step per entry (``wsidist filters`` prints them)
+AUTO_STEPS: tuple[str, ...] = (
+    "Background: the slide's own glass colour is the brightest near-neutral peak of its "
+    "histogram; its noise is measured on the pixels brighter than the glass, which no stain "
+    "can reach. A dark background (fluorescence) switches to the fluorescence detector.",
+    "Tissue score: optical density above that glass, summed over R, G and B (light emitted "
+    "above the slide's black on a dark slide), one uint8 lookup per channel.",
+    "Hysteresis: pixels above 3 x noise that connect to pixels above 8 x noise are tissue "
+    "candidates, so faint IHC, pale stroma and fat walls come through on white or tinted glass.",
+    "Not tissue: pen ink by hue, saturation and darkness - red, green, blue, dark blue and "
+    "black, on tissue and off it, pen edges unmixed; neutral gray objects: scanner borders and "
+    "label shadows at the image border, bubble rims and dust elsewhere.",
+    "Holes: glass enclosed by thin or faint walls (fat cells, loose stroma) up to 20,000 µm² "
+    "is filled; lumens and tears in solid tissue stay open. Objects under 1,500 µm² are "
+    "dropped. Without mpp the sizes are 80,000 and 3,000 level-0 pixels.",
+    "Coverage: pixels at a tissue edge blend tissue and glass; each is unmixed along the "
+    "glass-to-tissue colour axis, and a mask pixel is tissue when at least half of it is. "
+    "Tile tissue_frac is the mean of that coverage.",
 )

@@ -3,7 +3,9 @@
 Each entry says what the filter takes (``rgb``, ``gray``, ``image`` = rgb or gray, ``mask``) and
 what it gives (``rgb``, ``gray``, ``same`` as its input, ``mask``). Parameters, their types and
 defaults come from the function signature. Parameters named ``*_px`` are sizes in image pixels;
-in a spec they may also be written ``*_px0`` (level-0 px) or ``*_um`` / ``*_um2`` (microns).
+in a spec they may also be written ``*_px0`` (level-0 px) or ``*_um`` / ``*_um2`` (microns), or
+in microns *and* pixels at once (``min_um2=5000, min_px0=20000``): the µm size on slides with
+mpp, the pixel size on slides without.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from . import background, color, enhance, morphology, pens, segmentation, thresholds
+from . import (
+    auto,
+    background,
+    color,
+    enhance,
+    ink,
+    morphology,
+    pens,
+    segmentation,
+    thresholds,
+)
 from .context import AREA_UNITS, LENGTH_UNITS
 
 __all__ = ["FILTERS", "FilterInfo", "Param"]
@@ -29,6 +41,7 @@ _SIZE_DIMENSIONS: Mapping[str, str] = MappingProxyType(
         "neighborhood_px": "length",
         "min_px": "area",
         "max_px": "area",
+        "hole_px": "area",
     }
 )
 
@@ -136,6 +149,10 @@ def _build() -> Mapping[str, FilterInfo]:
         (pens.red_pen, "rgb", "mask"),
         (pens.green_pen, "rgb", "mask"),
         (pens.blue_pen, "rgb", "mask"),
+        (ink.ink, "rgb", "mask"),
+        (auto.artefacts, "rgb", "mask"),
+        (auto.auto_tissue, "rgb", "mask"),
+        (auto.fluorescence_tissue, "rgb", "mask"),
         # mask -> mask
         (morphology.remove_small_objects, "mask", "mask"),
         (morphology.remove_small_holes, "mask", "mask"),

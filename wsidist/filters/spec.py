@@ -88,6 +88,10 @@ def _check_value(info: FilterInfo, spec_name: str, value: object) -> None:
         raise PipelineError(f"size {spec_name!r} of filter {info.name!r} must be >= 0, got {value}")
 
 
+def _is_um(spec_name: str) -> bool:
+    return spec_name.endswith(("_um", "_um2"))
+
+
 def make_call(name: str, params: Mapping[str, object] | None = None) -> Call:
     """Validate a filter name and its spec parameters; return a Call in canonical order."""
     if not isinstance(name, str) or name not in FILTERS:
@@ -95,6 +99,7 @@ def make_call(name: str, params: Mapping[str, object] | None = None) -> Call:
     info = FILTERS[name]
     params = dict(params or {})
     seen: dict[str, str] = {}
+    doubled: set[str] = set()
     for spec_name, value in params.items():
         resolved = info.resolve(spec_name)
         if resolved is None:
@@ -104,17 +109,23 @@ def make_call(name: str, params: Mapping[str, object] | None = None) -> Call:
                 f"{_suggest(spec_name, info.spec_param_names())}; it accepts: {accepts}"
             )
         pname = resolved[0].name
-        if pname in seen:
+        if pname in seen and (_is_um(seen[pname]) == _is_um(spec_name) or pname in doubled):
             raise PipelineError(
-                f"filter {name!r} got {seen[pname]!r} and {spec_name!r}: the same size twice"
+                f"filter {name!r} got {seen[pname]!r} and {spec_name!r}: the same size twice "
+                "(give it once, or once in µm and once in px/px0 as the fallback without mpp)"
             )
+        if pname in seen:
+            doubled.add(pname)
         seen[pname] = spec_name
         _check_value(info, spec_name, value)
     for p in info.params.values():
         if p.required and p.name not in seen:
             raise PipelineError(f"filter {name!r} needs parameter {p.name!r}")
     order = list(info.params)
-    ordered = sorted(params.items(), key=lambda kv: order.index(info.resolve(kv[0])[0].name))
+    ordered = sorted(
+        params.items(),
+        key=lambda kv: (order.index(info.resolve(kv[0])[0].name), not _is_um(kv[0])),
+    )
     return Call(name, tuple(ordered))
 
 

@@ -4,7 +4,9 @@
   slides): strided integer adds, rounded, partial edge boxes average their valid pixels.
 - :func:`area_resample`: exact area average by any real ratio, streamed from a reader in
   blocks (thumbnails of a slide level): fractional source pixels at box edges count by their
-  covered area, and block boundaries leave no seams.
+  covered area, and block boundaries leave no seams. Integer ratios (a level that is exactly
+  twice the thumbnail, or the thumbnail itself) take an integer path: strided sums, rounded
+  half to even like the float path, about 10x faster.
 - :func:`any_reduce`: boolean OR by an integer factor.
 - :func:`summed_area_table` and :func:`box_sums`: sums over many boxes of a 2-D array at once.
 """
@@ -71,6 +73,69 @@ def box_sums(sat: np.ndarray, y0, x0, y1, x1) -> np.ndarray:
     return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
 
 
+def _round_div(total: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """uint8 ``rint(total / n)``, half to even: float32 division is exact at the ties."""
+    if np.isscalar(n) and total.dtype == np.uint16:
+        # one lookup per value (k / n is exact at the ties, so rint is exactly half to even)
+        table = np.rint(np.arange(int(n) * 255 + 1) / int(n)).astype(np.uint8)
+        return table[total]
+    t = total.astype(np.float32)
+    t /= n
+    np.rint(t, out=t)
+    return t.astype(np.uint8)
+
+
+def _box_sums(a: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Sums over fy x fx boxes of uint8 (h, w, c); partial edge boxes sum what is there."""
+    h, w, c = a.shape
+    oh, ow = -(-h // fy), -(-w // fx)
+    if fy * fx * 255 >= 2**16:
+        pad = np.zeros((oh * fy, ow * fx, c), np.uint8)
+        pad[:h, :w] = a
+        return pad.reshape(oh, fy, ow, fx, c).sum(axis=(1, 3), dtype=np.uint32)
+    if fy == fx == 2 and h % 2 == 0 and w % 2 == 0:  # the common case, three passes
+        rows = np.add(a[0::2], a[1::2], dtype=np.uint16)
+        return np.add(rows[:, 0::2], rows[:, 1::2])
+    rows = np.zeros((oh, w, c), np.uint16)
+    for dy in range(fy):
+        part = a[dy::fy]
+        rows[: part.shape[0]] += part
+    acc = np.zeros((oh, ow, c), np.uint16)
+    for dx in range(fx):
+        part = rows[:, dx::fx]
+        acc[:, : part.shape[1]] += part
+    return acc
+
+
+def _integer_resample(read, src_size, factor, out_size, block_px: int) -> np.ndarray:
+    (sw, sh), (fx, fy), (ow, oh) = src_size, factor, out_size
+    out = np.empty((oh, ow, 3), np.uint8)
+    step_y = max(fy, block_px // fy * fy)
+    step_x = max(fx, block_px // fx * fx)
+    for ys in range(0, sh, step_y):
+        ye = min(sh, ys + step_y)
+        for xs in range(0, sw, step_x):
+            xe = min(sw, xs + step_x)
+            block = np.asarray(read(xs, ys, xe - xs, ye - ys))
+            i0, j0 = ys // fy, xs // fx
+            if fx == fy == 1:
+                out[i0 : i0 + ye - ys, j0 : j0 + xe - xs] = block
+                continue
+            sums = _box_sums(block, fy, fx)
+            full_y, full_x = (ye - ys) // fy, (xe - xs) // fx
+            oy, ox = i0 + sums.shape[0], j0 + sums.shape[1]
+            out[i0 : i0 + full_y, j0 : j0 + full_x] = _round_div(sums[:full_y, :full_x], fy * fx)
+            if full_y < sums.shape[0] or full_x < sums.shape[1]:  # partial boxes at the edge
+                ny = np.minimum(fy, (ye - ys) - np.arange(sums.shape[0]) * fy)
+                nx = np.minimum(fx, (xe - xs) - np.arange(sums.shape[1]) * fx)
+                n = (ny[:, None] * nx[None, :])[..., None].astype(np.uint32)
+                out[i0 + full_y : oy, j0:ox] = _round_div(sums[full_y:], n[full_y:])
+                out[i0 : i0 + full_y, j0 + full_x : ox] = _round_div(
+                    sums[:full_y, full_x:], n[:full_y, full_x:]
+                )
+    return out
+
+
 def _area_weights(start: int, stop: int, ratio: float, n_out: int):
     """Sparse weights mapping source px [start, stop) onto output px of ``ratio`` source px each.
 
@@ -114,6 +179,15 @@ def area_resample(
     was read.
     """
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
+    fx, fy = round(rx), round(ry)
+    if (
+        min(fx, fy) >= 1
+        and max(fx, fy) <= block_px
+        and abs(rx - fx) < 1e-9
+        and abs(ry - fy) < 1e-9
+        and (ow, oh) == (-(-sw // fx), -(-sh // fy))
+    ):
+        return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
     out = np.empty((oh, ow, 3), np.uint8)
     ax = np.minimum((np.arange(ow) + 1) * rx, sw) - np.arange(ow) * rx
     ay = np.minimum((np.arange(oh) + 1) * ry, sh) - np.arange(oh) * ry

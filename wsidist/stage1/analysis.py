@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from wsidist.filters import FilterContext
-from wsidist.filters.tissue import pen_mask
+from wsidist.filters import FilterContext, TissueDetection, detect
 from wsidist.io.slide import Slide
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.memory import check_stage1_memory
+from wsidist.stage1.qc import SlideQC, slide_qc, tile_focus, tissue_tiles
 from wsidist.stage1.scoring import Scorer, resolve_scorer
 from wsidist.stage1.tiles import TileGrid, tile_features
 
@@ -27,14 +27,22 @@ class SlideAnalysis:
     """Everything stage 1 computes for one slide before writing anything."""
 
     rgb: np.ndarray  # uint8 (ceil(H/scale), ceil(W/scale), 3): the image the filters ran on
-    tissue: np.ndarray  # bool, same shape
-    pen: np.ndarray  # bool, same shape
+    tissue: np.ndarray  # bool, same shape: the mask (tissue covers >= 50 % of the pixel)
+    pen: np.ndarray  # bool, same shape: pen ink
     steps: list[tuple[str, np.ndarray]]  # the pipeline's intermediate images (batch mode)
-    tiles: pa.Table  # tile_features(): row, col, x, y, w, h, features, score, rank
+    tiles: pa.Table  # tile_features() + tissue_tile (+ focus, blurry with qc)
     downsample: float  # level-0 px per scaled px (width / scaled width)
     grid: TileGrid
     mpp: float | None  # the mpp used (config.mpp or the slide's)
     meta: dict[str, Any] = field(default_factory=dict)  # slides.parquet metadata columns
+    detection: TissueDetection | None = None  # coverage, ink, artefacts, background
+    qc: SlideQC = SlideQC((), ())
+
+    @property
+    def tissue_frac(self) -> float:
+        """Share of the slide that is tissue, from the sub-pixel coverage."""
+        cov = self.detection.coverage if self.detection is not None else self.tissue * 255
+        return float(cov.sum()) / (255.0 * max(cov.size, 1))
 
 
 def slide_meta(slide: Slide, config: Stage1Config) -> dict[str, Any]:
@@ -51,6 +59,22 @@ def slide_meta(slide: Slide, config: Stage1Config) -> dict[str, Any]:
         "mpp_source": "config" if config.mpp else ("slide" if slide.mpp_x else None),
         "objective_power": slide.objective_power,
     }
+
+
+def _focus_columns(
+    slide: Slide, tiles: pa.Table, chosen: np.ndarray, mpp: float | None, threshold: float
+) -> tuple[pa.Table, float | None]:
+    """``focus`` and ``blurry`` for the tissue tiles (null elsewhere), and the blurry share."""
+    idx = np.flatnonzero(chosen)
+    boxes = np.stack([tiles.column(c).to_numpy() for c in ("x", "y", "w", "h")], axis=1)
+    focus = np.full(tiles.num_rows, np.nan)
+    focus[idx] = tile_focus(slide, boxes[idx], mpp)
+    measured = ~np.isnan(focus)
+    tiles = tiles.append_column("focus", pa.array(focus, mask=~measured, type=pa.float64()))
+    blurry = pa.array(focus < threshold, mask=~measured, type=pa.bool_())
+    tiles = tiles.append_column("blurry", blurry)
+    share = float((focus[idx] < threshold).mean()) if idx.size else None
+    return tiles, share
 
 
 def analyse_slide(
@@ -76,18 +100,39 @@ def analyse_slide(
     rgb = slide.thumbnail(config.scale)
     # Thumbnails cover ceil(W/scale) px; the exact downsample of this grid is W / columns.
     downsample = width / rgb.shape[1]
-    result = pipeline.run(rgb, FilterContext(downsample=downsample, mpp=mpp))
-    tissue = np.asarray(result.mask, dtype=bool)
-    pen = pen_mask(rgb)
-    tiles = tile_features(rgb, tissue, pen, grid, width, height, downsample, score_fn)
+    det, steps = detect(rgb, pipeline, FilterContext(downsample, mpp), keep_steps=config.batch)
+    tiles = tile_features(
+        rgb, det.mask, det.ink, grid, width, height, downsample, score_fn, coverage=det.coverage
+    )
+    chosen, fell_back = tissue_tiles(
+        tiles.column("tissue_frac").to_numpy(),
+        tiles.column("score").to_numpy(),
+        config.min_tissue_frac,
+        config.best_tiles,
+    )
+    tiles = tiles.append_column("tissue_tile", pa.array(chosen, type=pa.bool_()))
+    blurry_share = None
+    if config.qc:
+        tiles, blurry_share = _focus_columns(slide, tiles, chosen, mpp, config.blur_threshold)
+    qc = slide_qc(
+        det,
+        mpp=mpp,
+        fell_back=fell_back,
+        n_tissue_tiles=int(chosen.sum()),
+        min_tissue_frac=config.min_tissue_frac,
+        tile_px=(grid.tile_px0 / downsample) ** 2,
+        blurry_share=blurry_share,
+    )
     return SlideAnalysis(
         rgb=rgb,
-        tissue=tissue,
-        pen=pen,
-        steps=list(result.steps),
+        tissue=det.mask,
+        pen=det.ink,
+        steps=list(steps),
         tiles=tiles,
         downsample=downsample,
         grid=grid,
         mpp=mpp,
         meta=meta,
+        detection=det,
+        qc=qc,
     )

@@ -38,7 +38,7 @@ class Stage1Config(StageConfig):
     alternatives: ClassVar[tuple[frozenset[str], ...]] = (frozenset({"tile_size", "tile_um"}),)
 
     tissue: TissueSpec = Field(
-        "default", description="tissue preset name, filter spec string, or its YAML/dict form"
+        "auto", description="tissue preset name, filter spec string, or its YAML/dict form"
     )
     refine: str | None = Field(
         None, description="mask refiners appended to the tissue pipeline, e.g. 'fill_holes'"
@@ -55,13 +55,20 @@ class Stage1Config(StageConfig):
     mpp: float | None = Field(None, gt=0, description="µm per level-0 px; overrides the slide's")
     scorer: str = Field("seed", description="'seed' or 'module:function' of a tile scorer")
     min_tissue_frac: float = Field(0.5, ge=0, le=1, description="tissue tile threshold")
+    best_tiles: int = Field(
+        16, ge=0, description="tiles marked tissue_tile when none reaches min_tissue_frac"
+    )
+    qc: bool = Field(False, description="measure focus of every tissue tile (focus, blurry)")
+    blur_threshold: float = Field(
+        25.0, ge=0, description="focus (variance of the Laplacian at 1 µm/px) below: blurry"
+    )
     batch: bool = Field(False, description="also write every intermediate image")
 
     @field_validator("refine")
     @classmethod
     def _refine_parses(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_pipeline("default").refine(value)
+            parse_pipeline("auto").refine(value)
         return value
 
     def tissue_pipeline(self) -> Pipeline:

@@ -37,6 +37,7 @@ SLIDES_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         ("warning", pa.string()),
+        ("qc_flags", pa.list_(pa.string())),
         ("vendor", pa.string()),
         ("backend", pa.string()),
         ("width", pa.int64()),

@@ -99,6 +99,63 @@ def tissue_fraction_score(tile: TileView) -> float:
     return float(tile.features["tissue_frac"])
 
 
+# ---------------------------------------------------------------- the same, for a whole grid
+def quantity_factors(tissue_frac: np.ndarray) -> np.ndarray:
+    """:func:`quantity_factor` of every tile."""
+    t = np.asarray(tissue_frac, np.float64)
+    return np.select(
+        [t >= TISSUE_HIGH_FRAC, t >= TISSUE_LOW_FRAC, t > 0], [1.0, 0.2, 0.1], 0.0
+    ).astype(np.float64)
+
+
+def color_factors(n: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> np.ndarray:
+    """:func:`color_factor` of every tile from the count, sum and sum of squares of its
+    integer hue degrees in [HUE_MIN_DEG, HUE_MAX_DEG]."""
+    safe = np.maximum(n, 1)
+    mean = total / safe
+    second = total_sq / safe
+
+    def rms(centre: float) -> np.ndarray:
+        return np.sqrt(np.maximum(second - 2 * centre * mean + centre * centre, 0.0))
+
+    purple, pink = rms(HUE_PURPLE_DEG), rms(HUE_PINK_DEG)
+    ok = (n > 0) & (purple > 0)
+    factor = pink / np.where(ok, purple, 1.0) * (HUE_MAX_DEG - mean) ** 2
+    return np.where(ok, factor, 0.0)
+
+
+def sv_factors(moments: Mapping[str, np.ndarray], area: np.ndarray) -> np.ndarray:
+    """:func:`saturation_value_factor` of every tile from the sums of s, s², v, v² over its
+    window (``area`` pixels, non-tissue ones zero)."""
+    a = np.maximum(area, 1)
+
+    def std(total: np.ndarray, total_sq: np.ndarray) -> np.ndarray:
+        mean = total / a
+        return np.sqrt(np.maximum(total_sq / a - mean * mean, 0.0))
+
+    narrow_s = std(moments["sum_s"], moments["sum_s2"]) < 0.05
+    narrow_v = std(moments["sum_v"], moments["sum_v2"]) < 0.05
+    factor = np.where(narrow_s & narrow_v, 0.4, np.where(narrow_s | narrow_v, 0.7, 1.0))
+    return factor * factor
+
+
+def seed_scores(features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """:func:`seed_score` of every tile."""
+    tissue_pct = 100.0 * features["tissue_frac"]
+    product = features["color_factor"] * features["sv_factor"] * features["quantity_factor"]
+    raw = tissue_pct**2 * np.log1p(product) / 1000.0
+    return 1.0 - 10.0 / (10.0 + raw)
+
+
+def vectorised_scorer(scorer: Scorer) -> Callable[[Mapping[str, np.ndarray]], np.ndarray] | None:
+    """The whole-grid form of a built-in scorer, or None for a custom one."""
+    if scorer is seed_score:
+        return seed_scores
+    if scorer is tissue_fraction_score:
+        return lambda features: np.asarray(features["tissue_frac"], np.float64)
+    return None
+
+
 def _builtin_scorers() -> Mapping[str, Scorer]:
     return {"seed": seed_score, "tissue": tissue_fraction_score}
 

@@ -8,6 +8,7 @@ Grid: tiles of ``tile_px0`` level-0 px laid every ``stride_px0`` px from (0, 0).
 
 Features are computed on the scaled image: a tile's box maps to scaled pixels
 ``[round(x/ds), round((x+w)/ds))`` (at least one pixel), so neighbouring tiles share borders.
+The whole grid's features are computed at once (:mod:`wsidist.stage1.features`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-from skimage.color import rgb2hsv
 
-from wsidist.imaging import box_sums, rgb_to_gray, summed_area_table
+from wsidist.stage1.features import Windows, gray_of, hsv_moments, tile_entropy, window_sums
 from wsidist.stage1.scoring import (
+    HUE_MAX_DEG,
+    HUE_MIN_DEG,
     Scorer,
     TileView,
-    color_factor,
-    quantity_factor,
-    saturation_value_factor,
+    color_factors,
+    quantity_factors,
+    sv_factors,
+    vectorised_scorer,
 )
 
 
@@ -96,6 +99,27 @@ def scaled_box(x: int, y: int, w: int, h: int, downsample: float) -> tuple[int, 
     return x0, y0, x1, y1
 
 
+def grid_windows(
+    grid: TileGrid, width: int, height: int, downsample: float, scaled: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, Windows]:
+    """Level-0 column starts/widths and row starts/heights, and the scaled windows
+    (:func:`scaled_box` for every tile, clipped to the ``scaled`` (h, w) image)."""
+    xs = np.asarray(grid._starts(width), np.int64)
+    ys = np.asarray(grid._starts(height), np.int64)
+    ws = np.minimum(grid.tile_px0, width - xs)
+    hs = np.minimum(grid.tile_px0, height - ys)
+
+    def axis(start, size, n_scaled):
+        lo = np.rint(start / downsample).astype(np.int64)
+        hi = np.maximum(lo + 1, np.rint((start + size) / downsample).astype(np.int64))
+        hi = np.minimum(hi, n_scaled)
+        return np.minimum(lo, hi - 1), hi
+
+    x0, x1 = axis(xs, ws, scaled[1])
+    y0, y1 = axis(ys, hs, scaled[0])
+    return np.stack([xs, ws]), np.stack([ys, hs]), Windows(x0, x1, y0, y1)
+
+
 def tile_features(
     rgb: np.ndarray,
     tissue: np.ndarray,
@@ -105,53 +129,64 @@ def tile_features(
     height: int,
     downsample: float,
     scorer: Scorer,
+    coverage: np.ndarray | None = None,
 ) -> pa.Table:
     """Features and score of every tile of a slide, from its scaled image and masks.
 
     ``rgb`` (uint8), ``tissue`` and ``pen`` (bool) share the scaled shape; ``width`` and
-    ``height`` are the slide's level-0 size. Columns: row, col, x, y, w, h, tissue_frac,
-    pen_frac, background_frac, entropy, color_factor, sv_factor, quantity_factor,
-    tissue_class, score, rank (1 = best score in the slide).
+    ``height`` are the slide's level-0 size; ``coverage`` (uint8, 255 = all tissue) gives the
+    tissue share of each scaled pixel (default: the tissue mask). Columns: row, col, x, y, w,
+    h, tissue_frac, pen_frac, background_frac, entropy, color_factor, sv_factor,
+    quantity_factor, tissue_class, score, rank (1 = best score in the slide). Features of the
+    whole grid are computed at once; only a custom scorer sees one :class:`TileView` per tile.
     """
     if rgb.shape[:2] != tissue.shape or tissue.shape != pen.shape:
         raise ValueError(f"shapes differ: rgb {rgb.shape}, tissue {tissue.shape}, pen {pen.shape}")
-    pen_only = pen & ~tissue
-    tissue_sat, pen_sat = summed_area_table(tissue), summed_area_table(pen_only)
+    (xs, ws), (ys, hs), win = grid_windows(grid, width, height, downsample, tissue.shape)
+    n_rows, n_cols = win.shape
+    area = win.area.astype(np.float64)
+    cov = tissue.astype(np.uint8) * 255 if coverage is None else coverage
+    t_frac = window_sums(cov, win) / (255.0 * np.maximum(area, 1))
+    p_frac = window_sums(pen & ~tissue, win) / np.maximum(area, 1)
+    m = hsv_moments(rgb, tissue, win, (HUE_MIN_DEG, HUE_MAX_DEG))
+    features = {
+        "tissue_frac": t_frac,
+        "pen_frac": p_frac,
+        "background_frac": np.maximum(0.0, 1.0 - t_frac - p_frac),
+        "entropy": tile_entropy(gray_of(rgb), win),
+        "color_factor": color_factors(m["n_hue"], m["sum_hue"], m["sum_hue2"]),
+        "sv_factor": sv_factors(m, area),
+        "quantity_factor": quantity_factors(t_frac),
+    }
+    rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    boxes = {
+        "row": rows, "col": cols, "x": np.broadcast_to(xs[None, :], rows.shape),
+        "y": np.broadcast_to(ys[:, None], rows.shape),
+        "w": np.broadcast_to(ws[None, :], rows.shape), "h": np.broadcast_to(hs[:, None], rows.shape),
+    }  # fmt: skip
+    flat = {k: np.ascontiguousarray(v).reshape(-1) for k, v in {**boxes, **features}.items()}
+    vectorised = vectorised_scorer(scorer)
+    if vectorised is not None:
+        scores = vectorised({k: flat[k] for k in features})
+    else:
+        scores = _score_each(rgb, tissue, win, flat, features, scorer)
+    return _finish_table(flat, np.asarray(scores, np.float64))
+
+
+def _score_each(rgb, tissue, win, flat, features, scorer) -> np.ndarray:
+    """One :class:`TileView` per tile for a custom scorer (the only per-tile loop)."""
+    n_cols = len(win.x0)
     masked = np.where(tissue[..., None], rgb, 0).astype(np.uint8)
-    hsv = rgb2hsv(masked)
-    hue_deg = (hsv[..., 0] * 360).astype(np.int32)
-    gray = rgb_to_gray(rgb)
-    scaled_h, scaled_w = tissue.shape
-    names = (
-        "row col x y w h tissue_frac pen_frac background_frac entropy "
-        "color_factor sv_factor quantity_factor score"
-    ).split()
-    columns: dict[str, list] = {name: [] for name in names}
-    for row, col, x, y, w, h in grid.boxes(width, height):
-        x0, y0, x1, y1 = scaled_box(x, y, w, h, downsample)
-        x1, y1 = min(x1, scaled_w), min(y1, scaled_h)
-        x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
-        area = (x1 - x0) * (y1 - y0)
-        t_frac = float(box_sums(tissue_sat, y0, x0, y1, x1)) / area
-        p_frac = float(box_sums(pen_sat, y0, x0, y1, x1)) / area
-        window = (slice(y0, y1), slice(x0, x1))
-        features = {
-            "tissue_frac": t_frac,
-            "pen_frac": p_frac,
-            "background_frac": max(0.0, 1.0 - t_frac - p_frac),
-            "entropy": gray_entropy(gray[window]),
-            "color_factor": color_factor(hue_deg[window]),
-            "sv_factor": saturation_value_factor(hsv[window][..., 1], hsv[window][..., 2]),
-            "quantity_factor": quantity_factor(t_frac),
-        }
-        view = TileView(row, col, x, y, w, h, masked[window], tissue[window], features)
-        score = float(scorer(view))
-        for name, value in zip(("row", "col", "x", "y", "w", "h"), (row, col, x, y, w, h)):
-            columns[name].append(value)
-        for name, value in features.items():
-            columns[name].append(value)
-        columns["score"].append(score)
-    return _finish_table(columns)
+    names = ("row", "col", "x", "y", "w", "h")
+    scores = np.empty(len(flat["row"]), np.float64)
+    for i in range(len(scores)):
+        r, c = divmod(i, n_cols)
+        window = (slice(win.y0[r], win.y1[r]), slice(win.x0[c], win.x1[c]))
+        box = (int(flat[n][i]) for n in names)
+        values = {k: float(flat[k][i]) for k in features}
+        view = TileView(*box, masked[window], tissue[window], values)
+        scores[i] = float(scorer(view))
+    return scores
 
 
 def gray_entropy(gray: np.ndarray) -> float:
@@ -168,20 +203,18 @@ def tissue_class(tissue_frac: np.ndarray) -> np.ndarray:
     )
 
 
-def _finish_table(columns: dict[str, list]) -> pa.Table:
+def _finish_table(flat: dict[str, np.ndarray], scores: np.ndarray) -> pa.Table:
     int_cols = ("row", "col", "x", "y", "w", "h")
     arrays = {
         name: pa.array(values, type=pa.int32() if name in ("row", "col") else pa.int64())
         if name in int_cols
         else pa.array(values, type=pa.float64())
-        for name, values in columns.items()
+        for name, values in flat.items()
     }
-    scores = np.asarray(columns["score"], dtype=np.float64)
+    arrays["score"] = pa.array(scores, type=pa.float64())
     order = np.lexsort((np.arange(len(scores)), -scores))
     rank = np.empty(len(scores), dtype=np.int32)
     rank[order] = np.arange(1, len(scores) + 1, dtype=np.int32)
-    arrays["tissue_class"] = pa.array(
-        tissue_class(np.asarray(columns["tissue_frac"], dtype=np.float64)), type=pa.string()
-    )
+    arrays["tissue_class"] = pa.array(tissue_class(flat["tissue_frac"]), type=pa.string())
     arrays["rank"] = pa.array(rank)
     return pa.table(arrays)

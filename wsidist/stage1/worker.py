@@ -6,6 +6,10 @@ the failure row and the status JSON. Outputs (keys in :mod:`wsidist.layout`): th
 the 1-bit mask (ceil(H/scale) × ceil(W/scale)), the tissue contours (QuPath GeoJSON, level-0
 px), the thumbnail, the status JSON and, in batch mode, every filter step, the tile summary and
 the score heat map (drawn from the slide at a readable size while it is open).
+The mask PNG is 1 where at least half of the scaled pixel's level-0 area is tissue (the
+adaptive presets estimate that share per pixel; other presets' masks are written as they
+are); tile ``tissue_frac`` is the sub-pixel tissue share of the tile, not a count of mask
+pixels.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.scoring import Scorer, resolve_scorer
 
 __all__ = ["SlideTask", "process_slide", "remove_outputs"]
-
-DARK_BACKGROUND_LEVEL = 60  # median gray below this: not a brightfield slide
 
 
 def process_slide(
@@ -115,27 +117,18 @@ def _write_outputs(
         _write_batch(store, sid, analysis, pictures)
     store.write_parquet(layout.tiles_key(sid), _tile_table(tiles, task, config, config_hash))
 
-    tissue_frac = tiles.column("tissue_frac").to_numpy()
     return {
         **analysis.meta,
         "error": None,
-        "warning": "; ".join(_warnings(rgb, tissue)) or None,
+        "warning": "; ".join(analysis.qc.notes) or None,
+        "qc_flags": list(analysis.qc.flags),
         "tile_px0": analysis.grid.tile_px0,
         "stride_px0": analysis.grid.stride_px0,
         "n_tiles": tiles.num_rows,
-        "n_tissue_tiles": int((tissue_frac >= config.min_tissue_frac).sum()),
-        "tissue_frac": float(tissue.mean()),
+        "n_tissue_tiles": int(np.count_nonzero(tiles.column("tissue_tile").to_numpy())),
+        "tissue_frac": analysis.tissue_frac,
         "pen_frac": float((pen & ~tissue).mean()),
     }
-
-
-def _warnings(rgb: np.ndarray, tissue: np.ndarray) -> list[str]:
-    found = []
-    if not tissue.any():
-        found.append("no tissue detected")
-    if float(np.median(rgb.mean(axis=2))) < DARK_BACKGROUND_LEVEL:
-        found.append("dark background (fluorescence?): brightfield tissue presets may not apply")
-    return found
 
 
 def _write_batch(

@@ -1,0 +1,303 @@
+"""The adaptive tissue detector behind the ``auto`` and ``fluorescence`` presets.
+
+1. **Background.** The slide's own glass colour and noise (:mod:`.glass`); a dark background
+   switches to the fluorescence branch (bright on dark) by itself.
+2. **Tissue score.** Optical density relative to that glass, summed over the channels (light
+   emitted above the black on a dark slide), one uint8 lookup per channel.
+3. **Hysteresis.** Pixels above ``low_sigma`` x noise that connect to pixels above
+   ``high_sigma`` x noise are candidates: faint stain, pale stroma and fat walls come through,
+   glass noise does not, whatever the slide's brightness or tint.
+4. **Not tissue.** Neutral objects touching the border (scanner borders, label shadows),
+   neutral objects elsewhere (bubble rims, dust) and pen ink of every colour, on and off the
+   tissue (:mod:`.artefacts`, :mod:`.ink`).
+5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`); a pixel is
+   tissue when at least half of it is, so fragments carry no blended rim.
+6. **Size.** Holes (glass enclosed by tissue, no ink in them) up to ``hole_px`` are filled (fat
+   cells, small tears); objects under ``min_px`` are dropped. Presets give both in µm² with a
+   level-0 pixel fallback for slides without mpp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import ndimage
+
+from .artefacts import border_labels, channel_densities, neutral_pixels
+from .coverage import (
+    coverage_fraction,
+    darkness,
+    grow_by_unmixing,
+    light_spots,
+    neighbourhoods,
+    tissue_direction,
+)
+from .glass import (
+    DARK_BACKGROUND_LEVEL,
+    Background,
+    channel_luts,
+    estimate_background,
+    flatten_glass,
+    tissue_score,
+)
+from .ink import ink_classes, ink_from_codes, ink_table
+from .morphology import square_max
+
+__all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
+
+_EIGHT = np.ones((3, 3), bool)
+_WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
+_PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
+Record = Callable[[str, np.ndarray], object]
+
+
+@dataclass(frozen=True, eq=False)
+class TissueDetection:
+    """Everything the detector found on one scaled image (all arrays share its shape)."""
+
+    mask: np.ndarray  # bool: tissue (coverage >= 50 %)
+    coverage: np.ndarray  # uint8: tissue share of each pixel, 255 = all
+    ink: np.ndarray  # bool: pen ink
+    ink_class: np.ndarray  # uint8: 0 none, 1 red, 2 green, 3 blue, 4 black
+    artefacts: np.ndarray  # bool: borders, label shadows, bubble rims, dust
+    background: Background
+    object_px: np.ndarray  # int64: area of each tissue object, image px
+
+
+def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
+    labels, n = ndimage.label(score > low, _EIGHT)
+    seeded = np.zeros(n + 1, bool)
+    seeded[labels[score > high]] = True
+    seeded[0] = False
+    return seeded, labels, n
+
+
+def _fill_holes(
+    mask: np.ndarray, blocked: np.ndarray, score: np.ndarray, max_px: int, wall: float
+) -> np.ndarray:
+    """Holes of ``mask`` (4-connected background not touching the border) of at most ``max_px``
+    pixels, free of ``blocked`` pixels, that sit in thin or faint walls: at least 40 % of the
+    rim (the mask pixels around the hole) is within two pixels of other glass or scores below
+    ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
+    a tear in solid tissue stays open."""
+    out = np.zeros(mask.shape, bool)
+    if max_px <= 0:
+        return out
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return out
+    size = np.bincount(labels.reshape(-1), minlength=n + 1)
+    hits = np.bincount(labels[blocked], minlength=n + 1)
+    ok = (size <= max_px) & (hits == 0)
+    ok[border_labels(labels, n)] = False
+    ok[0] = False
+    if not ok.any():
+        return out
+    small = np.where(ok[labels], labels, 0)
+    owner_img = square_max(small, 1)  # the small hole each rim pixel belongs to
+    rim = np.flatnonzero((owner_img > 0) & mask)
+    owner = owner_img.reshape(-1)[rim]
+    # another background component within two pixels of a rim pixel: a thin wall
+    around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
+    thin = ((around > 0) & (around != owner[:, None])).any(axis=1)
+    wall_like = thin | (score.reshape(-1)[rim] < wall)
+    rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
+    ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
+    return ok[labels]
+
+
+def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
+    labels, n = ndimage.label(mask, _EIGHT)
+    size = np.bincount(labels.reshape(-1), minlength=n + 1)
+    size[0] = 0
+    keep = size >= max(int(min_px), 1)
+    return keep[labels], size[keep]
+
+
+def detect_tissue(
+    rgb: np.ndarray,
+    *,
+    low_sigma: float = 3.0,
+    high_sigma: float = 8.0,
+    min_px: int = 20,
+    hole_px: int = 80,
+    pens: bool = True,
+    clean: bool = True,
+    force: str | None = None,
+    record: Record | None = None,
+) -> TissueDetection:
+    """Run the adaptive detector on an rgb uint8 image (see the module docstring).
+
+    ``force``: ``"brightfield"`` or ``"fluorescence"`` instead of choosing by the background;
+    ``record(name, array)`` sees the intermediate images (batch mode).
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    put = record or (lambda name, array: None)
+    dark_level = {None: DARK_BACKGROUND_LEVEL, "fluorescence": 256, "brightfield": -1}[force]
+    bg = estimate_background(rgb, dark_level=dark_level)
+    score = tissue_score(rgb, channel_luts(bg))
+    if not bg.dark:  # a dark slide's black is flat (and clipped at 0): nothing to flatten
+        score, noise = flatten_glass(score, bg)
+        bg = replace(bg, noise=noise)
+    put("score", score)
+    floor_low, floor_high = (6, 20) if bg.dark else (20, 50)
+    low = max(low_sigma * bg.noise, floor_low)
+    high = max(high_sigma * bg.noise, floor_high, low)
+    seeded, labels, n = _hysteresis(score, low, high)
+    candidates = seeded[labels]
+    put("candidates", candidates)
+    shape = candidates.shape
+    out = {
+        "mask": np.zeros(shape, bool), "coverage": np.zeros(shape, np.uint8),
+        "ink": np.zeros(shape, bool), "ink_class": np.zeros(shape, np.uint8),
+        "artefacts": np.zeros(shape, bool),
+    }  # fmt: skip
+    object_px = np.zeros(0, np.int64)
+    rows, cols = np.flatnonzero(candidates.any(axis=1)), np.flatnonzero(candidates.any(axis=0))
+    if rows.size:  # everything else happens in the box around the candidates
+        pad = 4
+        box = (
+            slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
+            slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
+        )
+        sub = (rgb[box], score[box], candidates[box], labels[box])
+        found, object_px = _inside(*sub, n, seeded, bg, min_px, hole_px, pens, clean)
+        for name, array in found.items():
+            out[name][box] = array
+    for name in ("ink", "artefacts", "coverage", "mask"):
+        put("tissue" if name == "mask" else name, out[name])
+    return TissueDetection(
+        out["mask"], out["coverage"], out["ink"], out["ink_class"], out["artefacts"], bg,
+        object_px,
+    )  # fmt: skip
+
+
+def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens, clean):
+    """The detector's work on the box around the candidates: arrays of the box, object sizes."""
+    ink, ink_cls, artefact = _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean)
+    tissue0 = candidates & ~ink & ~artefact
+    if ink.any():  # pen edges, and strokes that continue over tissue: mostly ink is ink
+        grow_by_unmixing(rgb, tissue0, ink, steps=_PEN_GROW_STEPS)
+    blocked = ink | artefact
+    dark = darkness(rgb, bg, direction=tissue_direction(rgb, tissue0, bg))
+    spots, spot_cov = light_spots(rgb, tissue0, bg, dark=dark)
+    tissue0 &= ~spots
+    dense = float(np.median(score[tissue0])) if tissue0.any() else 0.0
+    holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
+    tissue0 |= holes
+    spots &= ~holes
+    glass = (~candidates | spots) & ~holes
+    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False, dark=dark)
+    cov[spots] = np.minimum(cov[spots], spot_cov[spots])
+    mask, object_px = _objects(cov >= 128, min_px)
+    cov[~mask & (cov >= 128)] = 0  # dropped objects
+    np.maximum(cov, np.where(mask, 128, 0).astype(np.uint8), out=cov)
+    found = {"mask": mask, "coverage": cov, "ink": ink, "ink_class": ink_cls}
+    return found | {"artefacts": artefact}, object_px
+
+
+def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
+    """(ink, ink class, artefacts) among the candidates of a brightfield slide.
+
+    Every candidate pixel's channel densities and ink class are looked up once; objects are
+    judged by the shares of their pixels (bincount per label).
+    """
+    shape = candidates.shape
+    ink, ink_cls = np.zeros(shape, bool), np.zeros(shape, np.uint8)
+    artefact = np.zeros(shape, bool)
+    if not candidates.any():
+        return ink, ink_cls, artefact
+    if bg.dark:
+        if pens:  # marker ink that glows in another colour than the stain
+            ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
+        return ink, ink_cls, artefact
+    index = np.flatnonzero(candidates)
+    lab = labels.reshape(-1)[index]
+    px = rgb.reshape(-1, 3)[index]
+    codes = ink_classes(px[None], ink_table())[0]
+    od = channel_densities(px, channel_luts(bg))
+    neutral, dark_neutral = neutral_pixels(od)
+    counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
+
+    def share(flags: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=flags, minlength=n + 1) / counts
+
+    flat_art = artefact.reshape(-1)
+    if clean:  # neutral objects: at the border (scanner, label), or anywhere unless black ink
+        gray = (share(neutral) >= 0.6) & seeded
+        black = (share((codes & 7) == 4) >= 0.5) & pens
+        gray_obj = (gray & border_labels(labels, n)) | (gray & ~black)
+        flat_art[index[gray_obj[lab]]] = True
+    free = ~flat_art[index]
+    if pens:
+        grid = np.zeros(shape, np.uint8)
+        grid.reshape(-1)[index[free]] = codes[free]
+        ink, ink_cls = ink_from_codes(grid)
+        # objects mostly of ink colour are ink, even where none of it is clearly so (a pen
+        # line thinner than a pixel, blended with the glass)
+        inky = (share(codes > 0) >= 0.6) & seeded
+        whole = free & inky[lab] & ~ink.reshape(-1)[index]
+        ink.reshape(-1)[index[whole]] = True
+        ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
+    if clean:  # dark neutral pixels left inside tissue objects (bubble rims, dust on tissue)
+        rest = free & ~ink.reshape(-1)[index] & dark_neutral
+        flat_art[index[rest]] = True
+    return ink, ink_cls, artefact
+
+
+def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.ndarray:
+    """Per label, on a dark slide: its mean emitted colour is more than ``max_angle_deg`` away
+    from the slide's overall emitted colour (e.g. red-glowing ink on a DAPI slide)."""
+    flat = labels.reshape(-1)
+    index = np.flatnonzero(keep[flat])
+    glow = np.clip(rgb.reshape(-1, 3)[index].astype(np.float32) - np.asarray(bg.rgb), 0, None)
+    lab = flat[index]
+    sums = np.stack([np.bincount(lab, weights=glow[:, c], minlength=n + 1) for c in range(3)], 1)
+    total = sums.sum(axis=0)
+    norms = np.linalg.norm(sums, axis=1) * max(float(np.linalg.norm(total)), 1e-9)
+    cosine = (sums @ total) / np.maximum(norms, 1e-9)
+    foreign = cosine < np.cos(np.radians(max_angle_deg))
+    foreign[0] = False
+    return foreign & keep
+
+
+def auto_tissue(
+    rgb: np.ndarray,
+    low_sigma: float = 3.0,
+    high_sigma: float = 8.0,
+    min_px: int = 20,
+    hole_px: int = 80,
+    pens: bool = True,
+    clean: bool = True,
+) -> np.ndarray:
+    """Adaptive tissue mask: glass colour and noise measured on the slide, density hysteresis,
+    pens/borders/bubbles/dust removed, sub-pixel edges, holes up to hole_px filled."""
+    return detect_tissue(
+        rgb, low_sigma=low_sigma, high_sigma=high_sigma, min_px=min_px, hole_px=hole_px,
+        pens=pens, clean=clean,
+    ).mask  # fmt: skip
+
+
+def artefacts(rgb: np.ndarray) -> np.ndarray:
+    """True on neutral gray objects darker than the glass: scanner borders, label shadows,
+    bubble rims, dust (objects that are mostly near-black are left to the ink filter)."""
+    return detect_tissue(rgb, pens=False).artefacts
+
+
+def fluorescence_tissue(
+    rgb: np.ndarray,
+    low_sigma: float = 3.0,
+    high_sigma: float = 8.0,
+    min_px: int = 20,
+    hole_px: int = 80,
+    pens: bool = True,
+) -> np.ndarray:
+    """Bright-on-dark tissue mask (fluorescence): light above the slide's black, hysteresis,
+    objects glowing in a foreign colour (pen ink) dropped, sub-pixel edges, holes filled."""
+    return detect_tissue(
+        rgb, low_sigma=low_sigma, high_sigma=high_sigma, min_px=min_px, hole_px=hole_px,
+        pens=pens, force="fluorescence",
+    ).mask  # fmt: skip

@@ -1,0 +1,214 @@
+"""The slide's own background: its colour, its noise, and how far each pixel is from it.
+
+Brightfield glass is the brightest large near-neutral mode of the histogram; its colour is the
+median of the pixels in that mode, and its noise (an RMS) is measured on the side of the mode
+no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A dark background
+(fluorescence) is the darkest mode instead. Distances are optical densities relative to the
+glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
+it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
+same density to every channel, a stain does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "DARK_BACKGROUND_LEVEL",
+    "flatten_glass",
+    "OD_SCALE",
+    "Background",
+    "channel_luts",
+    "estimate_background",
+    "score_luts",
+    "tissue_score",
+]
+
+DARK_BACKGROUND_LEVEL = 60  # median gray below this: a dark (fluorescence) slide
+OD_SCALE = 1000  # optical densities are stored as int16 thousandths
+_SAMPLE_PX = 150_000  # pixels looked at to find the background
+_MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
+_MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
+_PLAIN_GLASS = (242.0, 242.0, 242.0)  # glass assumed when an image shows none
+
+
+@dataclass(frozen=True)
+class Background:
+    """The glass (brightfield) or the slide's black (``dark``), and its noise.
+
+    ``noise`` is a robust standard deviation of :func:`tissue_score` on background pixels:
+    optical density x 1000 (brightfield) or summed channel levels (dark). ``fraction`` is the
+    share of pixels within 3 noise of it.
+    """
+
+    rgb: tuple[float, float, float]
+    noise: float
+    dark: bool
+    fraction: float
+
+    @property
+    def gray(self) -> float:
+        return float(np.mean(self.rgb))
+
+
+def _sample(rgb: np.ndarray) -> np.ndarray:
+    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / _SAMPLE_PX)))
+    return rgb[::step, ::step, :3].reshape(-1, 3)
+
+
+def channel_luts(bg: Background) -> np.ndarray:
+    """int16 (3, 256): per channel, the density (x 1000) of each level relative to the glass;
+    on a dark background, the level above the background (x 1)."""
+    levels = np.arange(256, dtype=np.float64)
+    ref = np.asarray(bg.rgb, np.float64)[:, None]
+    if bg.dark:
+        return np.rint(levels[None, :] - ref).astype(np.int16)
+    od = np.log10((ref + 1.0) / (levels[None, :] + 1.0)) * OD_SCALE
+    return np.rint(od).astype(np.int16)
+
+
+def score_luts(bg: Background) -> np.ndarray:
+    """Same tables as :func:`channel_luts` (the score is their sum over the channels)."""
+    return channel_luts(bg)
+
+
+def tissue_score(rgb: np.ndarray, luts: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+    """int16 sum over channels of ``luts[c][rgb[..., c]]`` (all pixels, or the flat ``index``)."""
+    flat = rgb.reshape(-1, rgb.shape[-1])
+    if index is None:
+        out = luts[0][rgb[..., 0]]
+        out += luts[1][rgb[..., 1]]
+        out += luts[2][rgb[..., 2]]
+        return out
+    px = flat[index]
+    out = luts[0][px[:, 0]]
+    out += luts[1][px[:, 1]]
+    out += luts[2][px[:, 2]]
+    return out
+
+
+def _peaks(hist: np.ndarray, min_share: float) -> list[int]:
+    """Local maxima of the smoothed histogram holding at least ``min_share`` of it (+-9 bins)."""
+    smooth = np.convolve(hist, np.ones(9), mode="same")
+    mass = np.convolve(hist, np.ones(19), mode="same")
+    total = max(float(hist.sum()), 1.0)
+    left = np.r_[-1.0, smooth[:-1]]
+    right = np.r_[smooth[1:], -1.0]
+    peak = (smooth >= left) & (smooth > right) & (mass >= min_share * total)
+    return [int(i) for i in np.flatnonzero(peak)]
+
+
+def _neutral(colour: np.ndarray) -> bool:
+    return float(colour.max() - colour.min()) <= 0.12 * float(colour.mean()) + 6
+
+
+def estimate_background(rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEVEL) -> Background:
+    """The background of an rgb uint8 image (see the module docstring).
+
+    Brightfield glass is the brightest histogram peak (at least 3 % of the pixels) whose colour
+    is near neutral; an image without one (all tissue) is measured against plain white glass.
+    """
+    px = _sample(rgb)
+    if px.size == 0:
+        return Background(_PLAIN_GLASS, float(_MIN_NOISE_OD * OD_SCALE), False, 0.0)
+    total = px.astype(np.int16).sum(axis=1)
+    white = total == 765  # outside the scanned area (readers fill it white)
+    if white.mean() < 0.5:
+        px, total = px[~white], total[~white]
+    dark = float(np.median(total)) / 3 < dark_level
+    hist = np.bincount(total, minlength=766)
+    peaks = _peaks(hist, 0.03) or [int(np.argmax(hist))]
+    ref = None
+    for m in peaks if dark else peaks[::-1]:
+        near = np.abs(total - m) <= 9
+        m = float(np.median(total[near]))  # the centre of the peak, not its first bin
+        near = np.abs(total - m) <= 9
+        colour = np.median(px[near], axis=0)
+        if dark or _neutral(colour):
+            ref = tuple(float(v) for v in colour)
+            break
+    if ref is None:
+        return _measure(px, Background(_PLAIN_GLASS, 1.0, False, 0.0), dark, plain=True)
+    return _measure(px, Background(ref, 1.0, dark, 0.0), dark)
+
+
+def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = False):
+    score = tissue_score(px, channel_luts(provisional)).astype(np.float64)
+    clean = score[score <= 0] if not dark else score[np.abs(score) <= 30]
+    floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
+    noise = floor
+    if clean.size > 10 and not plain:
+        # RMS of the half no stain reaches (quantised levels make a median of zero common),
+        # without its most extreme half percent (dust, padding)
+        clean = np.sort(np.abs(clean))[: max(1, int(0.995 * clean.size))]
+        noise = max(float(np.sqrt(np.mean(clean * clean))), floor)
+    fraction = float((score < 3 * noise).mean())
+    return Background(provisional.rgb, noise, dark, fraction)
+
+
+def _rms_noise(score: np.ndarray, floor: float) -> float:
+    clean = np.abs(score[score <= 0]).astype(np.float64)
+    if clean.size <= 10:
+        return floor
+    clean = np.sort(clean)[: max(1, int(0.995 * clean.size))]
+    return max(float(np.sqrt(np.mean(clean * clean))), floor)
+
+
+def flatten_glass(
+    score: np.ndarray, bg: Background, *, block_px: int = 32, limit: int = 48
+) -> tuple[np.ndarray, float]:
+    """Score relative to the *local* glass, and the noise measured on it.
+
+    Uneven illumination, tinted or drifting glass shift the glass level slowly across a
+    slide. Per block of ``block_px`` pixels, the glass level is the mode of the block's scores
+    within ``limit`` of the global glass, kept when at least a fifth of the block is there (a
+    block full of tissue has no glass to measure); the levels are smoothed, interpolated and
+    subtracted. Densities are additive, so this is the density relative to the local glass.
+    """
+    h, w = score.shape
+    floor = _MIN_NOISE_DARK if bg.dark else _MIN_NOISE_OD * OD_SCALE
+    step = max(1, int(math.sqrt(h * w / _SAMPLE_PX)))
+    nby, nbx = -(-h // block_px), -(-w // block_px)
+    if nby * nbx < 4:
+        return score, _rms_noise(score[::step, ::step], floor)
+    # block modes from a sample of the pixels (every ``step``-th row and column)
+    sample = score[::step, ::step].astype(np.int32)
+    by = (np.arange(0, h, step) // block_px)[:, None]
+    bx = (np.arange(0, w, step) // block_px)[None, :]
+    block = by * nbx + bx
+    near = np.abs(sample) <= limit
+    keys = (block * (2 * limit + 1) + (sample + limit))[near]
+    hist = np.bincount(keys, minlength=nby * nbx * (2 * limit + 1)).reshape(nby * nbx, -1)
+    hist = ndimage.uniform_filter1d(hist.astype(np.float32), 5, axis=1, mode="constant")
+    level = (np.argmax(hist, axis=1) - limit).astype(np.float64).reshape(nby, nbx)
+    counts = np.bincount(block[near], minlength=nby * nbx).reshape(nby, nbx)
+    size = np.bincount(np.broadcast_to(block, sample.shape).reshape(-1), minlength=nby * nbx)
+    level = np.where(counts >= 0.2 * size.reshape(nby, nbx), level, np.nan)
+    if np.isnan(level).all():
+        return score, _rms_noise(sample, floor)
+    level = np.where(np.isnan(level), np.nanmedian(level), level)
+    level = ndimage.median_filter(level, size=3, mode="nearest")
+    if np.abs(level).max() < 1:  # level glass: nothing to take away
+        return score, _rms_noise(sample, floor)
+    # bilinear between block centres, as two small matrix products
+    surface = _interp_matrix(h, nby, block_px) @ level.astype(np.float32)
+    surface = surface @ _interp_matrix(w, nbx, block_px).T
+    np.rint(surface, out=surface)
+    flat = np.subtract(score, surface.astype(np.int16), dtype=np.int16)
+    return flat, _rms_noise(flat[::step, ::step], floor)
+
+
+def _interp_matrix(n: int, n_blocks: int, block_px: int) -> np.ndarray:
+    """float32 (n, n_blocks): linear interpolation weights from block centres to pixels."""
+    pos = (np.arange(n) + 0.5) / block_px - 0.5
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, n_blocks - 1)
+    hi = np.minimum(lo + 1, n_blocks - 1)
+    t = np.clip(pos - lo, 0, 1).astype(np.float32)
+    m = np.zeros((n, n_blocks), np.float32)
+    m[np.arange(n), lo] += 1 - t
+    m[np.arange(n), hi] += t
+    return m
