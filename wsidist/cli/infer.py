@@ -13,6 +13,8 @@ from wsidist.cli.common import (
     OverwriteOpt,
     SchedulerOpt,
     WorkersOpt,
+    default,
+    opt,
     shell_words,
 )
 from wsidist.cli.output import (
@@ -50,34 +52,44 @@ def infer_cmd(
     ] = None,
     model: Annotated[
         list[str] | None,
-        typer.Option(
-            help="an .onnx file, a TorchScript file or module:function (repeat: ensemble)"
+        opt(
+            help="an .onnx file, a TorchScript file or module:function (repeat: ensemble)",
+            metavar="MODEL",
         ),
     ] = None,
     out: OutOpt = None,
-    config: Annotated[Path | None, typer.Option("--config", help="job YAML (kind: infer)")] = None,
-    patch_px: Annotated[int | None, typer.Option(help="patch side, px at --level/--mpp")] = None,
-    patch_um: Annotated[float | None, typer.Option(help="patch side, µm (needs mpp)")] = None,
-    overlap: Annotated[float | None, typer.Option(help="overlap of neighbours, 0..<1")] = None,
-    level: Annotated[int | None, typer.Option(help="pyramid level to read")] = None,
-    mpp: Annotated[float | None, typer.Option(help="read at this µm/px instead")] = None,
-    tta: Annotated[str | None, typer.Option(help="test-time augmentation: flip,rot90")] = None,
+    config: Annotated[
+        Path | None, opt("--config", help="job YAML (kind: infer)", metavar="YAML")
+    ] = None,
+    patch_px: Annotated[
+        int | None, opt(help="patch side, px at --level/--mpp", metavar="PX")
+    ] = None,
+    patch_um: Annotated[float | None, opt(help="patch side, µm (needs mpp)", metavar="UM")] = None,
+    overlap: Annotated[
+        float | None, opt(help="overlap of neighbours, 0..<1", metavar="FRAC")
+    ] = None,
+    level: Annotated[int | None, opt(help="pyramid level to read", metavar="N")] = None,
+    mpp: Annotated[float | None, opt(help="read at this µm/px instead", metavar="UM")] = None,
+    tta: Annotated[
+        str | None, opt(help="test-time augmentation: flip,rot90", metavar="LIST")
+    ] = None,
     heatmap_scale: Annotated[
-        float | None, typer.Option(help="level-0 px per heatmap px (default 32)")
+        float | None, opt(help="level-0 px per heatmap px  [default: 32]", metavar="N")
     ] = None,
     tissue: Annotated[
-        str | None, typer.Option(help="tissue preset/spec when there is no stage-1 mask")
+        str | None, opt(help="tissue preset/spec when there is no stage-1 mask", metavar="SPEC")
     ] = None,
-    min_tissue: Annotated[float | None, typer.Option(help="grid patches need more")] = None,
+    min_tissue: Annotated[float | None, opt(help="grid patches need more", metavar="FRAC")] = None,
     threshold: Annotated[
-        list[float] | None, typer.Option(help="region threshold (repeat; default 0.5 and 0.9)")
+        list[float] | None,
+        opt(help="region threshold (repeat)  [default: 0.5 and 0.9]", metavar="P"),
     ] = None,
     region_class: Annotated[
-        list[int] | None, typer.Option("--class", help="class for region features (repeat)")
+        list[int] | None, opt("--class", help="class for region features (repeat)", metavar="K")
     ] = None,
-    normalize: Annotated[str | None, typer.Option(help="stain normaliser JSON")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="patches per model call")] = None,
-    model_threads: Annotated[int | None, typer.Option(help="model threads per worker")] = None,
+    normalize: Annotated[str | None, opt(help="stain normaliser JSON", metavar="JSON")] = None,
+    batch_size: Annotated[int | None, opt(help="patches per model call", metavar="N")] = None,
+    model_threads: Annotated[int | None, opt(help="model threads per worker", metavar="N")] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = None,
@@ -123,11 +135,17 @@ def infer_cmd(
 
 def stain_fit_cmd(
     reference: Annotated[str, typer.Argument(help="a reference patch (PNG/JPEG/TIFF) or slide")],
-    to: Annotated[Path, typer.Option("--to", help="the normaliser JSON to write")],
-    method: Annotated[str, typer.Option(help="macenko, reinhard or vahadane")] = "macenko",
-    patches: Annotated[int, typer.Option(help="tissue patches read from a slide")] = 16,
-    patch_px: Annotated[int, typer.Option(help="side of those patches, px")] = 256,
-    level: Annotated[int, typer.Option(help="level they are read at")] = 0,
+    to: Annotated[Path, opt("--to", help="the normaliser JSON to write", metavar="JSON")],
+    method: Annotated[
+        str, opt(help=default("macenko, reinhard or vahadane", "macenko"), metavar="NAME")
+    ] = "macenko",
+    patches: Annotated[
+        int, opt(help=default("tissue patches read from a slide", 16), metavar="N")
+    ] = 16,
+    patch_px: Annotated[
+        int, opt(help=default("side of those patches, px", 256), metavar="PX")
+    ] = 256,
+    level: Annotated[int, opt(help=default("level they are read at", 0), metavar="N")] = 0,
 ) -> None:
     """Fit a stain normaliser on a reference patch or slide and save it as JSON."""
     from wsidist.data.stain import fit_normalizer

@@ -51,7 +51,7 @@ def select_tiles(
     ] = None,
     geojson: Annotated[
         str | None,
-        typer.Option(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons"),
+        opt(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons", metavar="DIR"),
     ] = None,
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels.

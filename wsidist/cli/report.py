@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wsidist.cli.common import CacheDirOpt, SchedulerOpt, WorkersOpt
+from wsidist.cli.common import CacheDirOpt, SchedulerOpt, WorkersOpt, default, opt
 from wsidist.cli.output import console, fail, num, out_console
 from wsidist.errors import WsidistError
 
@@ -22,11 +22,14 @@ from wsidist.errors import WsidistError
 def report_cmd(
     out: Annotated[str, typer.Argument(help="a stage-1 output folder or s3:// URL")],
     to: Annotated[
-        str | None, typer.Option("--to", help="report folder (default OUT/report)")
+        str | None, opt("--to", help="report folder  [default: OUT/report]", metavar="DIR")
     ] = None,
-    top: Annotated[int | None, typer.Option(help="top tiles shown per slide (default 12)")] = None,
+    top: Annotated[
+        int | None, opt(help="top tiles shown per slide  [default: 12]", metavar="N")
+    ] = None,
     picture_px: Annotated[
-        int | None, typer.Option(help="long side of slide pictures, px (≥ 1024; default 1280)")
+        int | None,
+        opt(help="long side of slide pictures, px (≥ 1024)  [default: 1280]", metavar="PX"),
     ] = None,
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
@@ -62,12 +65,12 @@ def report_cmd(
 
 def stats_cmd(
     slides: Annotated[list[str], typer.Argument(help="slides, folders, globs, URLs, or one OUT")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="print slide_info as CSV")] = False,
+    as_json: Annotated[bool, opt("--json", help="print JSON")] = False,
+    as_csv: Annotated[bool, opt("--csv", help="print slide_info as CSV")] = False,
     charts: Annotated[
-        str | None, typer.Option(help="write the charts (PNG) and both tables (CSV) to DIR")
+        str | None, opt(help="write the charts (PNG) and both tables (CSV) to DIR", metavar="DIR")
     ] = None,
-    threads: Annotated[int, typer.Option(help="slides opened at once")] = 8,
+    threads: Annotated[int, opt(help=default("slides opened at once", 8), metavar="N")] = 8,
 ) -> None:
     """Seed 000's slide_info and slide_stats: metadata and size statistics, without stage 1."""
     from wsidist.report.charts import render_charts
@@ -110,11 +113,15 @@ def stats_cmd(
 
 def view_cmd(
     targets: Annotated[list[str], typer.Argument(help="one stage-1 OUT, or slides and folders")],
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8000,
+    port: Annotated[int, opt(help=default("port on 127.0.0.1", 8000), metavar="PORT")] = 8000,
     host: Annotated[
-        str, typer.Option(help="address to bind (default: this machine only)")
+        str,
+        opt(
+            help=default("address to bind (default: this machine only)", "127.0.0.1"),
+            metavar="ADDR",
+        ),
     ] = "127.0.0.1",
-    cache_mb: Annotated[float, typer.Option(help="tile cache, MB")] = 256,
+    cache_mb: Annotated[float, opt(help=default("tile cache, MB", 256), metavar="MB")] = 256,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Deep-zoom viewer of slides and rewritten pyramids, with mask, contour, tile and selection overlays."""

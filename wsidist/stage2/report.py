@@ -16,7 +16,7 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("slide_id", pa.string()),
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),
-        ("warning", pa.string()),  # what the slide's reader or the rewrite noticed (no mpp, …)
+        ("warning", pa.string()),  # what the reader or the rewrite noticed (no mpp, larger output, …)
         ("key", pa.string()),  # pyramids/<id>.tiff under the output root
         ("codec", pa.string()),
         ("glass", pa.string()),
@@ -45,7 +45,6 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("workers", pa.int32()),  # worker threads the slide's blocks could use
         ("mp_per_s_per_worker", pa.float64()),  # megapixels / seconds / workers
-        ("warning", pa.string()),  # e.g. the output is larger than the source
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
         ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read
