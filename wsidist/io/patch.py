@@ -15,7 +15,7 @@ from PIL import Image
 
 from wsidist.errors import ConfigError, SlideError
 
-__all__ = ["PatchSpec", "read_patch"]
+__all__ = ["PatchSpec", "patch_geometry", "read_patch"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,23 @@ class PatchSpec:
             object.__setattr__(self, "level", None)
 
 
-def read_patch(
+def patch_geometry(
     slide, x: int, y: int, w: int, h: int, spec: PatchSpec
-) -> tuple[np.ndarray, int, float | None]:
-    """(uint8 RGB (h, w, 3), level read, µm per output px or None) for one level-0 box.
+) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """(level read, size read, output size) of one level-0 box, checked: a box wholly outside
+    the slide (it would be a white picture) or a level out of range is a ``SlideError``.
 
     With ``spec.mpp`` the box is read from the best level for that resolution and resized to
     ``round(w * slide_mpp / mpp)`` px; ``spec.size`` resizes it to ``size`` × ``size``.
     """
-    mpp0 = slide.mpp_x
+    width, height = slide.dimensions
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise SlideError(
+            f"box x={x} y={y} {w}×{h} lies wholly outside the slide ({width}×{height} px)"
+        )
+    target = None
     if spec.mpp is not None:
+        mpp0 = slide.mpp_x
         if not mpp0:
             raise SlideError(f"{slide.url}: slide has no mpp, cannot read at mpp {spec.mpp}")
         ratio = spec.mpp / mpp0
@@ -56,15 +63,24 @@ def read_patch(
         target = (max(1, round(w / ratio)), max(1, round(h / ratio)))
     else:
         level = spec.level or 0
-        target = None
     if not 0 <= level < slide.level_count:
         raise SlideError(f"{slide.url}: level {level} out of range (0..{slide.level_count - 1})")
     ds = slide.level_downsamples[level]
     read_size = (max(1, round(w / ds)), max(1, round(h / ds)))
-    rgb = slide.read_region(x, y, level, read_size)
     if spec.size is not None:
         target = (spec.size, spec.size)
-    if target is not None and target != (rgb.shape[1], rgb.shape[0]):
-        rgb = np.asarray(Image.fromarray(rgb).resize(target, Image.Resampling.LANCZOS))
+    return level, read_size, target or read_size
+
+
+def read_patch(
+    slide, x: int, y: int, w: int, h: int, spec: PatchSpec
+) -> tuple[np.ndarray, int, float | None]:
+    """(uint8 RGB (h, w, 3), level read, µm per output px or None) for one level-0 box (see
+    :func:`patch_geometry`); a box overhanging an edge is white beyond it."""
+    level, read_size, out_size = patch_geometry(slide, x, y, w, h, spec)
+    rgb = slide.read_region(x, y, level, read_size)
+    if out_size != (rgb.shape[1], rgb.shape[0]):
+        rgb = np.asarray(Image.fromarray(rgb).resize(out_size, Image.Resampling.LANCZOS))
+    mpp0 = slide.mpp_x
     out_mpp = mpp0 * w / rgb.shape[1] if mpp0 else None
     return rgb, level, out_mpp

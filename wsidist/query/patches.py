@@ -17,8 +17,10 @@ import numpy as np
 from PIL import Image
 
 from wsidist import layout
-from wsidist.errors import OutputError, WsidistError
+from wsidist.errors import OutputError
 from wsidist.imaging import encode_image
+from wsidist.io.patch import PatchSpec, patch_geometry
+from wsidist.io.patch import read_patch as read_box
 from wsidist.io.slide import Slide
 from wsidist.io.storage import Store
 from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB, check_memory
@@ -74,43 +76,17 @@ def failed_patch_rows(task: SlidePatches, opts: ExtractOptions, error: str) -> l
 
 
 def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOptions):
-    """(uint8 RGB, level read, µm per output px or None) for one level-0 box.
-
-    A box wholly outside the slide is an error (it would be a white picture); one that only
-    overhangs an edge is read with white beyond the edge."""
-    width, height = slide.dimensions
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        raise WsidistError(
-            f"box x={x} y={y} {w}×{h} lies wholly outside the slide ({width}×{height} px)"
-        )
-    mpp0 = slide.mpp_x
-    if opts.mpp is not None:
-        if not mpp0:
-            raise WsidistError(f"{slide.url}: slide has no mpp, cannot extract at mpp {opts.mpp}")
-        ratio = opts.mpp / mpp0
-        level = slide.best_level_for_downsample(ratio)
-        target = (max(1, round(w / ratio)), max(1, round(h / ratio)))
-    else:
-        level = opts.level
-        target = None
-    if not 0 <= level < slide.level_count:
-        raise WsidistError(f"{slide.url}: level {level} out of range (0..{slide.level_count - 1})")
-    ds = slide.level_downsamples[level]
-    read_size = (max(1, round(w / ds)), max(1, round(h / ds)))
-    out_size = (opts.size, opts.size) if opts.size is not None else target or read_size
+    """(uint8 RGB, level read, µm per output px or None) for one level-0 box, through the one
+    box reader (:func:`wsidist.io.patch.read_patch`), refused before reading when the box and
+    its output would exceed the memory budget."""
+    spec = PatchSpec(level=opts.level if opts.mpp is None else None, mpp=opts.mpp, size=opts.size)
+    level, read_size, out_size = patch_geometry(slide, x, y, w, h, spec)
     check_memory(
         f"box x={x} y={y} {w}×{h} read at level {level} ({read_size[0]}×{read_size[1]} px)",
         {"the patch": read_size[0] * read_size[1] * 3, "its output": out_size[0] * out_size[1] * 6},
         DEFAULT_MEMORY_BUDGET_MB, advice="read it at a smaller level or mpp",
     )  # fmt: skip
-    rgb = slide.read_region(x, y, level, read_size)
-    if opts.size is not None:
-        target = (opts.size, opts.size)
-    if target is not None and target != (rgb.shape[1], rgb.shape[0]):
-        img = Image.fromarray(rgb).resize(target, Image.Resampling.LANCZOS)
-        rgb = np.asarray(img)
-    out_mpp = mpp0 * w / rgb.shape[1] if mpp0 else None
-    return rgb, level, out_mpp
+    return read_box(slide, x, y, w, h, spec)
 
 
 def put_if_changed(store: Store, key: str, data: bytes, sha: str) -> str:
