@@ -45,8 +45,8 @@ def make_viewer(
 
 
 def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
-    """A socket bound to ``host:port`` (``port=0``: a free port; ``getsockname()`` tells which);
-    ConfigError, naming the address, when it is taken or cannot be bound."""
+    """A listening socket on ``host:port`` (``port=0``: a free port; ``getsockname()`` tells
+    which); ConfigError, naming the address, when it is taken or cannot be bound."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -55,6 +55,7 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # connections wait from now on, before the app has started
     except OSError as exc:
         sock.close()
         hint = " (give another --port, or --port 0 for a free one)" if port else ""
