@@ -14,19 +14,28 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
+import json
+import math
 import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from PIL import Image
 
 from tests.helpers.paths import REPO, SLIDES
 
@@ -178,15 +187,20 @@ def _inputs(params: dict) -> list[str]:
     return list(params.get("slides") or _job_fields(params).get("inputs") or [])
 
 
-def _planned(wd: Workdir, inputs: list[str]) -> int:
+def _expanded(wd: Workdir, inputs: list[str]) -> list[str]:
+    """The slide URLs ``inputs`` stand for, as the CLI expands them from the stand-in root."""
     from wsidist.io.inputs import expand_inputs
 
     cwd = os.getcwd()
     os.chdir(wd.root)
     try:
-        return len(expand_inputs(inputs))
+        return list(expand_inputs(list(inputs)))
     finally:
         os.chdir(cwd)
+
+
+def _planned(wd: Workdir, inputs: list[str]) -> int:
+    return len(_expanded(wd, inputs))
 
 
 def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.CompletedProcess):
@@ -268,8 +282,175 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
         with openslide.OpenSlide(str(wd.root / params["out"])) as osl:
             assert osl.level_count >= 1 and osl.dimensions[0] > 0
             osl.read_region((0, 0), 0, (64, 64))
+    elif name == "infer":
+        check_inference(wd, params, res)
+    elif name == "stain-fit":
+        from wsidist.imaging.stain import StainNormalizer, normalize_stain
+        from wsidist.io.slide import open_slide
+
+        normalizer = StainNormalizer.load(wd.root / params["to"])
+        assert normalizer.method == params["method"]
+        if "stain_matrix" in normalizer.params:  # unit stain vectors, hematoxylin first
+            matrix = np.asarray(normalizer.params["stain_matrix"])
+            assert matrix.shape == (2, 3) and np.allclose(np.linalg.norm(matrix, axis=1), 1)
+            assert matrix[0, 0] > matrix[1, 0]
+        with open_slide(str(wd.root / params["reference"])) as slide:
+            rgb = slide.thumbnail(16)
+        normalized = normalize_stain(rgb, str(wd.root / params["to"]))
+        assert normalized.shape == rgb.shape and normalized.dtype == np.uint8
+    elif name == "report":
+        ids = _ok_ids(wd, params["out"])
+        fs, root = _fs(wd, params.get("to") or f"{params['out'].rstrip('/')}/report")
+        assert fs.exists(f"{root}/index.html"), "report/index.html was not written"
+        table = json.loads(fs.cat_file(f"{root}/data/slides.json"))
+        listed = {row[table["fields"].index("id")] for row in table["rows"]}
+        assert listed >= ids
+        for sid in ids:
+            assert fs.exists(f"{root}/slides/{sid}.html"), f"no slide page for {sid}"
+    elif name == "stats":
+        targets = params["slides"]
+        if len(targets) == 1 and fsspec_exists(wd, f"{targets[0].rstrip('/')}/slides.parquet"):
+            urls = [
+                r["url"] for r in _table(wd, f"{targets[0].rstrip('/')}/slides.parquet").to_pylist()
+            ]
+        else:
+            urls = _expanded(wd, targets)
+        names = [u.rstrip("/").rsplit("/", 1)[-1] for u in urls]
+        assert names
+        if params.get("as_json"):
+            data = json.loads(res.stdout)
+            assert sorted(r["name"] for r in data["slide_info"]) == sorted(names)
+            assert {s["attribute"] for s in data["slide_stats"]} >= {"max width", "mean size"}
+        else:
+            assert all(n in res.stdout for n in names), res.stdout
+            assert "slide_stats" in res.stdout
     else:
         pytest.fail(f"the README test does not know what `wsidist {name}` writes")
+
+
+def fsspec_exists(wd: Workdir, url: str) -> bool:
+    fs, path = _fs(wd, url)
+    return fs.exists(path)
+
+
+def _ok_ids(wd: Workdir, out: str) -> set[str]:
+    rows = _table(wd, f"{out.rstrip('/')}/slides.parquet").to_pylist()
+    return {r["slide_id"] for r in rows if r["status"] == "ok"}
+
+
+def check_inference(wd: Workdir, params: dict, res: subprocess.CompletedProcess) -> None:
+    """inference.parquet has a row per planned slide; each ok slide has its predictions (one
+    row per patch, hive-partitioned), heatmaps and arrays; the demo models agree with stage 1."""
+    job = _job_fields(params)
+    out = (params.get("out") or job["out"]).rstrip("/")
+    source = (params.get("source") or job.get("inputs"))[0] if len(
+        params.get("source") or job.get("inputs")) == 1 else None  # fmt: skip
+    models = list(params.get("model") or job.get("models") or [])
+    tta = [t for t in (params.get("tta") or "").split(",") if t] or list(job.get("tta") or [])
+    rows = {r["slide_id"]: r for r in _table(wd, f"{out}/inference.parquet").to_pylist()}
+    selection = None
+    if source and source.endswith(".parquet"):
+        selection = _table(wd, source).to_pylist()
+        expected = {r["slide_id"] for r in selection}
+    elif source and fsspec_exists(wd, f"{source.rstrip('/')}/slides.parquet"):
+        expected = _ok_ids(wd, source)
+    else:
+        expected = None
+        assert len(rows) >= _planned(wd, list(params.get("source") or job["inputs"]))
+    if expected is not None:
+        assert set(rows) >= expected, f"slides without an inference row: {expected - set(rows)}"
+    fs, root = _fs(wd, out)
+    assert fs.exists(f"{root}/regions.parquet") and fs.exists(f"{root}/region_features.parquet")
+    tissue, glass = [], []
+    for sid in expected if expected is not None else rows:
+        r = rows[sid]
+        if r["status"] != "ok":
+            assert sid in res.stderr, f"failed slide {sid} not named"
+            continue
+        preds = _table(wd, f"{out}/predictions/slide_id={sid}/part-0.parquet")
+        assert "slide_id" not in preds.column_names  # the hive folder carries it
+        assert preds.num_rows == r["n_patches"] > 0
+        for c in range(r["n_classes"]):
+            p = np.asarray(preds.column(f"prob_{c}"))
+            assert ((p >= 0) & (p <= 1)).all()
+            assert (f"tta_std_{c}" in preds.column_names) == bool(tta)
+            assert (f"ensemble_std_{c}" in preds.column_names) == (len(models) > 1)
+            for ext in ("tiff", "png"):
+                assert fs.exists(f"{root}/heatmaps/{sid}/mean_c{c}.{ext}"), (sid, c, ext)
+        assert fs.exists(f"{root}/heatmaps/{sid}/heatmap.npz")
+        if selection is not None:
+            boxes = {(b["x"], b["y"], b["w"], b["h"]) for b in selection if b["slide_id"] == sid}
+            got = set(zip(*(preds.column(k).to_pylist() for k in "xywh")))
+            assert got == boxes, "the patches are not the selection's boxes"
+        elif r["mask_source"] == "stage1":
+            frac = np.asarray(preds.column("tissue_frac"))
+            tissue += list(np.asarray(preds.column("prob_1"))[frac >= 0.9])
+            glass += list(np.asarray(preds.column("prob_1"))[frac <= 0.1])
+    if tissue and glass and all(m.startswith("wsidist.demo.models:") for m in models):
+        # the demo models see tissue where the stage-1 mask does
+        assert np.mean(tissue) > 0.5 > np.mean(glass), (np.mean(tissue), np.mean(glass))
+
+
+def check_viewer(wd: Workdir, cmd: str, params: dict) -> None:
+    """``view`` serves until stopped: run it on a free port, read its index page, then a
+    DeepZoom descriptor and tile of each slide it lists (and the mask overlay of an OUT), and
+    stop it."""
+    argv = ["wsidist", *_words(wd, cmd), "--port", "0"]
+    proc = subprocess.Popen(
+        argv, cwd=wd.root, env=wd.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (m := re.search(r"serving (\d+) slides at (http://\S+/)", "".join(lines))):
+            assert proc.poll() is None, f"`{cmd}` exited {proc.returncode}: {''.join(lines)}"
+            assert time.monotonic() < deadline, f"`{cmd}` did not start: {''.join(lines)}"
+            time.sleep(0.1)
+        n_slides, base = int(m[1]), m[2]
+
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(base + path.lstrip("/"), timeout=60) as resp:
+                assert resp.status == 200, path
+                return resp.read()
+
+        page = get("/").decode()
+        keys = list(dict.fromkeys(re.findall(r'href="/view/([^"#]+)"', page)))
+        targets = params["targets"]
+        out = (
+            targets[0]
+            if len(targets) == 1 and (wd.root / targets[0] / "slides.parquet").exists()
+            else None
+        )
+        if out:
+            urls = [r["url"] for r in _table(wd, f"{out.rstrip('/')}/slides.parquet").to_pylist()]
+        else:
+            urls = _expanded(wd, targets[:1])  # the slides; the pyramids pair with them
+        names = {Path(u).name for u in urls}
+        assert names and all(name in page for name in names), (names, page[:2000])
+        assert n_slides >= len(names) and len(keys) >= n_slides
+        for key in keys:
+            root = ET.fromstring(get(f"/dzi/{key}.dzi"))
+            size = next(e for e in root if e.tag.endswith("Size")).attrib
+            top = math.ceil(math.log2(max(int(size["Width"]), int(size["Height"]))))
+            tile = Image.open(io.BytesIO(get(f"/dzi/{key}_files/{top}/0_0.jpeg")))
+            assert tile.format == "JPEG" and 0 < max(tile.size) <= int(
+                root.attrib["TileSize"]
+            ) + 2 * int(root.attrib["Overlap"])
+            if out and "%40" not in key:
+                assert get(f"/api/{key}/mask.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    assert "Traceback" not in "".join(lines), "".join(lines)
 
 
 @pytest.mark.parametrize("step", STEPS, ids=[s.id for s in STEPS])
@@ -301,6 +482,9 @@ def test_readme_example(step: Step, workdir: Workdir, request):
         pytest.skip("real slides, S3 or a scheduler: set WSIDIST_SLOW=1 to run it too")
     cmd = workdir.remote(request, text)
     name, params = parse(_words(workdir, cmd))
+    if name == "view":  # a server: checked while it runs, then stopped
+        check_viewer(workdir, cmd, params)
+        return
     res = workdir.run_shell(cmd)
     on_real = "../shared" in text
     ok_codes = (0, 1) if on_real else (0,)

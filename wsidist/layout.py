@@ -78,7 +78,6 @@ TILES_DIR = "tiles"
 TILE_FILES = "**/part-*.parquet"  # under TILES_DIR; not the _tmp-… files of a writer at work
 TILE_GLOB = f"{TILES_DIR}/{TILE_FILES}"
 PARTITION_COLUMN = "slide_id"  # a hive partition key: in the folder name only, never a column
-PARTITIONED_DIRS = (TILES_DIR,)  # every hive-partitioned output folder
 
 
 def tiles_partition(slide_id: str) -> str:
@@ -181,9 +180,12 @@ PREDICTION_FILES = "**/part-*.parquet"  # under PREDICTIONS_DIR
 PREDICTION_GLOB = f"{PREDICTIONS_DIR}/{PREDICTION_FILES}"
 
 
+PARTITIONED_DIRS = (TILES_DIR, PREDICTIONS_DIR)  # every hive-partitioned output folder
+
+
 def predictions_partition(slide_id: str) -> str:
     """The hive partition folder of one slide's per-patch predictions."""
-    return f"{PREDICTIONS_DIR}/slide_id={slide_id}"
+    return f"{PREDICTIONS_DIR}/{PARTITION_COLUMN}={slide_id}"
 
 
 def predictions_key(slide_id: str) -> str:

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from wsidist import layout
 from wsidist.infer.config import build_infer_job
+from wsidist.infer.models import check_model_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,4 +69,5 @@ def test_bad_arguments_fail_before_any_work(dark_slides, tmp_path):
 
 def test_shipped_job_file_is_valid():
     job = build_infer_job(REPO / "jobs" / "infer.yaml")
-    assert job.config.tta == ("flip", "rot90") and job.config.patch_um == 512
+    assert job.config.tta == ("flip", "rot90") and job.config.patch_um == 256
+    assert [check_model_spec(m) for m in job.config.models] == ["python", "python"]

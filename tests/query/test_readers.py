@@ -12,6 +12,8 @@ import duckdb
 import pytest
 
 from wsidist import layout
+from wsidist.infer.config import InferConfig
+from wsidist.infer.worker import InferTask, infer_slide
 from wsidist.io.storage import Store
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.worker import SlideTask, process_slide
@@ -19,20 +21,26 @@ from wsidist.stage1.worker import SlideTask, process_slide
 
 @pytest.fixture(scope="module")
 def stage1_root(synthetic_slides, tmp_path_factory):
-    """A stage-1 output of the three synthetic slides (one partition each)."""
+    """A stage-1 output of the three synthetic slides (one partition each), with predictions
+    of the demo model on a coarse grid over the stage-1 masks (one partition each too)."""
     out = tmp_path_factory.mktemp("readers")
     store = Store(str(out))
+    infer = InferConfig(models=("wsidist.demo.models:stained",), patch_px=64, level=1)
     for i, s in enumerate(synthetic_slides):
-        row = process_slide(SlideTask(str(s.path), f"synth-{i}"), Stage1Config(scale=16), store)
+        task = SlideTask(str(s.path), f"synth-{i}")
+        row = process_slide(task, Stage1Config(scale=16), store)
         assert row["status"] == "ok", row["error"]
+        row = infer_slide(InferTask(task.slide_id, task.url), config=infer, store=store,
+                          masks=store)  # fmt: skip
+        assert row["status"] == "ok" and row["n_patches"] > 0, row["error"]
     return out
 
 
-def _rows_per_slide(store: Store) -> dict[str, int]:
+def _rows_per_slide(store: Store, folder: str) -> dict[str, int]:
     import pyarrow.parquet as pq
 
     counts = {}
-    for key in store.list(layout.TILES_DIR):
+    for key in store.list(folder):
         part = key.rsplit("/", 1)[-1].split("=", 1)[1]
         counts[part] = pq.read_metadata(store.path(f"{key}/part-0.parquet")).num_rows
     return counts
@@ -79,7 +87,7 @@ def _duckdb(path):
 @pytest.mark.parametrize("reader", sorted(READERS))
 @pytest.mark.parametrize("folder", layout.PARTITIONED_DIRS)
 def test_partitioned_output_reads_directly(stage1_root, folder, reader):
-    expected = _rows_per_slide(Store(str(stage1_root)))
+    expected = _rows_per_slide(Store(str(stage1_root)), folder)
     assert len(expected) == 3 and all(expected.values())
     n, per_slide = READERS[reader](str(stage1_root / folder))
     assert n == sum(expected.values())
@@ -98,9 +106,11 @@ def test_every_partitioned_key_is_listed():
             assert key.split("/", 1)[0] in layout.PARTITIONED_DIRS, name
 
 
-def test_a_partition_file_describes_itself(stage1_root):
+@pytest.mark.parametrize("key", [layout.tiles_key, layout.predictions_key])
+def test_a_partition_file_describes_itself(stage1_root, key):
     import pyarrow.parquet as pq
 
-    table = pq.read_table(stage1_root / layout.tiles_key("synth-0"))
+    table = pq.read_table(stage1_root / key("synth-0"))
     assert "slide_id" not in table.column_names
     assert table.schema.metadata[b"wsidist.slide_id"] == b"synth-0"
+    assert table.schema.metadata[b"wsidist.url"].decode().endswith(".svs")

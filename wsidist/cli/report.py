@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wsidist.cli.common import CacheDirOpt, SchedulerOpt, WorkersOpt, default, opt
-from wsidist.cli.output import console, fail, num, out_console
+from wsidist.cli.common import CacheDirOpt, SchedulerOpt, WorkersOpt, default, opt, shell_words
+from wsidist.cli.output import console, fail, num, out_console, print_closing, print_lines
 from wsidist.errors import WsidistError
 
 
@@ -60,6 +60,17 @@ def report_cmd(
     )
     for sid in summary.failed_pages:
         console.print(Text.assemble(("page failed: ", "red"), sid))
+    index = summary.index_url
+    local = "://" not in index or index.startswith("file://")
+    steps = [f"open {index.removeprefix('file://')}   # in a browser"] if local else []
+    if "://" not in out:
+        steps.append(f"wsidist view {shell_words([out])}   # deep zoom with masks and tiles")
+    print_closing(
+        index.rsplit("/", 1)[0],
+        ["index.html  the dataset page (opens from the file system, no server)",
+         "slides/<id>.html  one page per slide", "data/slides.json  the slide table"],
+        steps,
+    )  # fmt: skip
     raise typer.Exit(1 if summary.failed_pages else 0)
 
 
@@ -74,7 +85,7 @@ def stats_cmd(
 ) -> None:
     """Seed 000's slide_info and slide_stats: metadata and size statistics, without stage 1."""
     from wsidist.report.charts import render_charts
-    from wsidist.report.stats import INFO_COLUMNS, collect, stats
+    from wsidist.report.stats import INFO_COLUMNS, collect, is_output, stats
 
     if as_json and as_csv:
         raise fail("give --json or --csv, not both")
@@ -93,7 +104,6 @@ def stats_cmd(
             fh.write(_csv(rows, columns))
         with open(os.path.join(charts, "slide_stats.csv"), "w", newline="") as fh:
             fh.write(_csv(table_stats, ["attribute", "pixels", "slide"]))
-        console.print(f"charts and tables written to {charts}", markup=False, highlight=False)
     if as_json:
         out_console.print_json(json.dumps({"slide_info": [{c: r.get(c) for c in columns} for r in rows],
                                            "slide_stats": table_stats}, default=str))  # fmt: skip
@@ -108,12 +118,30 @@ def stats_cmd(
             console.print(
                 Text.assemble((row.get("name") or row["url"], "red"), ": ", str(row.get("error")))
             )
+    words = shell_words(slides)
+    if len(slides) == 1 and is_output(slides[0]):
+        steps = [f"wsidist report {words}   # the same tables with charts and slide pages"]
+    else:
+        steps = [f"wsidist score {words} --out OUT   # stage 1: tissue masks and tiles"]
+    if charts:
+        names = sorted(os.listdir(charts))
+        print_closing(charts, [n for n in names if n.endswith((".png", ".csv"))], steps)
+    else:
+        print_lines("next:", steps)
     raise typer.Exit(1 if any(r.get("status") == "failed" for r in rows) else 0)
 
 
 def view_cmd(
     targets: Annotated[list[str], typer.Argument(help="one stage-1 OUT, or slides and folders")],
-    port: Annotated[int, opt(help=default("port on 127.0.0.1", 8000), metavar="PORT")] = 8000,
+    port: Annotated[
+        int,
+        opt(
+            help=default("port on 127.0.0.1 (0: a free one)", 8000),
+            metavar="PORT",
+            min=0,
+            max=65535,
+        ),
+    ] = 8000,
     host: Annotated[
         str,
         opt(
@@ -125,18 +153,20 @@ def view_cmd(
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Deep-zoom viewer of slides and rewritten pyramids, with mask, contour, tile and selection overlays."""
-    from wsidist.view.app import make_viewer, serve
+    from wsidist.view.app import bind, make_viewer, serve
 
     try:
         viewer, app = make_viewer(targets, cache_mb=cache_mb, cache_dir=cache_dir)
+        sock = bind(host, port)
     except WsidistError as exc:
         raise fail(str(exc)) from None
     n = sum(1 for e in viewer.catalog.entries.values() if e.kind == "slide")
-    console.print(Text.assemble(f"serving {n} slides at ", (f"http://{host}:{port}/", "bold"),
-                                " (Ctrl-C stops)"))  # fmt: skip
+    bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{bound_host if ':' not in bound_host else f'[{bound_host}]'}:{bound_port}/"
+    console.print(Text.assemble(f"serving {n} slides at ", (url, "bold"), " (Ctrl-C stops)"))
     for path in viewer.catalog.skipped:
         console.print(Text.assemble(("left out (outside its folder): ", "yellow"), path))
-    serve(app, host, port)
+    serve(app, sock)
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:

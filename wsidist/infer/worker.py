@@ -129,9 +129,10 @@ def _infer(slide: Slide, task, config: InferConfig, store: Store, masks, normali
     hm_mpp = slide.mpp_x * config.heatmap_scale if slide.mpp_x else None
     level = geom.spec.level
     preds = table.table(level=level, mpp=geom.mpp, input_px=geom.input_px)
-    preds = preds.replace_schema_metadata(
-        {"wsidist.schema_version": SCHEMA_VERSION, "wsidist.config_hash": task.config_hash}
-    )
+    preds = preds.replace_schema_metadata(  # the id is the partition folder's, not a column
+        {"wsidist.schema_version": SCHEMA_VERSION, "wsidist.config_hash": task.config_hash,
+         "wsidist.slide_id": task.slide_id, "wsidist.url": task.url}
+    )  # fmt: skip
     write_predictions(store, task.slide_id, preds)
     write_arrays(store, task.slide_id, {**maps, "weight": weight}, scale=config.heatmap_scale)
     thumb = _preview_thumbnail(slide, values.shape[1:])

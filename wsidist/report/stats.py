@@ -58,7 +58,7 @@ def _folder_bytes(path: str) -> int:
 
 def collect(targets: Sequence[str], *, threads: int = 8, cache_dir: str | None = None) -> list[Row]:
     """slide_info rows for slides (files, folders, globs, URLs) or for one stage-1 output."""
-    if len(targets) == 1 and _is_output(targets[0]):
+    if len(targets) == 1 and is_output(targets[0]):
         rows = dataset_rows(Store(_root(targets[0])))
         for r in rows:
             r.setdefault("mpp_y", None)
@@ -77,7 +77,8 @@ def stats(rows: Sequence[Row]) -> list[Row]:
     return slide_stats(rows)
 
 
-def _is_output(target: str) -> bool:
+def is_output(target: str) -> bool:
+    """Whether ``target`` is a stage-1 output root (it holds ``slides.parquet``)."""
     try:
         return Store(_root(target)).exists(layout.SLIDES_TABLE)
     except Exception:  # noqa: BLE001 — not reachable: not an output

@@ -16,7 +16,7 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("slide_id", pa.string()),
         ("status", pa.string()),  # ok | failed
         ("error", pa.string()),
-        ("warning", pa.string()),  # what the reader or the rewrite noticed (no mpp, larger output, …)
+        ("warning", pa.string()),  # what the reader or rewrite noticed (no mpp, larger output, …)
         ("key", pa.string()),  # pyramids/<id>.tiff under the output root
         ("codec", pa.string()),
         ("glass", pa.string()),

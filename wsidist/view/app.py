@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from starlette.applications import Starlette
 
 from wsidist import layout
+from wsidist.errors import ConfigError
 from wsidist.view.cache import ByteLRU
 from wsidist.view.catalog import build_catalog
 from wsidist.view.server import OpenSlides, Viewer, create_app
@@ -42,11 +44,31 @@ def make_viewer(
     return viewer, create_app(viewer)
 
 
-def serve(app: Starlette, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Run ``app`` until interrupted."""
+def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
+    """A listening socket on ``host:port`` (``port=0``: a free port; ``getsockname()`` tells
+    which); ConfigError, naming the address, when it is taken or cannot be bound."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)  # connections wait from now on, before the app has started
+    except OSError as exc:
+        sock.close()
+        hint = " (give another --port, or --port 0 for a free one)" if port else ""
+        raise ConfigError(f"cannot bind {host}:{port}: {exc.strerror or exc}{hint}") from None
+    return sock
+
+
+def serve(app: Starlette, sock: socket.socket) -> None:
+    """Run ``app`` on the bound socket ``sock`` (from :func:`bind`) until interrupted."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
 
 
 @contextlib.contextmanager
