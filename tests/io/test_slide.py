@@ -276,5 +276,5 @@ def test_pickle_reopens_and_info_table():
     with clone:
         assert clone.dimensions == (1493, 901)
         infos.append(clone.info())
-    table = info_table(infos)
-    assert table.row_count == 2 and len(table.columns) == 8
+    table, names = info_table(infos, 200)
+    assert table.row_count == 2 and len(table.columns) == 8 and names == []

@@ -66,7 +66,7 @@ def as_groups(table: pa.Table) -> dict[str, list[tuple[int, int, float]]]:
 
 def test_top_n_per_slide_matches_pyarrow(stage1_out):
     table = select(str(stage1_out), top=5)
-    assert table.column_names == [*BASE_COLUMNS, "tissue_frac"]
+    assert table.column_names == [*BASE_COLUMNS, "tissue_frac", "level_count"]
     assert as_groups(table) == expected_top(all_tiles(stage1_out), 5)
     slides = pq.read_table(stage1_out / "slides.parquet").to_pylist()
     by_id = {s["slide_id"]: s for s in slides}
@@ -124,7 +124,7 @@ def test_where_on_slide_columns(stage1_out):
 def test_strata_respect_limits(stage1_out):
     strata = [(0.8, 10), (0.1, 5)]
     table = select(str(stage1_out), strata=strata)
-    assert table.column_names == [*BASE_COLUMNS, "tissue_frac", "stratum"]
+    assert table.column_names == [*BASE_COLUMNS, "tissue_frac", "level_count", "stratum"]
     tiles = all_tiles(stage1_out)
     rows = table.to_pylist()
     for r in rows:

@@ -83,7 +83,7 @@ TileSizeOpt = Annotated[
 TileUmOpt = Annotated[float | None, opt(help="tile side in µm (needs mpp)", metavar="UM")]
 TissueOpt = Annotated[
     str | None,
-    opt("--tissue", help=default("tissue preset or filter spec (see: filters)", "default"),
+    opt("--tissue", help=default("tissue preset or filter spec (see: filters)", "auto"),
         metavar="SPEC"),
 ]  # fmt: skip
 

@@ -268,7 +268,7 @@ REWRITE_COLUMNS: tuple[Column, ...] = (
     ("PSNR", lambda r: num(r["psnr_db"], ".1f")),
     ("SSIM", lambda r: num(r["ssim"], ".3f")),
     ("s", lambda r: num(r["seconds"], ".1f")),
-    ("MP/s/w", lambda r: num(r["mp_per_s_per_worker"], ".1f")),
+    ("MP/s/w", lambda r: num(r.get("mp_per_s_per_worker"), ".1f")),
 )
 
 

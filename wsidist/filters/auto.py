@@ -36,7 +36,9 @@ from .coverage import (
 )
 from .glass import (
     DARK_BACKGROUND_LEVEL,
+    FILL_SCORE,
     Background,
+    blank_fill,
     channel_luts,
     estimate_background,
     flatten_glass,
@@ -137,8 +139,11 @@ def detect_tissue(
     rgb = np.asarray(rgb)[..., :3]
     put = record or (lambda name, array: None)
     dark_level = {None: DARK_BACKGROUND_LEVEL, "fluorescence": 256, "brightfield": -1}[force]
-    bg = estimate_background(rgb, dark_level=dark_level)
+    fill = blank_fill(rgb)  # a glass-removed pyramid's white: neither glass nor tissue
+    bg = estimate_background(rgb, dark_level=dark_level, exclude=fill)
     score = tissue_score(rgb, channel_luts(bg))
+    if fill is not None:
+        score[fill] = FILL_SCORE  # below any glass: never tissue, not used to level the glass
     if not bg.dark:  # a dark slide's black is flat (and clipped at 0): nothing to flatten
         score, noise = flatten_glass(score, bg)
         bg = replace(bg, noise=noise)

@@ -19,6 +19,8 @@ from scipy import ndimage
 
 __all__ = [
     "DARK_BACKGROUND_LEVEL",
+    "FILL_SCORE",
+    "blank_fill",
     "flatten_glass",
     "OD_SCALE",
     "Background",
@@ -56,8 +58,10 @@ class Background:
 
 
 def _sample(rgb: np.ndarray) -> np.ndarray:
+    """Every step-th row and column of an (h, w, c) image, as (n, min(c, 3)) pixels."""
     step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / _SAMPLE_PX)))
-    return rgb[::step, ::step, :3].reshape(-1, 3)
+    part = rgb[::step, ::step, :3]
+    return part.reshape(-1, part.shape[-1])
 
 
 def channel_luts(bg: Background) -> np.ndarray:
@@ -106,13 +110,18 @@ def _neutral(colour: np.ndarray) -> bool:
     return float(colour.max() - colour.min()) <= 0.12 * float(colour.mean()) + 6
 
 
-def estimate_background(rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEVEL) -> Background:
+def estimate_background(
+    rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEVEL, exclude: np.ndarray | None = None
+) -> Background:
     """The background of an rgb uint8 image (see the module docstring).
 
     Brightfield glass is the brightest histogram peak (at least 3 % of the pixels) whose colour
     is near neutral; an image without one (all tissue) is measured against plain white glass.
+    ``exclude`` (bool, the image's shape) leaves pixels out, e.g. :func:`blank_fill`.
     """
     px = _sample(rgb)
+    if exclude is not None:
+        px = px[~_sample(exclude[..., None])[:, 0]]
     if px.size == 0:
         return Background(_PLAIN_GLASS, float(_MIN_NOISE_OD * OD_SCALE), False, 0.0)
     total = px.astype(np.int16).sum(axis=1)
@@ -120,20 +129,52 @@ def estimate_background(rgb: np.ndarray, dark_level: float = DARK_BACKGROUND_LEV
     if white.mean() < 0.5:
         px, total = px[~white], total[~white]
     dark = float(np.median(total)) / 3 < dark_level
+    ref = _glass_colour(px, total, dark)
+    if ref is None:
+        return _measure(px, Background(_PLAIN_GLASS, 1.0, False, 0.0), dark, plain=True)
+    return _measure(px, Background(ref, 1.0, dark, 0.0), dark)
+
+
+def _glass_colour(px: np.ndarray, total: np.ndarray, dark: bool) -> tuple[float, ...] | None:
+    """The colour of the brightest near-neutral histogram peak (the darkest peak when
+    ``dark``), or None when no peak is near neutral."""
     hist = np.bincount(total, minlength=766)
     peaks = _peaks(hist, 0.03) or [int(np.argmax(hist))]
-    ref = None
     for m in peaks if dark else peaks[::-1]:
         near = np.abs(total - m) <= 9
         m = float(np.median(total[near]))  # the centre of the peak, not its first bin
         near = np.abs(total - m) <= 9
         colour = np.median(px[near], axis=0)
         if dark or _neutral(colour):
-            ref = tuple(float(v) for v in colour)
-            break
-    if ref is None:
-        return _measure(px, Background(_PLAIN_GLASS, 1.0, False, 0.0), dark, plain=True)
-    return _measure(px, Background(ref, 1.0, dark, 0.0), dark)
+            return tuple(float(v) for v in colour)
+    return None
+
+
+_MIN_GLASS_LEVEL = 225  # every channel of real glass beside white fill is at least this
+_FILL_LEVEL = 253  # every channel of white fill, also after a lossy codec
+_FILL_RIM_PX = 2  # pixels beside the fill that blend it with the glass (area reduction)
+GLASS_LEVEL_LIMIT = 48  # flatten_glass measures the local glass within this of the global one
+FILL_SCORE = -(GLASS_LEVEL_LIMIT + 1)  # the score given to fill: below glass, outside the limit
+
+
+def blank_fill(rgb: np.ndarray) -> np.ndarray | None:
+    """Where an image is white fill rather than glass, with the rim that blends the two, or
+    None: the glass a glass-removed pyramid left out (most of the image white, real glass only
+    in a margin round the tissue). A slide whose glass itself is clipped to white has no bright
+    glass of its own beside the white, and gets None."""
+    px = _sample(rgb)
+    if px.size == 0 or (px.min(axis=1) >= _FILL_LEVEL).mean() < 0.5:
+        return None
+    fill = rgb[..., :3].min(axis=2) >= _FILL_LEVEL
+    rim = ndimage.binary_dilation(fill, iterations=_FILL_RIM_PX)
+    rest = px[~_sample(rim[..., None])[:, 0]]
+    if rest.shape[0] < 500:
+        return None
+    total = rest.astype(np.int16).sum(axis=1)
+    if float(np.median(total)) / 3 < DARK_BACKGROUND_LEVEL:
+        return None
+    colour = _glass_colour(rest, total, False)
+    return rim if colour is not None and min(colour) >= _MIN_GLASS_LEVEL else None
 
 
 def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = False):
@@ -159,7 +200,7 @@ def _rms_noise(score: np.ndarray, floor: float) -> float:
 
 
 def flatten_glass(
-    score: np.ndarray, bg: Background, *, block_px: int = 32, limit: int = 48
+    score: np.ndarray, bg: Background, *, block_px: int = 32, limit: int = GLASS_LEVEL_LIMIT
 ) -> tuple[np.ndarray, float]:
     """Score relative to the *local* glass, and the noise measured on it.
 

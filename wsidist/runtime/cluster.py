@@ -26,6 +26,7 @@ PROGRESS_TOPIC = "wsidist-progress"  # Dask event topic of per-slide progress me
 
 __all__ = [
     "check_main_guard", "cluster_submitter", "cluster_threads", "dask_client",
+    "guard_local_cluster",
     "progress_reporter", "quiet_dask_warnings", "subscribe_progress", "tls_security",
     "worker_environ",
 ]  # fmt: skip
@@ -85,7 +86,7 @@ def dask_client(
         ):
             yield client
         return
-    check_main_guard(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
+    guard_local_cluster()
     n_workers = workers or os.cpu_count() or 1
     tls = {"protocol": "tls://", "security": security} if security is not None else {}
     with (
@@ -102,6 +103,12 @@ def dask_client(
         Client(local, security=security) as client,
     ):
         yield client
+
+
+def guard_local_cluster() -> None:
+    """:class:`~wsidist.errors.ConfigError` when starting a LocalCluster now would re-run the
+    caller's script in every worker (see :mod:`wsidist.runtime.mainguard`)."""
+    check_main_guard(dask.config.get("distributed.worker.multiprocessing-method", "spawn"))
 
 
 def tls_security(ca_file: str, cert_file: str, key_file: str) -> Security:

@@ -15,6 +15,7 @@ from distributed import Client
 
 from wsidist import layout
 from wsidist.io.storage import Store
+from wsidist.runtime.cluster import guard_local_cluster
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
 from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
 from wsidist.runtime.results import (
@@ -96,8 +97,10 @@ def run_stage1(
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
     store = Store(out, storage_options or {})
     check_stored_ids(store, tasks)
-    prepare_output(store)
     schema = labelled_schema(SLIDES_SCHEMA, tasks, stored_schema(store, layout.SLIDES_TABLE))
+    if client is None and not scheduler:
+        guard_local_cluster()  # before anything is written: a LocalCluster will start
+    prepare_output(store)
     config_hash = config.config_hash()
 
     def lost(task: SlideTask, exc: BaseException) -> dict[str, Any]:

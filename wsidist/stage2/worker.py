@@ -40,7 +40,7 @@ from wsidist.stage2.report import PYRAMIDS_SCHEMA, PyramidReport
 from wsidist.stage2.transcode import transcode_pyramid
 
 # peak bytes per pixel of computing a tissue mask at the filter scale (the image and the tissue
-# pipeline; measured 15-20 B/px), plus the tile caches and block buffers of reading the slide
+# pipeline; measured 10-20 B/px with the adaptive detector), plus the tile caches and block buffers of reading the slide
 MASK_BYTES_PER_PX = 32
 MASK_READ_BYTES = 160 * MB
 
