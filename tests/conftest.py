@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import NamedTuple
@@ -10,6 +11,16 @@ import pytest
 
 from tests.helpers.paths import MISSING_SLIDES, SLIDES
 from wsidist.demo.synth import SynthSpec, SynthTruth, write_synthetic_slide
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``long`` (minutes of generated slides or many runs) run with WSIDIST_SLOW=1."""
+    if os.environ.get("WSIDIST_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="long: set WSIDIST_SLOW=1 to run it too")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
 
 
 class SyntheticSlide(NamedTuple):

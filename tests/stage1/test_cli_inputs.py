@@ -103,7 +103,7 @@ def test_markup_like_paths_print_as_text(client, cmu, tmp_path):
     )
     shutil.copytree(tmp_path / "o[" / "]", tmp_path / "plain")
     res = cli("select", "plain", "--top", "2", "--to", "sel[/]x/s.parquet", cwd=tmp_path)
-    assert res.returncode == 0 and "sel[/]x" in res.stdout, res.stderr
+    assert res.returncode == 0 and "sel[/]x" in res.stderr, res.stderr  # "outputs in …"
     res = cli("top-tiles", odd / "s[x].svs", "--out", "t[/]", "--n", "1", cwd=tmp_path)
     assert res.returncode == 0 and "t[/]" in res.stderr
     res = cli("demo", "--out", "d[/]", "--n", "1", "--workers", "1", "--no-batch", cwd=tmp_path)
