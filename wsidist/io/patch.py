@@ -80,8 +80,8 @@ def _output_size(slide, w: int, h: int, spec: PatchSpec, ds: float) -> tuple[int
         scale = spec.size / max(w, h)  # uniform: a non-square box is padded, never stretched
         return (max(1, min(spec.size, round(w * scale))), max(1, min(spec.size, round(h * scale))))
     if spec.mpp is not None:
-        r = slide.mpp_x / spec.mpp
-        return max(1, round(w * r)), max(1, round(h * r))
+        mpp0 = slide.mpp_x  # round(w · mpp0 / mpp), in this order, as documented
+        return max(1, round(w * mpp0 / spec.mpp)), max(1, round(h * mpp0 / spec.mpp))
     return max(1, round(w / ds)), max(1, round(h / ds))
 
 
