@@ -35,10 +35,10 @@ def slides(real_slides_dir, tmp_path_factory):
     spec = SynthSpec(width=1700, height=1300, mpp=0.2631, seed=7, n_blobs=2, n_debris=0,
                      texture="atlas", pens=())  # fmt: skip
     write_synthetic_slide(path, spec)
-    with open_slide(str(real_slides_dir / "CMU-1-Small-Region.svs")) as cmu:
-        with open_slide(str(path)) as synth:
-            assert cmu.mpp_x == pytest.approx(0.499) and synth.level_count > 1
-            yield {"cmu": cmu, "synth": synth}
+    cmu_url = str(real_slides_dir / "CMU-1-Small-Region.svs")
+    with open_slide(cmu_url) as cmu, open_slide(str(path)) as synth:
+        assert cmu.mpp_x == pytest.approx(0.499) and synth.level_count > 1
+        yield {"cmu": cmu, "synth": synth}
 
 
 @pytest.mark.parametrize("name", ["cmu", "synth"])

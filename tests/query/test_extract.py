@@ -218,7 +218,9 @@ def test_shards_and_mosaic(real_selection, client, tmp_path):
                 np.testing.assert_array_equal(got, reference(urls[sid], x, y, w, h))
                 meta = json.loads(tar.extractfile(meta_name).read())
                 assert {k: meta[k] for k in META_FROM_INDEX} == {k: row[k] for k in META_FROM_INDEX}
-                (sel,) = [r for r in selection_rows if (r["slide_id"], r["x"], r["y"]) == (sid, x, y)]
+                (sel,) = [
+                    r for r in selection_rows if (r["slide_id"], r["x"], r["y"]) == (sid, x, y)
+                ]
                 assert {k: meta[k] for k in ("url", "score", "rank", "tissue_frac")} == {
                     k: sel[k] for k in ("url", "score", "rank", "tissue_frac")
                 }
