@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from wsidist.io.slide import open_slide
 from wsidist.query.extract import INDEX_SCHEMA, extract
 from wsidist.query.select import write_selection
 
+META_FROM_INDEX = ("slide_id", "x", "y", "w", "h", "level", "mpp", "out_w", "out_h", "edge")
 INDEX_COLUMNS = ["slide_id", "x", "y", "w", "h", "level", "mpp", "key", "bytes", "sha256",
                  "status"]  # fmt: skip
 
@@ -107,9 +109,12 @@ def test_jpeg_resized_from_parquet_url(real_selection, client, tmp_path):
             real_selection["slide_id"].to_pylist().index(row["slide_id"])
         ]
         ref = reference(url, row["x"], row["y"], row["w"], row["h"])
-        ref = np.asarray(
-            Image.fromarray(ref).resize((128, 128), Image.Resampling.LANCZOS), np.float64
-        )
+        scale = 128 / max(row["w"], row["h"])  # uniform: a non-square box is padded, not stretched
+        inner = (round(row["w"] * scale), round(row["h"] * scale))
+        ref_in = np.asarray(Image.fromarray(ref).resize(inner, Image.Resampling.LANCZOS))
+        ref = np.full((128, 128, 3), 255.0)
+        ref[: inner[1], : inner[0]] = ref_in
+        assert row["edge"] == ("whole" if row["w"] == row["h"] and row["y"] < 2900 else "padded")
         assert got.shape == (128, 128, 3)
         assert np.abs(got - ref).mean() < 6  # JPEG at quality 95
 
@@ -196,20 +201,33 @@ def test_shards_and_mosaic(real_selection, client, tmp_path):
     assert {r["slide_id"] for r in shards} == {"CMU-1-Small-Region", "kidney-48-5"}
     assert not list(dest.glob("CMU-1-Small-Region/*.png"))  # shards instead of files
     urls = dict(zip(real_selection["slide_id"].to_pylist(), real_selection["url"].to_pylist()))
+    selection_rows = real_selection.to_pylist()
     seen = 0
     for shard in shards:
         assert shard["key"].startswith(f"shards/{shard['slide_id']}-")
         assert shard["key"].endswith(".tar")
         with tarfile.open(dest / shard["key"]) as tar:
-            for member in tar.getmembers():
-                (row,) = [p for p in patches if p["member"] == member.name]
+            names = tar.getnames()
+            images, metas = names[0::2], names[1::2]  # WebDataset: a sample's members adjacent
+            assert [n.rpartition(".")[0] for n in images] == [n[: -len(".json")] for n in metas]
+            for name, meta_name in zip(images, metas):
+                (row,) = [p for p in patches if p["member"] == name]
                 assert row["key"] == shard["key"]
-                got = decode(tar.extractfile(member).read())
+                got = decode(tar.extractfile(name).read())
                 sid, x, y, w, h = row["slide_id"], row["x"], row["y"], row["w"], row["h"]
                 np.testing.assert_array_equal(got, reference(urls[sid], x, y, w, h))
+                meta = json.loads(tar.extractfile(meta_name).read())
+                assert {k: meta[k] for k in META_FROM_INDEX} == {k: row[k] for k in META_FROM_INDEX}
+                (sel,) = [
+                    r for r in selection_rows if (r["slide_id"], r["x"], r["y"]) == (sid, x, y)
+                ]
+                assert {k: meta[k] for k in ("url", "score", "rank", "tissue_frac")} == {
+                    k: sel[k] for k in ("url", "score", "rank", "tissue_frac")
+                }
+                assert meta["selection_level"] == sel["level"]
                 seen += 1
     assert seen == len(patches)
-    for shard in shards:  # a shard holds one patch, or patches (+1 KiB tar overhead) ≤ 20 kB
+    for shard in shards:  # a shard holds one sample, or samples (+2 KiB tar overhead) ≤ 20 kB
         members = [p for p in patches if p["key"] == shard["key"]]
         assert len(members) == 1 or sum(p["bytes"] + 1024 for p in members) <= 20_000
     assert len(shards) > 2  # the five patches (tens of kB) did not fit one shard per slide

@@ -14,7 +14,6 @@ from wsidist.cli.common import (
     MppOpt,
     ScaleOpt,
     SchedulerOpt,
-    TileSizeOpt,
     TileUmOpt,
     TissueOpt,
     WorkersOpt,
@@ -32,6 +31,8 @@ from wsidist.cli.output import (
     reported,
 )
 from wsidist.errors import WsidistError
+
+TOP_TILE_PX = 256  # top-tiles' tile side in level-0 px, as the field's patch tools
 
 
 def select_tiles(
@@ -118,13 +119,21 @@ def extract_cmd(
     mosaic: Annotated[
         int | None, opt(help="also stitch N patches per slide into a mosaic", metavar="N")
     ] = None,
+    edge: Annotated[
+        str,
+        opt(
+            help=default("boxes clipped by the slide edge: pad (white) or drop", "pad"),
+            metavar="MODE",
+        ),
+    ] = "pad",  # fmt: skip
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
     """Extract selected patches from the slides to a folder or bucket, with index.parquet.
 
     Writes DEST/<id>/<id>_x<x>_y<y>_l<level>.<ext> (or DEST/shards/<id>-<n>.tar with
-    --shard-mb), DEST/mosaics/<id>.<ext> with --mosaic, and DEST/index.parquet.
+    --shard-mb: each patch with its <key>.json metadata), DEST/mosaics/<id>.<ext> with
+    --mosaic, and DEST/index.parquet. Non-square boxes are padded white, never stretched.
     """
     from wsidist.query.extract import extract
 
@@ -143,16 +152,19 @@ def extract_cmd(
             index = extract(
                 selection, dest, level=level, mpp=mpp, size=size, fmt=fmt, quality=quality,
                 shard_bytes=int(shard_mb * 2**20) if shard_mb else None, mosaic=mosaic,
-                scheduler=scheduler, workers=workers, on_start=start,
+                edge=edge, scheduler=scheduler, workers=workers, on_start=start,
                 on_result=lambda summary: bar[0](summary),
             )  # fmt: skip
     caught.exit_on_error()
     rows = index.to_pylist()
     patches = [r for r in rows if r["kind"] == "patch"]
     counts = Counter(r["status"] for r in patches)
+    dropped = f", {counts['dropped']} edge boxes dropped" if counts["dropped"] else ""
+    padded = sum(r.get("edge") == "padded" for r in patches)
+    padded = f", {padded} padded with white at the edge" if padded else ""
     console.print(
         f"{len(patches)} patches: {counts['written']} written, {counts['skipped']} unchanged, "
-        f"{counts['failed']} failed",
+        f"{counts['failed']} failed{dropped}{padded}",
         markup=False,
     )
     failed = [r for r in rows if r["status"] == "failed"]
@@ -195,24 +207,36 @@ def top_tiles_cmd(
     fmt: Annotated[str, opt("--format", help=default("png or jpg", "png"), metavar="FMT")] = "png",
     tissue: TissueOpt = None,
     scale: ScaleOpt = None,
-    tile_size: TileSizeOpt = None,
+    tile_size: Annotated[
+        int | None,
+        opt(help=default("tile side, level-0 px (or --tile-um)", TOP_TILE_PX), metavar="PX"),
+    ] = None,
     tile_um: TileUmOpt = None,
     mpp: MppOpt = None,
 ) -> None:
     """Dynamic mode: the best tiles straight from the slide, no intermediate files.
 
-    Writes DIR/<id>_r<rank>_x<x>_y<y>.<ext>, best first.
+    Writes DIR/<id>_r<rank>_x<x>_y<y>.<ext>, best first: only tiles with at least
+    min_tissue_frac tissue, so fewer than N on a slide with little tissue.
     """
     from wsidist.stage1.config import build_job
     from wsidist.stage1.dynamic import write_top_tiles
 
     with reported(WsidistError, ValueError) as caught:  # ValueError: e.g. µm without mpp
+        if tile_size is None and tile_um is None:
+            tile_size = TOP_TILE_PX
         config = build_job(
             None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp
         ).config
         paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config)
     caught.exit_on_error()
-    console.print(f"wrote {len(paths)} tiles", markup=False)
+    found = f"wrote {len(paths)} tiles"
+    if len(paths) < n:
+        found = (
+            f"found {len(paths)} of the {n} tiles asked with tissue ≥ min_tissue_frac "
+            f"{config.min_tissue_frac:g}: wrote {len(paths)} tiles"
+        )
+    console.print(found, markup=False)
     print_closing(
         out.rstrip("/"),
         [f"<id>_r<rank>_x<x>_y<y>.{fmt}  {len(paths)} tiles, best first"],

@@ -12,8 +12,10 @@ rewritten (status ``skipped``). A slide that cannot be opened or read becomes ``
 with the reason while the other slides complete.
 
 Options: ``shard_bytes`` writes WebDataset-style tar shards ``shards/<slide_id>-%06d.tar`` instead
-of one file per patch; ``mosaic=N`` also stitches each slide's first N patches into a grid image
-``mosaics/<slide_id>.<ext>``. The index's ``kind`` column says ``patch``, ``shard`` or ``mosaic``.
+of one file per patch, each patch followed by its ``.json`` metadata member; ``mosaic=N`` also stitches each slide's first N patches into a grid image
+``mosaics/<slide_id>.<ext>``. The index's ``kind`` column says ``patch``, ``shard`` or ``mosaic``; ``edge`` says whether a
+patch is ``whole``, ``padded`` with white (beyond the slide, or a clipped tile squared by
+``size``) or ``dropped`` (``edge="drop"``: status ``dropped``, nothing written).
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ import pyarrow.parquet as pq
 
 from wsidist import layout
 from wsidist.errors import WsidistError, failure_reason
+from wsidist.io.patch import EDGE_MODES
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
     FORMATS,
     ExtractOptions,
     SlidePatches,
+    edge_state,
     failed_patch_rows,
     object_row,
     put_object,
     read_patch,
+    sample_metadata,
     write_mosaic,
     write_shards,
 )
@@ -65,8 +70,9 @@ INDEX_SCHEMA = pa.schema(
         ("member", pa.string()),  # tar member name of a patch inside a shard
         ("bytes", pa.int64()),
         ("sha256", pa.string()),
-        ("status", pa.string()),  # written | skipped | failed
+        ("status", pa.string()),  # written | skipped | failed | dropped
         ("error", pa.string()),
+        ("edge", pa.string()),  # whole | padded (white fill) | dropped (an edge box, --edge drop)
     ]
 )
 
@@ -84,6 +90,7 @@ def extract(
     quality: int = 90,
     shard_bytes: int | None = None,
     mosaic: int | None = None,
+    edge: str = "pad",
     client=None,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -96,11 +103,13 @@ def extract(
     ``level`` (default 0) reads each box at that pyramid level; ``mpp`` instead reads from the
     best level for that resolution and resizes to exactly ``round(w * slide_mpp / mpp)`` px.
     Passing ``mpp`` together with a non-zero ``level`` is an error. ``size`` resizes every patch
-    to ``size`` × ``size``. ``fmt`` is png, jpg/jpeg or webp (``quality`` for the lossy ones).
+    to ``size`` × ``size`` (a non-square box scaled uniformly, padded with white, never
+    stretched). ``edge`` ``"pad"`` keeps boxes clipped by or overhanging the slide's edge,
+    white beyond it; ``"drop"`` leaves them out (index rows ``dropped``). ``fmt`` is png, jpg/jpeg or webp (``quality`` for the lossy ones).
     ``on_result`` is called on the driver with one summary dict per slide as it finishes;
     ``on_start(n_slides)`` once the options and slides are checked, before any work starts.
     """
-    opts = _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic)
+    opts = _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic, edge)
     storage_options = storage_options or {}
     if isinstance(selection, str):
         selection = _read_selection(selection, storage_options)
@@ -125,7 +134,9 @@ def extract(
 
 
 # -- validation and planning -------------------------------------------------------------------
-def _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic) -> ExtractOptions:
+def _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic, edge) -> ExtractOptions:
+    if edge not in EDGE_MODES:
+        raise WsidistError(f"unknown edge mode {edge!r} (choose {' or '.join(EDGE_MODES)})")
     if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
         raise WsidistError(f"unknown image format {fmt!r} (choose png, jpg, jpeg or webp)")
     if mpp is not None and level not in (None, 0):
@@ -143,6 +154,7 @@ def _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic) -> Extra
         level=None if mpp is not None else int(level or 0),
         mpp=float(mpp) if mpp is not None else None,
         size=size, fmt=fmt.lower(), quality=int(quality), shard_bytes=shard_bytes, mosaic=mosaic,
+        edge=edge,
     )  # fmt: skip
 
 
@@ -163,18 +175,24 @@ def _plan(selection: pa.Table) -> list[SlidePatches]:
             f"selection lacks column(s) {', '.join(missing)} "
             f"(has {', '.join(selection.column_names)})"
         )
-    groups: dict[str, tuple[str, list[tuple[int, int, int, int]]]] = {}
+    groups: dict[str, tuple[str, list[tuple[int, int, int, int]], list[dict[str, Any]]]] = {}
     cols = [selection.column(c).to_pylist() for c in REQUIRED_COLUMNS]
-    for sid, url, x, y, w, h in zip(*cols):
+    others = [c for c in selection.column_names if c not in REQUIRED_COLUMNS or c == "url"]
+    extras = selection.select(others).to_pylist()
+    for (sid, url, x, y, w, h), extra in zip(zip(*cols), extras):
         if None in (sid, url, x, y, w, h):
             raise WsidistError(f"selection row with a null value: {(sid, url, x, y, w, h)}")
         if w < 1 or h < 1:
             raise WsidistError(f"selection row {sid} x={x} y={y}: box size {w}×{h} is empty")
-        url0, boxes = groups.setdefault(sid, (url, []))
+        url0, boxes, records = groups.setdefault(sid, (url, [], []))
         if url0 != url:
             raise WsidistError(f"slide_id {sid!r} has two urls: {url0!r} and {url!r}")
         boxes.append((int(x), int(y), int(w), int(h)))
-    return [SlidePatches(sid, url, tuple(boxes)) for sid, (url, boxes) in groups.items()]
+        records.append(extra)
+    return [
+        SlidePatches(sid, url, tuple(boxes), tuple(records))
+        for sid, (url, boxes, records) in groups.items()
+    ]
 
 
 def check_slides(tasks: list[SlidePatches], selection: pa.Table, opts: ExtractOptions) -> None:
@@ -261,12 +279,18 @@ def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> 
 
 def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    encoded: list[tuple[dict[str, Any], bytes]] = []  # (row, image bytes) of good patches
+    encoded: list[tuple[dict[str, Any], bytes, bytes]] = []  # (row, image, json) to shard
     mosaic_tiles: list[np.ndarray] = []
+    records = task.records or ({},) * len(task.boxes)
     with open_slide(task.url) as slide:
-        for x, y, w, h in task.boxes:
+        for (x, y, w, h), extra in zip(task.boxes, records):
             row = object_row(task.slide_id, "patch", x, y, w, h)
             try:
+                row["edge"] = edge_state(slide, x, y, w, h, opts)
+                if row["edge"] == "dropped":
+                    row.update(level=opts.level, status="dropped")
+                    rows.append(row)
+                    continue
                 rgb, lvl, out_mpp = read_patch(slide, x, y, w, h, opts)
                 data = opts.encode(rgb)
             except Exception as exc:  # noqa: BLE001 — one bad patch fails that row only
@@ -280,7 +304,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
             if opts.shard_bytes:
                 row.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
                 row["member"] = key.rsplit("/", 1)[1]
-                encoded.append((row, data))
+                encoded.append((row, data, sample_metadata(row, extra)))
             else:
                 put_object(store, row, key, data)
             rows.append(row)
@@ -293,6 +317,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
 
 def _progress(summary: dict[str, Any]) -> dict[str, Any]:
     rows = summary["rows"]
-    counts = {s: sum(r.get("status") == s for r in rows) for s in ("written", "skipped", "failed")}
+    statuses = ("written", "skipped", "failed", "dropped")
+    counts = {s: sum(r.get("status") == s for r in rows) for s in statuses}
     errors = sorted({r["error"] for r in rows if r.get("error")})
     return {"slide_id": summary["slide_id"], "n": len(rows), **counts, "errors": errors}

@@ -2,12 +2,15 @@
 
 Every object written gets an index row (``kind`` ``patch``, ``shard`` or ``mosaic``) with its
 key, size and sha256; a key that already holds the same bytes is not rewritten (``skipped``).
+In a shard each patch ``<key>.<ext>`` is followed by its metadata ``<key>.json`` (WebDataset's
+key convention): its index row's box, level and mpp, and the selection's other columns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import tarfile
 from dataclasses import asdict, dataclass
@@ -19,7 +22,7 @@ from PIL import Image
 from wsidist import layout
 from wsidist.errors import OutputError
 from wsidist.imaging import encode_image
-from wsidist.io.patch import PatchSpec, patch_geometry
+from wsidist.io.patch import PatchSpec, is_edge_box, patch_geometry
 from wsidist.io.patch import read_patch as read_box
 from wsidist.io.slide import Slide
 from wsidist.io.storage import Store
@@ -40,6 +43,7 @@ class ExtractOptions:
     quality: int
     shard_bytes: int | None
     mosaic: int | None
+    edge: str = "pad"  # pad | drop: boxes clipped by or overhanging the slide's edge
 
     @property
     def ext(self) -> str:
@@ -59,6 +63,7 @@ class SlidePatches:
     slide_id: str
     url: str
     boxes: tuple[tuple[int, int, int, int], ...]  # (x, y, w, h) in level-0 px
+    records: tuple[dict[str, Any], ...] = ()  # per box: the selection's other columns
 
 
 def object_row(slide_id: str, kind: str, x=None, y=None, w=None, h=None) -> Row:
@@ -75,18 +80,46 @@ def failed_patch_rows(task: SlidePatches, opts: ExtractOptions, error: str) -> l
     return rows
 
 
+def patch_spec(opts: ExtractOptions) -> PatchSpec:
+    return PatchSpec(level=opts.level if opts.mpp is None else None, mpp=opts.mpp, size=opts.size)
+
+
+def edge_state(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOptions) -> str:
+    """``dropped`` (an edge box under ``edge="drop"``), ``padded`` (white fill: beyond the
+    slide, or squaring a non-square box for ``size``) or ``whole``."""
+    if opts.edge == "drop" and is_edge_box(slide, x, y, w, h):
+        return "dropped"
+    return "padded" if patch_geometry(slide, x, y, w, h, patch_spec(opts)).padded else "whole"
+
+
 def read_patch(slide: Slide, x: int, y: int, w: int, h: int, opts: ExtractOptions):
     """(uint8 RGB, level read, µm per output px or None) for one level-0 box, through the one
     box reader (:func:`wsidist.io.patch.read_patch`), refused before reading when the box and
     its output would exceed the memory budget."""
-    spec = PatchSpec(level=opts.level if opts.mpp is None else None, mpp=opts.mpp, size=opts.size)
-    level, read_size, out_size = patch_geometry(slide, x, y, w, h, spec)
+    spec = patch_spec(opts)
+    plan = patch_geometry(slide, x, y, w, h, spec)
+    (rw, rh), (ow, oh) = plan.read_size, plan.out_size
     check_memory(
-        f"box x={x} y={y} {w}×{h} read at level {level} ({read_size[0]}×{read_size[1]} px)",
-        {"the patch": read_size[0] * read_size[1] * 3, "its output": out_size[0] * out_size[1] * 6},
+        f"box x={x} y={y} {w}×{h} read at level {plan.level} ({rw}×{rh} px)",
+        {"the patch": rw * rh * 3, "its output": ow * oh * 6},
         DEFAULT_MEMORY_BUDGET_MB, advice="read it at a smaller level or mpp",
     )  # fmt: skip
     return read_box(slide, x, y, w, h, spec)
+
+
+INDEX_FIELDS = ("slide_id", "x", "y", "w", "h", "level", "mpp", "out_w", "out_h", "edge")
+
+
+def sample_metadata(row: Row, extra: dict[str, Any]) -> bytes:
+    """The ``.json`` member of one shard sample: the selection's columns (``extra``; its
+    ``level``/``mpp`` kept as ``selection_level``/``selection_mpp``), then the index row's
+    slide id, box (level-0 px), level read, µm per output px, output size and edge state."""
+    meta = {k: v for k, v in extra.items() if k not in INDEX_FIELDS}
+    for name in ("level", "mpp"):
+        if name in extra:
+            meta[f"selection_{name}"] = extra[name]
+    meta.update({k: row.get(k) for k in INDEX_FIELDS})
+    return json.dumps(meta, default=str, sort_keys=True).encode()
 
 
 def put_if_changed(store: Store, key: str, data: bytes, sha: str) -> str:
@@ -127,13 +160,14 @@ def tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
 
 
 def write_shards(
-    store: Store, slide_id: str, encoded: list[tuple[Row, bytes]], shard_bytes: int
+    store: Store, slide_id: str, encoded: list[tuple[Row, bytes, bytes]], shard_bytes: int
 ) -> list[Row]:
-    """Pack patches into tars of at most ~``shard_bytes`` (a shard holds ≥ 1 patch)."""
-    groups: list[list[tuple[Row, bytes]]] = []
+    """Pack ``(row, image, metadata json)`` samples into tars of at most ~``shard_bytes`` (a
+    shard holds ≥ 1 sample): ``<key>.<ext>`` then ``<key>.json``, one sample after another."""
+    groups: list[list[tuple[Row, bytes, bytes]]] = []
     size = 0
     for item in encoded:
-        cost = len(item[1]) + 1024  # header and padding
+        cost = len(item[1]) + len(item[2]) + 2048  # headers and padding
         if not groups or (size + cost > shard_bytes and groups[-1]):
             groups.append([])
             size = 0
@@ -141,11 +175,14 @@ def write_shards(
         size += cost
     rows = []
     for i, group in enumerate(groups):
-        data = tar_bytes([(row["member"], blob) for row, blob in group])
+        members = []
+        for row, blob, meta in group:
+            members += [(row["member"], blob), (row["member"].rpartition(".")[0] + ".json", meta)]
+        data = tar_bytes(members)
         shard = put_object(
             store, object_row(slide_id, "shard"), layout.shard_key(slide_id, i), data
         )
-        for row, _ in group:
+        for row, _, _ in group:
             row.update(key=shard["key"], status=shard["status"], error=shard.get("error"))
         rows.append(shard)
     return rows

@@ -1,7 +1,8 @@
 """Dynamic mode (seed 000): the best tiles of one slide, computed in memory, nothing written.
 
 :func:`top_tiles` runs the same analysis as stage 1 (:func:`wsidist.stage1.analysis.analyse_slide`)
-on one slide and yields its ``n`` best tiles with their pixels, best first. It lives with
+on one slide and yields its ``n`` best tiles with their pixels, best first: only tiles with at
+least ``min_tissue_frac`` tissue (fewer than ``n`` when the slide has fewer, never glass). It lives with
 stage 1 because it *is* stage 1's analysis without the writes: the same mask, features and
 scores for the same config. :func:`write_top_tiles` saves them as images named
 ``<slide_id>_r<rank>_x<x>_y<y>.<ext>`` (for ``wsidist top-tiles``).
@@ -14,12 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from PIL import Image
+import pyarrow.compute as pc
 
 from wsidist import layout
 from wsidist.errors import WsidistError
 from wsidist.imaging import encode_image
 from wsidist.io.inputs import expand_inputs, slide_id_for
+from wsidist.io.patch import PatchSpec, read_patch
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.stage1.analysis import analyse_slide
@@ -43,8 +45,10 @@ def top_tiles(
 
     The record holds ``url, slide_id, row, col, x, y, w, h`` (level-0 px), ``level``, every
     tile feature, ``tissue_class, score, rank`` — the same values stage 1 writes for the same
-    config. ``rgb`` is ``uint8 (h', w', 3)`` read at ``level`` (``w // downsample`` level px a
-    side), resized to ``size`` × ``size`` when ``size`` is given. Writes no file.
+    config; tiles below ``config.min_tissue_frac`` are never yielded. ``rgb`` is ``uint8 (h', w',
+    3)`` read at ``level`` (``w / downsample`` level px a side) through the one box reader
+    (:func:`wsidist.io.patch.read_patch`), resampled to ``size`` × ``size`` when ``size`` is
+    given (a clipped edge tile padded with white, not stretched). Writes no file.
     """
     if n < 0:
         raise WsidistError(f"n must be ≥ 0, got {n}")
@@ -55,27 +59,16 @@ def top_tiles(
         if not 0 <= level < slide.level_count:
             raise WsidistError(f"{url}: level {level} out of range (0..{slide.level_count - 1})")
         analysis = analyse_slide(slide, config, scorer)
-        tiles = analysis.tiles.sort_by([("rank", "ascending")]).slice(0, n)
-        ds_level = float(slide.level_downsamples[level])
+        tiles = analysis.tiles
+        tiles = tiles.filter(pc.greater_equal(tiles["tissue_frac"], config.min_tissue_frac))
+        tiles = tiles.sort_by([("rank", "ascending")]).slice(0, n)
+        spec = PatchSpec(level=level, size=size)
         # a .dcm file is known by its series' URL (its folder when alone there), as in a job
         slide_id = slide_id_for(expand_inputs([url])[0] if url.lower().endswith(".dcm") else url)
         for row in tiles.to_pylist():
             record = {"url": url, "slide_id": slide_id, "level": level, "mpp": analysis.mpp}
             record.update(row)
-            size_level = (max(1, int(row["w"] // ds_level)), max(1, int(row["h"] // ds_level)))
-            rgb = slide.read_region(row["x"], row["y"], level, size_level)
-            if size is not None:
-                rgb = resize_rgb(rgb, size)
-            yield record, rgb
-
-
-def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
-    """``rgb`` resized to ``size`` × ``size`` (area averaging when shrinking), uint8."""
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    shrinking = size < rgb.shape[0] or size < rgb.shape[1]
-    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(rgb).resize((size, size), resample), dtype=np.uint8)
+            yield record, read_patch(slide, row["x"], row["y"], row["w"], row["h"], spec)[0]
 
 
 def tile_filename(record: dict[str, Any], ext: str = "png") -> str:
