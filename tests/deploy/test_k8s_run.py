@@ -117,12 +117,6 @@ def test_extract_daskjob_writes_patches(k8s_run):
     assert selected > 0 and index == {"written": selected}
 
 
-@pytest.mark.xfail(
-    reason="the rewrite ships each block's Slide to the scheduler, which reopens the slide "
-    "when it unpickles the graph: on a real cluster the scheduler has no S3 credentials "
-    "(fails) or downloads the slide per block; fixed with the per-block Slide pickling",
-    strict=False,
-)
 def test_rewrite_daskjob_writes_pyramids(k8s_run):
     done = k8s_run.pods.run_job(operator_pods(one(render("overlays/rewrite"), "DaskJob")))
     assert done.returncode == 0, done.stdout[-3000:]
