@@ -16,7 +16,7 @@ import itertools
 import json
 import posixpath
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import dask.bag as db
@@ -122,8 +122,13 @@ def run_slide_tasks(
     scheduler: str | None = None,
     workers: int | None = None,
     on_result: ProgressCallback | None = None,
+    skipped: Mapping[str, Row] | None = None,
 ) -> list[Row]:
     """``fn(task, **fn_kwargs)`` for every task on the cluster; one row per task, in task order.
+
+    ``skipped`` (``slide_id -> row``, from :func:`wsidist.runtime.skips.current_rows`) holds
+    the rows of slides the driver proved current: they are not submitted (and no cluster is
+    started when nothing is left to run).
 
     Runs on ``client``, else on ``scheduler`` or a new LocalCluster of ``workers``. A task that
     fails even after retries (e.g. a worker killed twice) becomes ``lost(task, exc)``;
@@ -134,8 +139,17 @@ def run_slide_tasks(
     """
     if not tasks:
         return []
+    order = {t.slide_id: i for i, t in enumerate(tasks)}
+    skipped = skipped or {}
+    rows = [dict(skipped[t.slide_id]) for t in tasks if t.slide_id in skipped]
+    for row in rows:
+        if on_result:
+            on_result(row)
+    todo = [t for t in tasks if t.slide_id not in skipped]
+    if not todo:
+        return sorted(rows, key=lambda r: order[r["slide_id"]])
+    tasks = todo
     bag = db.from_sequence(tasks, npartitions=len(tasks)).map(fn, **(fn_kwargs or {}))
-    rows = []
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
@@ -150,7 +164,6 @@ def run_slide_tasks(
             rows.append(row)
             if on_result:
                 on_result(row)
-    order = {t.slide_id: i for i, t in enumerate(tasks)}
     return sorted(rows, key=lambda r: order[r["slide_id"]])
 
 
