@@ -1,8 +1,8 @@
 """The driver side of a slide job: one Dask task per slide, results as they finish, the table.
 
 :func:`prepare_output` checks that the output is writable and removes orphaned temporary files
-before any work. :func:`run_slide_tasks` maps a worker function over the slides (a Dask bag
-with one slide per partition), retries a slide whose worker died, turns a slide that still
+before any work. :func:`run_slide_tasks` maps a worker function over the slides (one Dask
+task per slide, submitted as the cluster has room), retries a slide whose worker died, turns a slide that still
 fails into a row, stops the job at the first permanent write error, and returns one row per
 slide in task order. :func:`write_job_table` builds the job's table from the per-slide status
 files (the source of truth, so concurrent runs into one output lose nothing) and writes it with
@@ -16,17 +16,17 @@ import itertools
 import json
 import posixpath
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-import dask.bag as db
 import pyarrow as pa
 from distributed import Client, as_completed
 
 from wsidist import layout
 from wsidist.errors import OutputError
 from wsidist.io.storage import Store, merge_by_slide_id, rows_to_table
-from wsidist.runtime.cluster import dask_client
+from wsidist.runtime.cluster import cluster_threads, dask_client
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
 
 T = TypeVar("T")
@@ -34,6 +34,7 @@ Row = dict[str, Any]
 ProgressCallback = Callable[[Row], None]
 
 ORPHAN_GRACE_S = 600.0  # temporary files untouched this long before a run are orphans
+IN_FLIGHT = 1024  # default bound on slides submitted at once (see window())
 REBUILDS = 8  # rebuilds of a job table while other runs keep changing status files
 _VERSIONS_META = "wsidist.status_versions"  # status key -> version the table's row came from
 
@@ -71,25 +72,33 @@ def remove_orphans(store: Store, older_than: float) -> list[str]:
     return removed
 
 
-def partition_results(
-    client: Client, bag: db.Bag, tasks: Sequence[T], max_in_flight: int | None = None
+def task_results(
+    client: Client,
+    fn: Callable[..., Any],
+    tasks: Sequence[T],
+    fn_kwargs: dict[str, Any] | None = None,
+    max_in_flight: int | None = None,
 ) -> Iterator[tuple[T, Any, BaseException | None]]:
-    """Compute a bag of one task per partition; yield (task, result, error) as each finishes.
+    """Run ``fn(task, **fn_kwargs)`` as one Dask task per item; yield (task, result, error) as
+    each finishes.
 
-    Partitions are retried twice (a worker killed by a slide is retried elsewhere); a partition
-    that still fails yields its exception instead of raising, so one slide never stops a job.
-    With ``max_in_flight``, at most that many partitions are submitted at a time (tasks that
+    Each is submitted on its own (a constant cost per slide: no graph of all slides is built
+    or sent per submission). Tasks are retried twice (a worker killed by a slide is retried
+    elsewhere); one that still fails yields its exception instead of raising, so one slide
+    never stops a job. With ``max_in_flight``, at most that many run at a time (tasks that
     secede to run sub-tasks would otherwise all start at once). Closing the generator early
-    cancels the partitions still running.
+    cancels the tasks still running.
     """
-    pending = iter(zip(bag.to_delayed(), tasks, strict=True))
+    pending = iter(tasks)
     running = as_completed()
     task_of: dict[str, T] = {}
     futures: dict[str, Any] = {}
+    name = getattr(fn, "__name__", "slide")
 
     def submit_next() -> None:
-        for part, task in itertools.islice(pending, 1):
-            future = client.compute(part, retries=2)
+        for task in itertools.islice(pending, 1):
+            key = f"{name}-{getattr(task, 'slide_id', '')}-{uuid.uuid4().hex[:12]}"
+            future = client.submit(fn, task, **(fn_kwargs or {}), key=key, retries=2)
             task_of[future.key] = task
             futures[future.key] = future
             running.add(future)
@@ -101,14 +110,22 @@ def partition_results(
             futures.pop(future.key, None)
             submit_next()
             try:
-                (result,) = future.result()
+                result = future.result()
             except Exception as exc:  # noqa: BLE001 — e.g. a worker killed by a slide, twice over
                 yield task_of[future.key], None, exc
             else:
                 yield task_of[future.key], result, None
+            finally:
+                future.release()
     finally:
         if futures:
             client.cancel(list(futures.values()))
+
+
+def window(client: Client) -> int:
+    """Slides submitted at a time by default: enough to keep every thread (and an autoscaler)
+    busy, few enough that the scheduler never holds a million tasks."""
+    return max(IN_FLIGHT, 4 * cluster_threads(client))
 
 
 def run_slide_tasks(
@@ -122,26 +139,38 @@ def run_slide_tasks(
     scheduler: str | None = None,
     workers: int | None = None,
     on_result: ProgressCallback | None = None,
+    skipped: Mapping[str, Row] | None = None,
 ) -> list[Row]:
     """``fn(task, **fn_kwargs)`` for every task on the cluster; one row per task, in task order.
+
+    ``skipped`` (``slide_id -> row``, from :func:`wsidist.runtime.skips.current_rows`) holds
+    the rows of slides the driver proved current: they are not submitted (and no cluster is
+    started when nothing is left to run).
 
     Runs on ``client``, else on ``scheduler`` or a new LocalCluster of ``workers``. A task that
     fails even after retries (e.g. a worker killed twice) becomes ``lost(task, exc)``;
     ``on_result`` sees each row as it arrives. ``max_in_flight(client)`` bounds the slides
-    running at once. A row with ``output_error`` (a write error no retry can fix: permission,
+    submitted at once (default :func:`window`). A row with ``output_error`` (a write error no retry can fix: permission,
     read-only, no space) stops the job: the other slides are cancelled and
     :class:`OutputError` is raised with that one message.
     """
     if not tasks:
         return []
-    bag = db.from_sequence(tasks, npartitions=len(tasks)).map(fn, **(fn_kwargs or {}))
-    rows = []
+    order = {t.slide_id: i for i, t in enumerate(tasks)}
+    skipped = skipped or {}
+    rows = [dict(skipped[t.slide_id]) for t in tasks if t.slide_id in skipped]
+    for row in rows:
+        if on_result:
+            on_result(row)
+    todo = [t for t in tasks if t.slide_id not in skipped]
+    if not todo:
+        return sorted(rows, key=lambda r: order[r["slide_id"]])
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers))
-        limit = max_in_flight(client) if max_in_flight else None
+        limit = max_in_flight(client) if max_in_flight else window(client)
         results = stack.enter_context(
-            contextlib.closing(partition_results(client, bag, tasks, limit))
+            contextlib.closing(task_results(client, fn, todo, fn_kwargs, limit))
         )
         for task, row, exc in results:
             row = lost(task, exc) if exc is not None else row
@@ -150,7 +179,6 @@ def run_slide_tasks(
             rows.append(row)
             if on_result:
                 on_result(row)
-    order = {t.slide_id: i for i, t in enumerate(tasks)}
     return sorted(rows, key=lambda r: order[r["slide_id"]])
 
 

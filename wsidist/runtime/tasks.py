@@ -147,7 +147,7 @@ def run_slide_task(
             row["depends_on"] = depends_on()
         if not overwrite and status_key is not None:
             previous = store.read_json(status_key)
-            if _is_current(previous, row, still_current):
+            if is_current(previous, row, still_current):
                 return {**previous, "skipped": True}
         row.update(work())
         row["status"] = "ok"
@@ -171,7 +171,7 @@ def run_slide_task(
     return row
 
 
-def _is_current(previous: Any, row: Row, still_current: Callable[[Row], bool] | None) -> bool:
+def is_current(previous: Any, row: Row, still_current: Callable[[Row], bool] | None) -> bool:
     """Whether a stored status is ``ok`` for exactly this row's skip key."""
     return (
         isinstance(previous, dict)

@@ -24,6 +24,7 @@ from wsidist.runtime.results import (
     run_slide_tasks,
     write_job_table,
 )
+from wsidist.runtime.skips import current_rows, hash_per_mpp
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.scoring import Scorer
@@ -108,6 +109,10 @@ def run_stage1(
         key = layout.status_key(task.slide_id)
         return record_lost(store, key, row, lambda: remove_outputs(store, task.slide_id))
 
+    skipped = {} if overwrite else current_rows(
+        store, tasks, status_dir=layout.STATUS_DIR, status_key=layout.status_key,
+        config_hash=hash_per_mpp(config),
+    )  # fmt: skip
     rows = run_slide_tasks(
         process_slide,
         tasks,
@@ -116,6 +121,7 @@ def run_stage1(
             "scorer": scorer,
         },
         lost=lost, client=client, scheduler=scheduler, workers=workers, on_result=on_result,
+        skipped=skipped,
     )  # fmt: skip
     return write_job_table(
         store, layout.SLIDES_TABLE, with_labels(rows, tasks), schema, config,

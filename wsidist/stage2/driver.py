@@ -19,10 +19,11 @@ from wsidist.runtime.cluster import cluster_threads, guard_local_cluster
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
 from wsidist.runtime.preflight import check_output_root, check_stored_ids, output_root
 from wsidist.runtime.results import prepare_output, run_slide_tasks, write_job_table
+from wsidist.runtime.skips import current_rows, hash_per_mpp
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage2.config import RewriteConfig
 from wsidist.stage2.report import PYRAMIDS_SCHEMA
-from wsidist.stage2.worker import remove_outputs, rewrite_slide
+from wsidist.stage2.worker import mask_identity, remove_outputs, rewrite_slide
 
 __all__ = ["PYRAMIDS_SCHEMA", "run_rewrite"]
 
@@ -68,17 +69,24 @@ def run_rewrite(
         key = layout.pyramid_status_key(task.slide_id)
         return record_lost(store, key, row, lambda: remove_outputs(store, task.slide_id))
 
+    mask_store = Store(output_root(masks or out), storage_options)
+    skipped = {} if overwrite else current_rows(
+        store, tasks, status_dir=layout.PYRAMIDS_DIR, status_key=layout.pyramid_status_key,
+        config_hash=hash_per_mpp(config), depends_on=lambda t: mask_identity(mask_store, t),
+        still_current=lambda t, _, listed: layout.pyramid_key(t.slide_id) in listed,
+    )  # fmt: skip
     rows = run_slide_tasks(
         rewrite_slide,
         tasks,
         fn_kwargs={
             "config": config, "store": store,
-            "masks": Store(output_root(masks or out), storage_options),
+            "masks": mask_store,
             "overwrite": overwrite, "cache_dir": cache_dir,
         },
         lost=lost,
         max_in_flight=cluster_threads,
         client=client, scheduler=scheduler, workers=workers, on_result=on_result,
+        skipped=skipped,
     )  # fmt: skip
     return write_job_table(
         store, layout.PYRAMIDS_TABLE, with_labels(rows, tasks), schema, config,

@@ -45,8 +45,8 @@ MASK_BYTES_PER_PX = 32
 MASK_READ_BYTES = 160 * MB
 
 __all__ = [
-    "Stage1Mask", "computed_mask", "larger_warning", "remove_outputs", "rewrite_slide",
-    "stage1_mask",
+    "Stage1Mask", "computed_mask", "larger_warning", "mask_identity", "remove_outputs",
+    "rewrite_slide", "stage1_mask",
 ]  # fmt: skip
 
 
@@ -88,7 +88,7 @@ def rewrite_slide(
 
     def depends_on() -> dict[str, Any]:
         inputs["mask"] = found = stage1_mask(masks, task)
-        return found.identity if found else {"mask_sha256": None, "mask_config_hash": None}
+        return _identity(found)
 
     def work() -> dict[str, Any]:
         with open_slide(task.url, cache_dir=cache_dir) as slide:
@@ -117,6 +117,15 @@ def rewrite_slide(
         on_failure=lambda: remove_outputs(store, task.slide_id),
         finish=throughput,
     )
+
+
+def mask_identity(masks: Store, task: SlideTask) -> dict[str, Any]:
+    """What the slide's pyramid depends on (its stage-1 mask, or none): the skip key's part."""
+    return _identity(stage1_mask(masks, task))
+
+
+def _identity(found: Stage1Mask | None) -> dict[str, Any]:
+    return found.identity if found else {"mask_sha256": None, "mask_config_hash": None}
 
 
 def remove_outputs(store: Store, slide_id: str) -> None:
