@@ -97,6 +97,7 @@ def test_ci_runs_the_install_script_like_the_readme():
     assert 'python -m pip install "${editable[@]}" "${target}"' in script  # -e ROOT[test]
 
 
+@pytest.mark.long  # CI runs the same script as its install step
 def test_install_script_installs_wsidist_as_the_image_does(tmp_path):
     """deploy/install.sh without --editable (the image's way) in a fresh virtual environment:
     a built wheel, OpenSlide loading from the openslide-bin wheel, the CLI starting."""

@@ -11,6 +11,7 @@ from wsidist.stage1.driver import run_stage1
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a report over the S3 server
 def test_report_of_an_s3_output(s3, s3_bucket, synthetic_slides, tmp_path):
     fs = s3.filesystem()
     bucket = s3_bucket.removeprefix("s3://")

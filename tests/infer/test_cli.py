@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from wsidist import layout
 from wsidist.infer.config import build_infer_job
@@ -25,6 +26,7 @@ def wsidist(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
+@pytest.mark.long  # the README test runs infer and stain-fit as written
 def test_infer_and_stain_fit_commands(dark_slides, darkness_onnx, tmp_path):
     ref = tmp_path / "ref.json"
     done = wsidist("stain-fit", str(dark_slides[1].path), "--to", str(ref), "--patches", "4")

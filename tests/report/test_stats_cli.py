@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from tests.helpers.paths import REPO
@@ -67,6 +68,7 @@ def test_stats_on_real_slides_without_stage1(real_slides_dir, tmp_path):
     assert run.returncode == 0 and "slide_stats" in run.stdout and "2,967" in run.stdout
 
 
+@pytest.mark.long  # the README test runs report; select --geojson has its own round trip
 def test_report_and_select_geojson_commands(tmp_path):
     from wsidist.demo.synth import SynthSpec, write_synthetic_slide
 

@@ -162,7 +162,7 @@ def dense_slide(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("kind", ["sparse", "dense"])
+@pytest.mark.parametrize("kind", ["sparse", pytest.param("dense", marks=pytest.mark.long)])
 @pytest.mark.parametrize("work", ["stage1", "mask"])
 def test_the_estimates_bound_the_measured_peak(tmp_path, request, work, kind):
     """The budget's constants are upper bounds of the real peak on a glass-only giant and on a

@@ -115,6 +115,7 @@ def pen_slides(tmp_path_factory):
     return slides
 
 
+@pytest.mark.long  # the failure classes cover pens over tissue at 0.98
 def test_default_preset_dice_on_generated_slides_with_pens(pen_slides, tmp_path):
     for path, truth in pen_slides:
         row, store = _run(path, tmp_path, path.stem)

@@ -130,7 +130,12 @@ def test_gray_entropy_matches_scikit_image():
 
 @pytest.mark.parametrize(
     ("tile", "overlap", "downsample"),
-    [(1024, 0, 32.0), (256, 0, 32.0), (600, 250, 16.0), (8, 0, 32.0)],
+    [
+        (1024, 0, 32.0),
+        (256, 0, 32.0),
+        (600, 250, 16.0),
+        pytest.param(8, 0, 32.0, marks=pytest.mark.long),
+    ],  # fmt: skip
 )
 def test_grid_features_equal_the_per_tile_definition(tile, overlap, downsample):
     from tests.helpers.reference import reference_tile_features

@@ -109,6 +109,7 @@ def test_blocks_of_one_slide_ran_on_both_workers(job):
     assert len(workers) == 2
 
 
+@pytest.mark.long  # a cluster of its own and four slides
 def test_at_most_one_slide_writer_per_worker_thread(slides, tmp_path):
     """Slide tasks secede while their blocks run; the driver still starts at most 2 at once,
     even with the scheduler's own root-task queuing switched off."""
