@@ -85,3 +85,13 @@ def test_png_tile_round_trip(pyramid_slide):
         tile = read_tile(slide, dz, dz.max_level, 2, 3)
     back = np.asarray(Image.open(io.BytesIO(encode_image(tile, "png"))).convert("RGB"))
     assert np.array_equal(back, tile)
+
+
+def test_a_slide_and_its_rewritten_pyramid_both_get_keys():
+    from wsidist.view.catalog import PYRAMID_SUFFIX, _viewer_keys
+
+    keys = _viewer_keys(["/d/a/CMU.svs", "/d/out/pyramids/cmu.tiff", "/d/b/CMU.svs"])
+    assert (
+        keys["/d/a/CMU.svs"] == "CMU" and keys["/d/out/pyramids/cmu.tiff"] == f"cmu{PYRAMID_SUFFIX}"
+    )
+    assert keys["/d/b/CMU.svs"] == "CMU~2"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from wsidist import layout
 from wsidist.errors import WsidistError
-from wsidist.io.inputs import assign_slide_ids, expand_inputs
+from wsidist.io.inputs import expand_inputs, slide_id_for
 from wsidist.io.remote import local_path
 from wsidist.io.storage import Store
 
@@ -85,11 +85,34 @@ def _from_slides(targets: Sequence[str]) -> Catalog:
                 skipped.append(url)
                 continue
             kept.append(url)
-    ids = assign_slide_ids(sorted(set(kept)))
+    ids = _viewer_keys(sorted(set(kept)))
     common = _common_dir(list(ids))
     for url, sid in ids.items():
         entries[sid] = Entry(sid, url, _name(url, common), sid)
     return Catalog(entries, None, tuple(skipped))
+
+
+def _viewer_keys(urls: list[str]) -> dict[str, str]:
+    """``{url: key}``: the slide id, unique ignoring case. The viewer stores nothing under these
+    keys, so a slide and its rewritten pyramid (``…/pyramids/<id>.tiff``) are both shown: the
+    pyramid as ``<id>@rewrite``, any other clash as ``<id>~2``, ``<id>~3``, … in URL order."""
+    keys: dict[str, str] = {}
+    taken: set[str] = set()
+    for url in sorted(urls, key=lambda u: (_is_pyramid(u), u)):
+        sid = key = slide_id_for(url)
+        if key.lower() in taken and _is_pyramid(url):
+            key = f"{sid}{PYRAMID_SUFFIX}"
+        n = 2
+        while key.lower() in taken:
+            key, n = f"{sid}~{n}", n + 1
+        taken.add(key.lower())
+        keys[url] = key
+    return keys
+
+
+def _is_pyramid(url: str) -> bool:
+    parent = posixpath.basename(posixpath.dirname(url.rstrip("/")))
+    return parent == layout.PYRAMIDS_DIR and url.lower().endswith((".tif", ".tiff"))
 
 
 def _from_output(out: Store) -> Catalog:
