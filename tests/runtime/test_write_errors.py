@@ -65,7 +65,7 @@ def test_cli_on_a_read_only_output_fails_fast_with_one_message(real_slides_dir, 
     assert seconds < 60  # no cluster started, no slide read, nothing retried
 
 
-def test_rewrite_into_a_read_only_output_raises_before_any_work(client, tmp_path):
+def test_rewrite_into_a_read_only_output_raises_before_any_work(client, real_slides_dir, tmp_path):
     with read_only_folder(tmp_path / "ro") as ro:
         with get_task_stream(client) as stream, pytest.raises(OutputError, match="cannot") as err:
             run_rewrite([str(CMU)], str(ro), RewriteConfig(), client=client)
