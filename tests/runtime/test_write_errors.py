@@ -113,7 +113,7 @@ def test_a_full_output_stops_the_job_and_a_rerun_completes(client, real_slides_d
         assert live.exists()  # younger than the grace period: maybe a concurrent writer's
 
 
-def test_a_read_only_s3_output_fails_fast(client, s3, s3_bucket, tmp_path):
+def test_a_read_only_s3_output_fails_fast(client, s3, s3_bucket, tmp_path, real_slides_dir):
     out = f"{s3_bucket}/out"
     with pytest.raises(OutputError) as err:
         prepare_output(Store(out, s3.read_only_storage_options))
