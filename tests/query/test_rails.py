@@ -78,7 +78,10 @@ def test_rails_fitted_on_one_set_sift_another(sets, client):
     run_stage1([test_slides], str(out), config, client=client, annotations=test_notes)
     glob = f"{out}/{layout.TILE_GLOB}"
     unsifted, inside, recall = _rates(glob, "WHERE score > 0")
-    assert inside > 2 * unsifted, (inside, unsifted)  # measured: 0.22 vs 0.08
+    _, tissue, _ = _rates(glob, "WHERE tissue_tile")
+    print(f"tumour share: unsifted {unsifted:.3f}, tissue tiles {tissue:.3f}, inside the "
+          f"rails {inside:.3f}; tumour tiles kept {recall:.3f}")  # fmt: skip
+    assert inside > 2 * unsifted, (inside, unsifted)  # measured: 0.20 vs 0.08 (tissue tiles: 0.17)
     assert recall >= 0.9, recall
     # select --rails on the same output keeps the same tiles
     picked = select(str(out), where=rails.where_sql())
