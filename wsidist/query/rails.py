@@ -92,8 +92,14 @@ def fit_rails(
                 raise WsidistError(
                     f"{source}: tiles labelled {cls!r} come in sizes {sizes}: give --tile-size"
                 )
-            tile_px0 = sizes[0] if sizes else None
-        filt = f"{labelled} AND w = {int(tile_px0 or 0)} AND h = {int(tile_px0 or 0)}"
+            if not sizes:
+                found = con.execute("SELECT DISTINCT label FROM t ORDER BY 1").fetchall()
+                raise WsidistError(
+                    f"{source}: no whole tiles labelled {cls!r} (labels there: "
+                    f"{', '.join(str(r[0]) for r in found) or 'none'})"
+                )
+            tile_px0 = sizes[0]
+        filt = f"{labelled} AND w = {int(tile_px0)} AND h = {int(tile_px0)}"
         aggs = ", ".join(
             f"quantile_cont({c}, {lo_q!r}), quantile_cont({c}, {hi_q!r})" for c in features
         )
