@@ -145,3 +145,18 @@ def test_manifest_column_and_attaching_files(tmp_path):
     ]  # fmt: skip
     one = attach_annotations([SlideTask("/s/q.svs", "q")], str(tmp_path / "notes" / "a.geojson"))
     assert one[0].annotation.endswith("a.geojson")  # one slide, one file: no names needed
+
+
+def test_annotations_on_s3(s3, s3_bucket):
+    """A folder of annotations in a bucket: listed, matched and read through fsspec."""
+    fs = s3.filesystem()
+    doc = geojson_doc({"Tumor": RING})
+    fs.pipe(f"{s3_bucket}/notes/s1.geojson", json.dumps(doc).encode())
+    fs.pipe(f"{s3_bucket}/notes/s2.xml", asap_xml({"_0": box(0, 0, 10, 10)}).encode())
+    index = annotation_index(f"{s3_bucket}/notes")
+    url = match_annotation(index, "s1", f"{s3_bucket}/slides/s1.svs")
+    assert url == f"{s3_bucket}/notes/s1.geojson"
+    assert read_annotations(url).classes["Tumor"].area == pytest.approx(480_000)
+    assert read_annotations(match_annotation(index, "s2", "x")).names == ["_0"]
+    with pytest.raises(AnnotationError, match="no such file"):
+        read_annotations(f"{s3_bucket}/notes/missing.geojson")
