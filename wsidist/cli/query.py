@@ -30,6 +30,21 @@ from wsidist.cli.output import (
     progress_bar,
     reported,
 )
+from wsidist.cli.sample import (
+    ClassByOpt,
+    ClassesOpt,
+    ContoursOpt,
+    JitterOpt,
+    MinTissueOpt,
+    PadOpt,
+    PerClassOpt,
+    SampleOpt,
+    SeedOpt,
+    SizeOpt,
+    StraddleOpt,
+    StrideOpt,
+    run_sample,
+)
 from wsidist.errors import WsidistError
 
 TOP_TILE_PX = 256  # top-tiles' tile side in level-0 px, as the field's patch tools
@@ -54,12 +69,44 @@ def select_tiles(
         str | None,
         opt(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons", metavar="DIR"),
     ] = None,
+    sample: SampleOpt = False,
+    size: SizeOpt = None,
+    stride: StrideOpt = None,
+    jitter: JitterOpt = "0",
+    seed: SeedOpt = 0,
+    per_class: PerClassOpt = None,
+    class_by: ClassByOpt = None,
+    classes: ClassesOpt = None,
+    min_tissue: MinTissueOpt = 0.0,
+    within_contours: ContoursOpt = False,
+    pad: PadOpt = "0",
+    allow_straddle: StraddleOpt = False,
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
     Writes OUT/selection.parquet (or --to): one row per tile (slide_id, url, x, y, w, h,
     level, mpp, score, rank, tissue_frac, level_count). Failed slides are left out.
+    With --sample or --within-contours the rows are sampled boxes (--size, any level-0
+    position) with their class, grid origin, perturbation and region; see docs/sampling.md.
     """
+    sampling = {"size": size, "stride": stride, "jitter": jitter, "seed": seed,
+                "per_class": per_class, "class_by": class_by, "classes": classes,
+                "min_tissue": min_tissue, "pad": pad, "allow_straddle": allow_straddle}  # fmt: skip
+    if sample or within_contours:
+        with reported() as caught:
+            if top is not None or stratum:
+                raise WsidistError("--top and --stratum select tiles: not with --sample")
+            if size is None:
+                raise WsidistError("--sample needs --size (e.g. --size 256 or --size 128um)")
+        caught.exit_on_error()
+        run_sample(out, to, geojson, where, within_contours=within_contours, **sampling)
+        return
+    given = [k for k, v in sampling.items() if v not in (None, False, 0, 0.0, "0")]
+    if given:
+        with reported() as caught:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise WsidistError(f"{names}: only with --sample or --within-contours")
+        caught.exit_on_error()
     from wsidist.query.geojson import write_selection_geojson
     from wsidist.query.select import failed_slides, select, selection_counts, write_selection
 
