@@ -31,10 +31,12 @@ from wsidist.cli.output import (
     reported,
 )
 from wsidist.cli.sample import (
+    ClassAtOpt,
     ClassByOpt,
     ClassesOpt,
     ContoursOpt,
     JitterOpt,
+    LabelsOpt,
     MinTissueOpt,
     PadOpt,
     PerClassOpt,
@@ -78,6 +80,8 @@ def select_tiles(
     class_by: ClassByOpt = None,
     classes: ClassesOpt = None,
     min_tissue: MinTissueOpt = 0.0,
+    labels: LabelsOpt = False,
+    class_at: ClassAtOpt = "centre",
     within_contours: ContoursOpt = False,
     pad: PadOpt = "0",
     allow_straddle: StraddleOpt = False,
@@ -91,7 +95,8 @@ def select_tiles(
     """
     sampling = {"size": size, "stride": stride, "jitter": jitter, "seed": seed,
                 "per_class": per_class, "class_by": class_by, "classes": classes,
-                "min_tissue": min_tissue, "pad": pad, "allow_straddle": allow_straddle}  # fmt: skip
+                "min_tissue": min_tissue, "pad": pad, "allow_straddle": allow_straddle,
+                "labels": labels, "class_at": class_at}  # fmt: skip
     if sample or within_contours:
         with reported() as caught:
             if top is not None or stratum:
@@ -101,7 +106,7 @@ def select_tiles(
         caught.exit_on_error()
         run_sample(out, to, geojson, where, within_contours=within_contours, **sampling)
         return
-    given = [k for k, v in sampling.items() if v not in (None, False, 0, 0.0, "0")]
+    given = [k for k, v in sampling.items() if v not in (None, False, 0, 0.0, "0", "centre")]
     if given:
         with reported() as caught:
             names = ", ".join("--" + k.replace("_", "-") for k in given)

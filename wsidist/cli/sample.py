@@ -37,6 +37,13 @@ ClassesOpt = Annotated[
 MinTissueOpt = Annotated[
     float, opt(help="--sample: least mask share of a box  [default: 0]", metavar="FRAC")
 ]
+LabelsOpt = Annotated[
+    bool, opt("--labels", help="--sample: over the label mask; a box's class is its label")
+]
+ClassAtOpt = Annotated[
+    str, opt(help="--labels: the label at the box centre, or any pixel  [default: centre]",
+             metavar="centre|any"),
+]  # fmt: skip
 ContoursOpt = Annotated[
     bool, opt("--within-contours", help="cover each tissue region with boxes (seed 001)")
 ]

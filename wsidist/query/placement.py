@@ -246,3 +246,30 @@ def _recover(crop: _Crop, target: np.ndarray, x: np.ndarray, y: np.ndarray):
         y0, x0, y1, x1 = (int(r[best]) for r in ranges)
         todo[y0:y1, x0:x1] = False
     return np.asarray(added_x, np.int64), np.asarray(added_y, np.int64)
+
+
+def label_classes(
+    labels: np.ndarray, legend: dict[int, str], ds: float, x, y, size: int, rule: str = "centre"
+) -> np.ndarray:
+    """The class name of each box from a label mask (0 = no class, ``legend[0]`` or
+    ``"none"``): the label under the box centre (``rule="centre"``), or (``"any"``, seed 003's
+    rule: a box holding one pixel of a class is of that class) the class with the most pixels
+    the box touches, ``none`` only when it touches no class."""
+    x, y = np.asarray(x), np.asarray(y)
+    none = legend.get(0, "none")
+    names = np.asarray([legend.get(k, f"class{k}") for k in range(256)], object)
+    names[0] = none
+    if rule == "centre":
+        ci = np.clip(((y + size / 2) // ds).astype(np.int64), 0, labels.shape[0] - 1)
+        cj = np.clip(((x + size / 2) // ds).astype(np.int64), 0, labels.shape[1] - 1)
+        return names[labels[ci, cj]]
+    x0, x1 = touched(x, x + size, ds, labels.shape[1])
+    y0, y1 = touched(y, y + size, ds, labels.shape[0])
+    best, most = np.zeros(x.size, np.int64), np.zeros(x.size, np.int64)
+    for k in np.unique(labels):
+        if k == 0:
+            continue
+        count = box_sums(summed_area_table((labels == k).astype(np.uint8)), y0, x0, y1, x1)
+        better = count > most
+        best[better], most[better] = k, count[better]
+    return names[best]

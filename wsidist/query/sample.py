@@ -32,8 +32,9 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.errors import ConfigError, WsidistError
+from wsidist.imaging.labels import decode_label_png
 from wsidist.io.storage import Store
-from wsidist.query.placement import contour_boxes, grid_candidates, jitter_boxes
+from wsidist.query.placement import contour_boxes, grid_candidates, jitter_boxes, label_classes
 from wsidist.query.sample_config import Length, SampleConfig, parse_length
 from wsidist.query.select import _read_all_slides, _root, check_expression, open_tiles
 
@@ -67,6 +68,7 @@ def sample(
     con, columns = open_tiles(out, store)
     try:
         class_by = config.class_by or ("label" if "label" in columns else None)
+        class_by = None if config.labels else class_by
         if class_by:
             check_expression(con, class_by, columns, "class expression")
         if config.where:
@@ -78,7 +80,12 @@ def sample(
                 sid = slide["slide_id"]
                 notes.append(f"{sid}: left out, no stage-1 mask {layout.mask_key(sid)}")
                 continue
-            boxes, extra = _candidates(slide, mask, config)
+            labels = _read_labels(store, slide["slide_id"]) if config.labels else None
+            if config.labels and labels is None:
+                sid = slide["slide_id"]
+                notes.append(f"{sid}: left out, no label mask {layout.labels_key(sid)}")
+                continue
+            boxes, extra = _candidates(slide, mask, config, labels)
             size = _geometry(slide, config)["size"]
             boxes = _classify(con, slide, boxes, size, class_by, config.where)
             table, rows = _choose(slide, boxes, config)
@@ -130,6 +137,13 @@ def _read_mask(store: Store, slide_id: str) -> np.ndarray | None:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
 
 
+def _read_labels(store: Store, slide_id: str) -> tuple[np.ndarray, dict[int, str]] | None:
+    try:
+        return decode_label_png(store.read_bytes(layout.labels_key(slide_id)))
+    except FileNotFoundError:
+        return None
+
+
 def _geometry(slide: dict[str, Any], config: SampleConfig) -> dict[str, int]:
     mpp = slide.get("mpp_x")
     size = config.size.px0(mpp)
@@ -138,19 +152,29 @@ def _geometry(slide: dict[str, Any], config: SampleConfig) -> dict[str, int]:
             "pad": config.pad.px0(mpp)}  # fmt: skip
 
 
-def _candidates(slide, mask, config: SampleConfig) -> tuple[dict[str, np.ndarray], dict]:
+def _candidates(slide, mask, config: SampleConfig, labels=None) -> tuple[dict, dict]:
+    """The slide's candidate boxes (arrays), and extra per-slide counts (regions)."""
     g = _geometry(slide, config)
     ds = float(slide.get("scale") or slide["width"] / mask.shape[1])
     w, h = slide["width"], slide["height"]
+    if labels is not None:  # labelled pixels are candidates even off the tissue mask
+        if labels[0].shape != mask.shape:
+            raise WsidistError(f"{slide['slide_id']}: label mask and tissue mask differ in size")
+        mask = mask | (labels[0] > 0)
     if not config.within_contours:
         boxes = grid_candidates(mask, ds, w, h, g["size"], g["stride"], config.min_tissue)
         boxes["region"] = np.full(boxes["x"].size, -1, np.int64)
+        if labels is not None:
+            found = label_classes(*labels, ds, boxes["x"], boxes["y"], g["size"], config.class_at)
+            boxes["label_class"] = found
         return boxes, {}
     found = contour_boxes(mask, ds, w, h, g["size"], g["stride"], g["pad"], config.allow_straddle)
     order = np.lexsort((found.x, found.y, found.region))
     x, y, region = found.x[order], found.y[order], found.region[order]
     boxes = {"x": x, "y": y, "grid_row": np.full(x.size, -1), "grid_col": np.full(x.size, -1),
              "region": region, "tissue_frac": _box_tissue(mask, ds, x, y, g["size"])}  # fmt: skip
+    if labels is not None:
+        boxes["label_class"] = label_classes(*labels, ds, x, y, g["size"], config.class_at)
     covered = found.region_covered
     extra = {"regions": found.n_regions,
              "min_region_covered": float(covered.min()) if covered.size else None}  # fmt: skip
@@ -199,6 +223,8 @@ def _classify(con, slide, boxes, size: int, class_by: str | None, where: str | N
     idx = np.asarray(found["i"], np.int64)
     picked = {k: np.asarray(v)[idx] for k, v in boxes.items()}
     picked["class"] = np.asarray([None if _null(v) else str(v) for v in found["class"]], object)
+    if "label_class" in picked:
+        picked["class"] = picked.pop("label_class")
     picked["score"] = np.ma.filled(np.ma.asarray(found["score"], float), np.nan)
     return picked
 
@@ -263,13 +289,20 @@ def _balanced(idx: np.ndarray, n: int, rng: np.random.Generator):
 
 
 def _perturb(x0, y0, draw, slide, g, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Jitter every box; a repeat (draw ≥ 1) gets ±jitter, or ±stride/2 without jitter, and
-    is redrawn while it lands on a box already chosen."""
+    """Jitter every box; a repeat (draw ≥ 1, moved by ±jitter, or ±stride/2 without jitter)
+    or a jittered box landing on a box already chosen is redrawn (up to MAX_REDRAWS times)."""
     w, h, size = slide["width"], slide["height"], g["size"]
     x, y = jitter_boxes(x0, y0, size, g["jitter"], w, h, rng)
     repeat_jitter = g["jitter"] or max(1, g["stride"] // 2)
-    seen = set(zip(x[draw == 0].tolist(), y[draw == 0].tolist()))
-    for i in np.flatnonzero(draw > 0):
+    first = np.flatnonzero(draw == 0)
+    seen: set[tuple[int, int]] = set()
+    redo = list(np.flatnonzero(draw > 0))
+    for i in first:
+        key = (int(x[i]), int(y[i]))
+        if key in seen and g["jitter"]:
+            redo.append(i)
+        seen.add(key)
+    for i in redo:
         for _ in range(MAX_REDRAWS):
             nx, ny = jitter_boxes(x0[i : i + 1], y0[i : i + 1], size, repeat_jitter, w, h, rng)
             if (int(nx[0]), int(ny[0])) not in seen:

@@ -60,6 +60,8 @@ class SampleConfig:
     within_contours: bool = False
     pad: Length = Length(0.0)
     allow_straddle: bool = False
+    labels: bool = False  # sample over the label mask; the class is the label (see class_at)
+    class_at: str = "centre"  # labels: the label under the centre, or "any" pixel of a class
 
     def __post_init__(self) -> None:
         for name in ("size", "stride", "jitter", "pad"):
@@ -79,6 +81,10 @@ class SampleConfig:
                 "within_contours places boxes to cover each region exactly: it takes no "
                 "jitter or per_class (sample those from the grid instead)"
             )
+        if self.labels and self.class_by:
+            raise ConfigError("labels gives each box the label mask's class: not with class_by")
+        if self.class_at not in ("centre", "any"):
+            raise ConfigError(f"class_at must be centre or any, got {self.class_at!r}")
         if self.classes is not None and not self.classes:
             raise ConfigError("classes is empty: give at least one class name")
 
