@@ -91,7 +91,7 @@ def class_column(name: str, source: str = "") -> str:
     if not col or col == NO_CLASS:
         raise AnnotationError(
             f"annotation {source}: class {name!r} cannot be a column name"
-            + (" (it would read as no class)" if col == NO_CLASS else "")
+            + (f" (label {NO_CLASS!r} means no class)" if col == NO_CLASS else "")
         )
     return col
 
