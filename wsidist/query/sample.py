@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,7 @@ def sample(
     Raises :class:`WsidistError` before any mask is read for a bad expression, or for sizes
     in µm on slides without mpp (naming them).
     """
+    out = os.fspath(out)
     store = Store(_root(out), storage_options or {})
     slides = _ok_slides(store, out, config)
     con, columns = open_tiles(out, store)
