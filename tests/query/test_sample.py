@@ -331,3 +331,30 @@ def test_mosaic_of_contour_patches_records_the_order(labelled_out, client, tmp_p
             tile = grid[r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128]
             patch = np.asarray(Image.open(tmp_path / "out" / placed[k]["key"]).convert("RGB"))
             assert np.array_equal(tile, patch)
+
+
+def test_cli_prints_and_stores_the_per_class_counts(labelled_out, tmp_path):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from wsidist.cli.app import app
+
+    dest = tmp_path / "balanced.parquet"
+    args = ["select", str(labelled_out), "--sample", "--labels", "--size", "32um", "--stride",
+            "16um", "--jitter", "8", "--per-class", "9", "--seed", "3", "--to", str(dest)]  # fmt: skip
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(dest)
+    counts = sample_counts(table)
+    assert {(r["slide_id"], r["class"], r["selected"]) for r in counts} == {
+        (s, c, 9) for s in ("typical", "sparse") for c in ("tumour", "none")
+    }
+    for r in counts:
+        line = next(ln for ln in res.output.splitlines() if f"{r['slide_id']} " in ln
+                    and f" {r['class']} " in ln)  # fmt: skip
+        assert line.split()[2:4] == [str(r["candidates"]), "9"], line
+    assert "36 boxes sampled from 2 slide(s), overlap 50%" in res.output
+    bad = CliRunner().invoke(app, ["select", str(labelled_out), "--per-class", "3"])
+    assert bad.exit_code == 2 and "--per-class: only with --sample" in bad.output
+    bad = CliRunner().invoke(app, ["select", str(labelled_out), "--sample"])
+    assert bad.exit_code == 2 and "--sample needs --size" in bad.output

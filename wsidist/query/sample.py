@@ -77,15 +77,14 @@ def sample(
             check_expression(con, config.where, columns, "where expression")
         parts, counts, notes = [], [], []
         for slide in slides:
-            mask = _read_mask(store, slide["slide_id"])
-            if mask is None:
-                sid = slide["slide_id"]
-                notes.append(f"{sid}: left out, no stage-1 mask {layout.mask_key(sid)}")
-                continue
-            labels = _read_labels(store, slide["slide_id"]) if config.labels else None
-            if config.labels and labels is None:
-                sid = slide["slide_id"]
-                notes.append(f"{sid}: left out, no label mask {layout.labels_key(sid)}")
+            sid = slide["slide_id"]
+            mask, why = _read_png(store, layout.mask_key(sid), _decode_mask, "stage-1 mask")
+            labels = None
+            if mask is not None and config.labels:
+                labels, why = _read_png(store, layout.labels_key(sid), decode_label_png,
+                                        "label mask")  # fmt: skip
+            if why:
+                notes.append(f"{sid}: left out, {why}")
                 continue
             boxes, extra = _candidates(slide, mask, config, labels)
             size = _geometry(slide, config)["size"]
@@ -131,19 +130,18 @@ def _ok_slides(store: Store, out: str, config: SampleConfig) -> list[dict[str, A
     return sorted(rows, key=lambda r: r["slide_id"])
 
 
-def _read_mask(store: Store, slide_id: str) -> np.ndarray | None:
-    try:
-        data = store.read_bytes(layout.mask_key(slide_id))
-    except FileNotFoundError:
-        return None
+def _decode_mask(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
 
 
-def _read_labels(store: Store, slide_id: str) -> tuple[np.ndarray, dict[int, str]] | None:
+def _read_png(store: Store, key: str, decode, what: str):
+    """(decoded, None), or (None, why) for a missing or unreadable file."""
     try:
-        return decode_label_png(store.read_bytes(layout.labels_key(slide_id)))
+        return decode(store.read_bytes(key)), None
     except FileNotFoundError:
-        return None
+        return None, f"no {what} {key}"
+    except Exception as exc:  # noqa: BLE001 — a corrupt PNG leaves its slide out, named
+        return None, f"cannot read its {what} {key}: {type(exc).__name__}: {exc}"
 
 
 def _geometry(slide: dict[str, Any], config: SampleConfig) -> dict[str, int]:
@@ -245,33 +243,26 @@ def _choose(slide, boxes, config: SampleConfig) -> tuple[pa.Table, list[dict[str
     rng = _rng(config.seed, slide["slide_id"])
     classes = boxes["class"]
     n = classes.size
+    found = sorted({c for c in classes if c is not None})
     if config.per_class is None:
         pick, draw = np.arange(n), np.zeros(n, np.int64)
-        names = sorted({c for c in classes if c is not None}) or [None]
-        wanted = None
+        names = found + [None] if any(c is None for c in classes) or not found else found
     else:
-        names = list(config.classes or sorted({c for c in classes if c is not None}))
-        pick_parts, draw_parts = [], []
-        for name in names:
-            idx = np.flatnonzero(np.asarray([c == name for c in classes], bool))
-            chosen, draws = _balanced(idx, config.per_class, rng)
-            pick_parts.append(chosen)
-            draw_parts.append(draws)
-        pick = np.concatenate(pick_parts) if pick_parts else np.zeros(0, np.int64)
-        draw = np.concatenate(draw_parts) if draw_parts else np.zeros(0, np.int64)
-        wanted = config.per_class
+        names = list(config.classes or found)
+        parts = [_balanced(np.flatnonzero(classes == name), config.per_class, rng)
+                 for name in names]  # fmt: skip
+        pick = np.concatenate([p for p, _ in parts]).astype(np.int64) if parts else np.zeros(0, int)
+        draw = np.concatenate([d for _, d in parts]).astype(np.int64) if parts else np.zeros(0, int)
     x0, y0 = boxes["x"][pick], boxes["y"][pick]
     x, y = _perturb(x0, y0, draw, slide, g, rng)
     rows = {k: v[pick] for k, v in boxes.items()}
     count_rows = []
     for name in names:
-        in_class = np.asarray([c == name for c in rows["class"]], bool)
+        in_class, available = rows["class"] == name, int((classes == name).sum())
         count_rows.append({
-            "slide_id": slide["slide_id"], "class": name,
-            "candidates": int(sum(c == name for c in classes)) if name is not None else n,
-            "selected": int(in_class.sum()) if name is not None else int(pick.size),
-            "repeats": int((draw[in_class] > 0).sum()) if name is not None else 0,
-            "short": bool(wanted and sum(c == name for c in classes) < wanted),
+            "slide_id": slide["slide_id"], "class": name, "candidates": available,
+            "selected": int(in_class.sum()), "repeats": int((draw[in_class] > 0).sum()),
+            "short": bool(config.per_class and available < config.per_class),
         })  # fmt: skip
     table = _table(slide, g["size"], rows, x, y, x0, y0, draw)
     return table, count_rows
