@@ -30,7 +30,7 @@ from wsidist.imaging import box_sums, summed_area_table
 __all__ = ["ContourPatches", "contour_boxes", "grid_candidates", "jitter_boxes", "touched"]
 
 PHASES = 4  # grid phases tried per axis for a region (0, 1/4, 1/2, 3/4 of the stride)
-RECOVERY_STEPS = 5  # window positions per axis tried around an uncovered pixel
+RECOVERY_STEPS = 9  # window positions per axis tried around an uncovered pixel
 
 
 def _origins(length: int, size: int, stride: int) -> np.ndarray:
@@ -245,7 +245,23 @@ def _recover(crop: _Crop, target: np.ndarray, x: np.ndarray, y: np.ndarray):
         added_y.append(int(gy[best]))
         y0, x0, y1, x1 = (int(r[best]) for r in ranges)
         todo[y0:y1, x0:x1] = False
-    return np.asarray(added_x, np.int64), np.asarray(added_y, np.int64)
+    return _prune(crop, target, np.asarray(added_x, np.int64), np.asarray(added_y, np.int64))
+
+
+def _prune(crop: _Crop, target: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """Drop windows whose target pixels all lie in other windows too (last added first)."""
+    ranges = list(zip(*crop.ranges(x, y, _covered)))
+    count = np.zeros(target.shape, np.int32)
+    for a, c, b, d in ranges:
+        count[a:b, c:d] += 1
+    keep = np.ones(x.size, bool)
+    for i in range(x.size - 1, -1, -1):
+        a, c, b, d = ranges[i]
+        mine = target[a:b, c:d]
+        if not mine.any() or (count[a:b, c:d][mine] >= 2).all():
+            keep[i] = False
+            count[a:b, c:d] -= 1
+    return x[keep], y[keep]
 
 
 def label_classes(
