@@ -358,3 +358,21 @@ def test_cli_prints_and_stores_the_per_class_counts(labelled_out, tmp_path):
     assert bad.exit_code == 2 and "--per-class: only with --sample" in bad.output
     bad = CliRunner().invoke(app, ["select", str(labelled_out), "--sample"])
     assert bad.exit_code == 2 and "--sample needs --size" in bad.output
+
+
+def test_missing_or_corrupt_masks_leave_their_slide_out_named(labelled_out, tmp_path):
+    import shutil
+
+    copy = tmp_path / "out"
+    shutil.copytree(labelled_out, copy)
+    (copy / "masks" / "sparse.png").unlink()
+    (copy / "labels" / "typical.png").write_bytes(b"not a png")
+    result = sample(copy, SampleConfig(size="64", labels=True))
+    assert result.table.num_rows == 0
+    assert any(n.startswith("sparse: left out, no stage-1 mask masks/sparse.png") for n in
+               result.notes)  # fmt: skip
+    assert any(n.startswith("typical: left out, cannot read its label mask") for n in
+               result.notes)  # fmt: skip
+    kept = sample(copy, SampleConfig(size="64", where="tissue_frac > 0.5"))
+    assert set(kept.table["slide_id"].to_pylist()) == {"typical"}
+    assert 0 < kept.table.num_rows < sample(copy, SampleConfig(size="64")).table.num_rows

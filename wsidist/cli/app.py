@@ -11,6 +11,7 @@ from typer.core import TyperCommand
 from wsidist.cli.infer import infer_cmd, stain_fit_cmd
 from wsidist.cli.info import info
 from wsidist.cli.query import extract_cmd, select_tiles, top_tiles_cmd
+from wsidist.cli.rails import rails_fit_cmd
 from wsidist.cli.report import report_cmd, stats_cmd, view_cmd
 from wsidist.cli.stage1 import demo, filters, score
 from wsidist.cli.stage2 import export_cmd, restore_cmd, rewrite_cmd
@@ -107,3 +108,9 @@ COMMANDS = (  # name, function, one line for `wsidist --help`
 )
 for _name, _fn, _short in COMMANDS:
     app.command(_name, cls=Command, short_help=_short)(_fn)
+rails_app = typer.Typer(add_completion=False, no_args_is_help=True)
+rails_app.command("fit", cls=Command, short_help="Learn rails from labelled tiles.")(rails_fit_cmd)
+app.add_typer(
+    rails_app, name="rails", help="Seed 004's rails: fit on labelled tiles, then sift tiles.",
+    short_help="Seed 004's rails: fit on labelled tiles, then sift tiles.",
+)  # fmt: skip

@@ -71,6 +71,7 @@ def select_tiles(
         str | None,
         opt(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons", metavar="DIR"),
     ] = None,
+<<<<<<< HEAD
     sample: SampleOpt = False,
     size: SizeOpt = None,
     stride: StrideOpt = None,
@@ -85,6 +86,11 @@ def select_tiles(
     within_contours: ContoursOpt = False,
     pad: PadOpt = "0",
     allow_straddle: StraddleOpt = False,
+=======
+    rails: Annotated[
+        str | None, opt(help="keep tiles inside these rails (wsidist rails fit)", metavar="FILE")
+    ] = None,
+>>>>>>> wt-annot
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
@@ -117,6 +123,11 @@ def select_tiles(
 
     with reported() as caught:
         strata = [_parse_stratum(s) for s in stratum or []] or None
+        if rails:
+            from wsidist.filters.rails import load_rails
+
+            inside = load_rails(rails).where_sql()
+            where = f"({where}) AND {inside}" if where and where.strip() else inside
         table = select(out, top=top, where=where, strata=strata)
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
         written = [f"{url.rpartition('/')[2]}  {table.num_rows} rows"]

@@ -18,10 +18,11 @@ import numpy as np
 
 from wsidist.imaging import box_sums, rgb_to_gray, summed_area_table
 
-__all__ = ["Windows", "gray_of", "hsv_moments", "tile_entropy", "window_sums"]
+__all__ = ["Windows", "gray_of", "hsv_moments", "tile_entropy", "tile_peak_frac", "window_sums"]
 
 _BINCOUNT_BINS = 1 << 22  # entropy histograms per pass (bounded memory)
 _GRAY_BAND_PX = 1 << 20  # pixels converted to gray at a time
+PEAK_LEVELS = 3  # seed 004's "highest few pixel frequencies": the 3 most populous gray levels
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,34 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
             n = area[np.ix_(sub, cols)].astype(np.float64)
             out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), nc) / n
     return out + 0.0
+
+
+def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) -> np.ndarray:
+    """(rows, cols) share of every window's pixels in its ``levels`` most populous gray levels:
+    seed 004's background rule that survives stain normalisation (a flat background, white or
+    not, piles its pixels into a few levels; tissue spreads them)."""
+    n_rows, n_cols = win.shape
+    out = np.zeros((n_rows, n_cols), np.float64)
+    area = win.area
+    for row_map, col_map, rows, cols in _classes(win, gray.shape):
+        nc = len(cols)
+        band = max(1, _BINCOUNT_BINS // (256 * nc))
+        for i0 in range(0, len(rows), band):
+            sub = rows[i0 : i0 + band]
+            y0, y1 = int(win.y0[sub[0]]), int(win.y1[sub[-1]])
+            rm = row_map[y0:y1]
+            keep_y, keep_x = rm >= 0, col_map >= 0
+            g = gray[y0:y1]
+            if not (keep_y.all() and keep_x.all()):
+                g = g[keep_y][:, keep_x]
+            key = np.add.outer((rm[keep_y] - i0) * (nc * 256), col_map[keep_x] * 256)
+            key += g
+            counts = np.bincount(key.reshape(-1), minlength=len(sub) * nc * 256)
+            counts = counts.reshape(len(sub) * nc, 256)
+            top = np.partition(counts, 256 - levels, axis=1)[:, 256 - levels :].sum(axis=1)
+            n = np.maximum(area[np.ix_(sub, cols)], 1).astype(np.float64)
+            out[np.ix_(sub, cols)] = top.reshape(len(sub), nc) / n
+    return out
 
 
 def _hsv(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,6 +10,10 @@ tile (non-tissue pixels black, as in the seed):
 - quantity factor: 1.0 for ≥80 % tissue, 0.2 for ≥10 %, 0.1 for >0, else 0.
 
 ``score = 1 - 10 / (10 + tissue_pct² · ln(1 + colour · sv · quantity) / 1000)``, in [0, 1).
+
+``rails:FILE`` (:class:`RailsScorer`) is the seed score inside seed 004's rails
+(:mod:`wsidist.filters.rails`) and 0 outside them, so ``select --where 'score > 0'`` (or
+``--top``) keeps the sifted tiles.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wsidist.errors import ScorerError
+from wsidist.filters.rails import Rails, load_rails
 
 HUE_PURPLE_DEG = 270.0
 HUE_PINK_DEG = 330.0
@@ -147,8 +152,25 @@ def seed_scores(features: Mapping[str, np.ndarray]) -> np.ndarray:
     return 1.0 - 10.0 / (10.0 + raw)
 
 
+@dataclass(frozen=True)
+class RailsScorer:
+    """The seed score of tiles inside ``rails``, 0 outside (pickles with its rails)."""
+
+    rails: Rails
+    __name__ = "rails"
+
+    def __call__(self, tile: TileView) -> float:
+        inside = self.rails.inside({k: np.asarray([v]) for k, v in tile.features.items()})
+        return seed_score(tile) if bool(inside[0]) else 0.0
+
+    def vectorised(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.where(self.rails.inside(features), seed_scores(features), 0.0)
+
+
 def vectorised_scorer(scorer: Scorer) -> Callable[[Mapping[str, np.ndarray]], np.ndarray] | None:
     """The whole-grid form of a built-in scorer, or None for a custom one."""
+    if isinstance(scorer, RailsScorer):
+        return scorer.vectorised
     if scorer is seed_score:
         return seed_scores
     if scorer is tissue_fraction_score:
@@ -161,9 +183,15 @@ def _builtin_scorers() -> Mapping[str, Scorer]:
 
 
 def resolve_scorer(spec: str | Scorer) -> Scorer:
-    """A scorer from a callable, a built-in name ('seed', 'tissue') or 'module:function'."""
+    """A scorer from a callable, a built-in name ('seed', 'tissue'), 'rails:FILE' or
+    'module:function'."""
     if callable(spec):
         return spec
+    if spec.startswith("rails:"):
+        try:
+            return RailsScorer(load_rails(spec[len("rails:") :]))
+        except ValueError as exc:
+            raise ScorerError(f"scorer {spec!r}: {exc}") from None
     builtins = _builtin_scorers()
     if spec in builtins:
         return builtins[spec]

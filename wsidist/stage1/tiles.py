@@ -21,7 +21,14 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from wsidist.stage1.features import Windows, gray_of, hsv_moments, tile_entropy, window_sums
+from wsidist.stage1.features import (
+    Windows,
+    gray_of,
+    hsv_moments,
+    tile_entropy,
+    tile_peak_frac,
+    window_sums,
+)
 from wsidist.stage1.scoring import (
     HUE_MAX_DEG,
     HUE_MIN_DEG,
@@ -136,7 +143,8 @@ def tile_features(
     ``rgb`` (uint8), ``tissue`` and ``pen`` (bool) share the scaled shape; ``width`` and
     ``height`` are the slide's level-0 size; ``coverage`` (uint8, 255 = all tissue) gives the
     tissue share of each scaled pixel (default: the tissue mask). Columns: row, col, x, y, w,
-    h, tissue_frac, pen_frac, background_frac, entropy, color_factor, sv_factor,
+    h, tissue_frac, pen_frac, background_frac, entropy, peak_frac (seed 004: the share of
+    the tile's gray pixels in its 3 most populous levels), color_factor, sv_factor,
     quantity_factor, tissue_class, score, rank (1 = best score in the slide). Features of the
     whole grid are computed at once; only a custom scorer sees one :class:`TileView` per tile.
     """
@@ -149,11 +157,13 @@ def tile_features(
     t_frac = window_sums(cov, win) / (255.0 * np.maximum(area, 1))
     p_frac = window_sums(pen & ~tissue, win) / np.maximum(area, 1)
     m = hsv_moments(rgb, tissue, win, (HUE_MIN_DEG, HUE_MAX_DEG))
+    gray = gray_of(rgb)
     features = {
         "tissue_frac": t_frac,
         "pen_frac": p_frac,
         "background_frac": np.maximum(0.0, 1.0 - t_frac - p_frac),
-        "entropy": tile_entropy(gray_of(rgb), win),
+        "entropy": tile_entropy(gray, win),
+        "peak_frac": tile_peak_frac(gray, win),
         "color_factor": color_factors(m["n_hue"], m["sum_hue"], m["sum_hue2"]),
         "sv_factor": sv_factors(m, area),
         "quantity_factor": quantity_factors(t_frac),
