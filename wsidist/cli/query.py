@@ -71,7 +71,9 @@ def select_tiles(
         str | None,
         opt(help="also write DIR/<slide_id>.geojson: the tiles as QuPath polygons", metavar="DIR"),
     ] = None,
-<<<<<<< HEAD
+    rails: Annotated[
+        str | None, opt(help="keep tiles inside these rails (wsidist rails fit)", metavar="FILE")
+    ] = None,
     sample: SampleOpt = False,
     size: SizeOpt = None,
     stride: StrideOpt = None,
@@ -86,11 +88,6 @@ def select_tiles(
     within_contours: ContoursOpt = False,
     pad: PadOpt = "0",
     allow_straddle: StraddleOpt = False,
-=======
-    rails: Annotated[
-        str | None, opt(help="keep tiles inside these rails (wsidist rails fit)", metavar="FILE")
-    ] = None,
->>>>>>> wt-annot
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
@@ -103,6 +100,13 @@ def select_tiles(
                 "per_class": per_class, "class_by": class_by, "classes": classes,
                 "min_tissue": min_tissue, "pad": pad, "allow_straddle": allow_straddle,
                 "labels": labels, "class_at": class_at}  # fmt: skip
+    if rails:  # a tile filter; with --sample, on the tile at each box centre
+        with reported() as caught:
+            from wsidist.filters.rails import load_rails
+
+            inside = load_rails(rails).where_sql()
+            where = f"({where}) AND {inside}" if where and where.strip() else inside
+        caught.exit_on_error()
     if sample or within_contours:
         with reported() as caught:
             if top is not None or stratum:
@@ -123,11 +127,6 @@ def select_tiles(
 
     with reported() as caught:
         strata = [_parse_stratum(s) for s in stratum or []] or None
-        if rails:
-            from wsidist.filters.rails import load_rails
-
-            inside = load_rails(rails).where_sql()
-            where = f"({where}) AND {inside}" if where and where.strip() else inside
         table = select(out, top=top, where=where, strata=strata)
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
         written = [f"{url.rpartition('/')[2]}  {table.num_rows} rows"]
