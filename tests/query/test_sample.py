@@ -376,3 +376,14 @@ def test_missing_or_corrupt_masks_leave_their_slide_out_named(labelled_out, tmp_
     kept = sample(copy, SampleConfig(size="64", where="tissue_frac > 0.5"))
     assert set(kept.table["slide_id"].to_pylist()) == {"typical"}
     assert 0 < kept.table.num_rows < sample(copy, SampleConfig(size="64")).table.num_rows
+
+
+def test_sample_of_an_s3_output_equals_the_local_one(labelled_out, s3, s3_bucket):
+    fs = s3.filesystem()
+    fs.put(str(labelled_out), f"{s3_bucket.removeprefix('s3://')}/run", recursive=True)
+    for config in (SampleConfig(size="64", stride="32", jitter="9", per_class=7, labels=True),
+                   SampleConfig(size="128", within_contours=True, pad="16")):  # fmt: skip
+        remote = sample(f"{s3_bucket}/run", config, storage_options=s3.storage_options)
+        local = sample(labelled_out, config)
+        assert remote.table.num_rows > 0 and remote.table.equals(local.table)
+        assert remote.counts == local.counts
