@@ -387,3 +387,16 @@ def test_sample_of_an_s3_output_equals_the_local_one(labelled_out, s3, s3_bucket
         local = sample(labelled_out, config)
         assert remote.table.num_rows > 0 and remote.table.equals(local.table)
         assert remote.counts == local.counts
+
+
+def test_without_annotations_classes_come_from_class_by_only(synthetic_slides, client, tmp_path):
+    """Tiles without a label column: boxes have no class, and per_class without class_by is
+    refused before any mask is read."""
+    sparse = next(s for s in synthetic_slides if s.path.name == "sparse.svs")
+    out = tmp_path / "plain"
+    run_stage1([str(sparse.path)], str(out), Stage1Config(scale=SCALE), client=client)
+    result = sample(out, SampleConfig(size="128"))
+    assert result.table.num_rows > 0 and set(result.table["class"].to_pylist()) == {None}
+    assert [(r["class"], r["selected"]) for r in result.counts] == [(None, result.table.num_rows)]
+    with pytest.raises(ConfigError, match="needs classes"):
+        sample(out, SampleConfig(size="128", per_class=3))

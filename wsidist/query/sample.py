@@ -71,6 +71,11 @@ def sample(
     try:
         class_by = config.class_by or ("label" if "label" in columns else None)
         class_by = None if config.labels else class_by
+        if config.per_class and not (class_by or config.labels):
+            raise ConfigError(
+                f"per_class {config.per_class} needs classes: the tiles have no label column; "
+                "give class_by (a SQL expression) or labels (the label mask)"
+            )
         if class_by:
             check_expression(con, class_by, columns, "class expression")
         if config.where:
