@@ -122,3 +122,26 @@ def test_files_match_slides_by_id_or_stem(tmp_path):
         annotation_index(str(tmp_path))
     with pytest.raises(ConfigError, match="no such"):
         annotation_index(str(tmp_path / "nope"))
+
+
+def test_manifest_column_and_attaching_files(tmp_path):
+    from wsidist.runtime.manifest import read_manifest
+    from wsidist.runtime.tasks import SlideTask
+    from wsidist.stage1.labels import attach_annotations
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.geojson").write_text("{}")
+    (tmp_path / "notes" / "b.geojson").write_text("{}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("url,annotations,site\nx.svs,notes/b.geojson,lung\ny.svs,,skin\n")
+    rows = read_manifest(str(manifest))
+    assert rows[0].annotation == str(tmp_path / "notes" / "b.geojson")
+    assert rows[1].annotation is None and rows[0].labels == {"site": "lung"}  # not a label
+    tasks = [SlideTask("/s/a.svs", "a"), SlideTask("/s/x.svs", "x", annotation=rows[0].annotation),
+             SlideTask("/s/z.svs", "z")]  # fmt: skip
+    got = attach_annotations(tasks, str(tmp_path / "notes"))
+    assert [t.annotation and t.annotation.rsplit("/", 1)[-1] for t in got] == [
+        "a.geojson", "b.geojson", None,
+    ]  # fmt: skip
+    one = attach_annotations([SlideTask("/s/q.svs", "q")], str(tmp_path / "notes" / "a.geojson"))
+    assert one[0].annotation.endswith("a.geojson")  # one slide, one file: no names needed

@@ -96,6 +96,22 @@ def test_slide_without_annotation_and_unreadable_annotation(labelled_run):
     assert not (out / layout.tiles_key("broken")).exists()
 
 
+def test_rerun_skips_unless_the_annotation_changed(labelled_run, client):
+    out, _, _ = labelled_run
+    slides = out.parent / "slides"
+    notes = out.parent / "annotations"
+    config = Stage1Config(scale=SCALE, tile_size=128)
+    again = run_stage1([str(slides / "good.tiff")], str(out), config, client=client,
+                       annotations=str(notes))  # fmt: skip
+    assert {r["slide_id"]: r for r in again.to_pylist()}["good"]["skipped"]
+    doc = geojson_doc({"tumour": stained_classes(SPEC)["tumour"]})
+    (notes / "good.geojson").write_text(json.dumps(doc))
+    changed = run_stage1([str(slides / "good.tiff")], str(out), config, client=client,
+                         annotations=str(notes))  # fmt: skip
+    row = {r["slide_id"]: r for r in changed.to_pylist()}["good"]
+    assert not row["skipped"] and row["annotation_classes"] == ["tumour"]
+
+
 def test_unannotated_tiles_get_label_none():
     import pyarrow as pa
 
