@@ -30,6 +30,23 @@ from wsidist.cli.output import (
     progress_bar,
     reported,
 )
+from wsidist.cli.sample import (
+    ClassAtOpt,
+    ClassByOpt,
+    ClassesOpt,
+    ContoursOpt,
+    JitterOpt,
+    LabelsOpt,
+    MinTissueOpt,
+    PadOpt,
+    PerClassOpt,
+    SampleOpt,
+    SeedOpt,
+    SizeOpt,
+    StraddleOpt,
+    StrideOpt,
+    run_sample,
+)
 from wsidist.errors import WsidistError
 
 TOP_TILE_PX = 256  # top-tiles' tile side in level-0 px, as the field's patch tools
@@ -57,22 +74,59 @@ def select_tiles(
     rails: Annotated[
         str | None, opt(help="keep tiles inside these rails (wsidist rails fit)", metavar="FILE")
     ] = None,
+    sample: SampleOpt = False,
+    size: SizeOpt = None,
+    stride: StrideOpt = None,
+    jitter: JitterOpt = "0",
+    seed: SeedOpt = 0,
+    per_class: PerClassOpt = None,
+    class_by: ClassByOpt = None,
+    classes: ClassesOpt = None,
+    min_tissue: MinTissueOpt = 0.0,
+    labels: LabelsOpt = False,
+    class_at: ClassAtOpt = "centre",
+    within_contours: ContoursOpt = False,
+    pad: PadOpt = "0",
+    allow_straddle: StraddleOpt = False,
 ) -> None:
     """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
     Writes OUT/selection.parquet (or --to): one row per tile (slide_id, url, x, y, w, h,
     level, mpp, score, rank, tissue_frac, level_count). Failed slides are left out.
+    With --sample or --within-contours the rows are sampled boxes (--size, any level-0
+    position) with their class, grid origin, perturbation and region; see docs/sampling.md.
     """
+    sampling = {"size": size, "stride": stride, "jitter": jitter, "seed": seed,
+                "per_class": per_class, "class_by": class_by, "classes": classes,
+                "min_tissue": min_tissue, "pad": pad, "allow_straddle": allow_straddle,
+                "labels": labels, "class_at": class_at}  # fmt: skip
+    if rails:  # a tile filter; with --sample, on the tile at each box centre
+        with reported() as caught:
+            from wsidist.filters.rails import load_rails
+
+            inside = load_rails(rails).where_sql()
+            where = f"({where}) AND {inside}" if where and where.strip() else inside
+        caught.exit_on_error()
+    if sample or within_contours:
+        with reported() as caught:
+            if top is not None or stratum:
+                raise WsidistError("--top and --stratum select tiles: not with --sample")
+            if size is None:
+                raise WsidistError("--sample needs --size (e.g. --size 256 or --size 128um)")
+        caught.exit_on_error()
+        run_sample(out, to, geojson, where, within_contours=within_contours, **sampling)
+        return
+    given = [k for k, v in sampling.items() if v not in (None, False, 0, 0.0, "0", "centre")]
+    if given:
+        with reported() as caught:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise WsidistError(f"{names}: only with --sample or --within-contours")
+        caught.exit_on_error()
     from wsidist.query.geojson import write_selection_geojson
     from wsidist.query.select import failed_slides, select, selection_counts, write_selection
 
     with reported() as caught:
         strata = [_parse_stratum(s) for s in stratum or []] or None
-        if rails:
-            from wsidist.filters.rails import load_rails
-
-            inside = load_rails(rails).where_sql()
-            where = f"({where}) AND {inside}" if where and where.strip() else inside
         table = select(out, top=top, where=where, strata=strata)
         url = write_selection(table, to or f"{out.rstrip('/')}/{layout.SELECTION_TABLE}")
         written = [f"{url.rpartition('/')[2]}  {table.num_rows} rows"]

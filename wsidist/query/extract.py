@@ -12,8 +12,9 @@ rewritten (status ``skipped``). A slide that cannot be opened or read becomes ``
 with the reason while the other slides complete.
 
 Options: ``shard_bytes`` writes WebDataset-style tar shards ``shards/<slide_id>-%06d.tar`` instead
-of one file per patch, each patch followed by its ``.json`` metadata member; ``mosaic=N`` also stitches each slide's first N patches into a grid image
-``mosaics/<slide_id>.<ext>``. The index's ``kind`` column says ``patch``, ``shard`` or ``mosaic``; ``edge`` says whether a
+of one file per patch, each patch followed by its ``.json`` metadata member; ``mosaic=N`` also stitches each slide's first N patches (in selection order) into a grid image
+``mosaics/<slide_id>.<ext>``, each patch row recording its place as ``mosaic_pos``
+(row-major, ``ceil(sqrt(N))`` columns). The index's ``kind`` column says ``patch``, ``shard`` or ``mosaic``; ``edge`` says whether a
 patch is ``whole``, ``padded`` with white (beyond the slide, or a clipped tile squared by
 ``size``) or ``dropped`` (``edge="drop"``: status ``dropped``, nothing written).
 """
@@ -73,6 +74,7 @@ INDEX_SCHEMA = pa.schema(
         ("status", pa.string()),  # written | skipped | failed | dropped
         ("error", pa.string()),
         ("edge", pa.string()),  # whole | padded (white fill) | dropped (an edge box, --edge drop)
+        ("mosaic_pos", pa.int32()),  # a patch's place in its slide's mosaic (row-major), or null
     ]
 )
 
@@ -298,6 +300,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
                 rows.append(row)
                 continue
             if opts.mosaic and len(mosaic_tiles) < opts.mosaic:
+                row["mosaic_pos"] = len(mosaic_tiles)
                 mosaic_tiles.append(rgb)
             row.update(level=lvl, mpp=out_mpp, out_w=rgb.shape[1], out_h=rgb.shape[0])
             key = layout.patch_key(task.slide_id, x, y, lvl, opts.ext)

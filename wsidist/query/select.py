@@ -80,8 +80,7 @@ def select(
     slides = _read_slides(store, out)
     con = _connect(store)
     try:
-        tiles_url = f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}"
-        _create_view(con, slides, tiles_url, out)
+        _create_view(con, slides, _tiles_url(store), out)
         _lock_down(con, store.full_url(layout.TILES_DIR))
         columns = [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
         if where is not None and where.strip():
@@ -146,7 +145,42 @@ def selection_counts(table: pa.Table) -> pa.Table:
     return counts.sort_by("slide_id")
 
 
+def open_tiles(out: str, store: Store) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A locked-down DuckDB connection with the ``candidates`` view (tiles of the ``ok``
+    slides joined with their slide columns, as :func:`select` sees them) and its columns.
+    In-memory tables may still be registered; no other file can be opened."""
+    con = _connect(store)
+    try:
+        _create_view(con, _read_slides(store, out), _tiles_url(store), out)
+        _lock_down(con, store.full_url(layout.TILES_DIR))
+        return con, [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
+    except BaseException:
+        con.close()
+        raise
+
+
+def check_expression(con: duckdb.DuckDBPyConnection, expr: str, columns: list[str], what: str):
+    """Raise :class:`WsidistError` unless ``expr`` is one expression over ``candidates``."""
+    sql = f"SELECT ({expr}) FROM candidates"
+    try:
+        statements = con.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise WsidistError(
+                f"bad {what} {expr!r}: give one expression over the tile and slide columns, "
+                f"not more statements\navailable columns: {', '.join(columns)}"
+            )
+        con.execute(f"{sql} LIMIT 0").fetchall()
+    except duckdb.Error as exc:
+        raise WsidistError(
+            f"bad {what} {expr!r}: {exc}\navailable columns: {', '.join(columns)}"
+        ) from None
+
+
 # -- internals ---------------------------------------------------------------------------------
+def _tiles_url(store: Store) -> str:
+    return f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}"
+
+
 def _root(out: str) -> str:
     return out.rstrip("/") if "://" in out else os.path.abspath(out)
 
