@@ -27,6 +27,10 @@ class SlideError(WsidistError):
     """A slide could not be opened or read; the message names the file and the reason."""
 
 
+class AnnotationError(WsidistError, ValueError):
+    """An annotation file cannot be read or used; the message names the file and the reason."""
+
+
 class PyramidError(WsidistError):
     """A pyramid cannot be written (bad arguments, a mask without tissue, …)."""
 

@@ -14,6 +14,8 @@ Stage 1 (``wsidist score``)::
     thumbnails/<id>.jpg                     the scaled image the filters ran on
     status/<id>.json                        the slide's summary row (rerun skip)
     batch/<id>/…                            with --batch: step images, tile summary, heat map
+    labels/<id>.png                         with annotations: the class-index label mask at
+                                            the filter scale (palette PNG, legend in metadata)
 
 Query and extraction::
 
@@ -100,6 +102,14 @@ def contours_key(slide_id: str) -> str:
 
 def thumbnail_key(slide_id: str) -> str:
     return f"thumbnails/{slide_id}.jpg"
+
+
+LABELS_DIR = "labels"  # labels/<id>.png: rasterised annotation classes (stage 1)
+
+
+def labels_key(slide_id: str) -> str:
+    """The slide's label mask: palette PNG, 0 = no class, k = the k-th class in sorted order."""
+    return f"{LABELS_DIR}/{slide_id}.png"
 
 
 STATUS_DIR = "status"  # status/<id>.json: the slides.parquet rows

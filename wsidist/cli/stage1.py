@@ -77,6 +77,14 @@ def score(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     manifest: ManifestOpt = None,
+    annotations: Annotated[
+        str | None,
+        opt(
+            help="folder (or URL) of .geojson/.json/.xml annotations, one per slide, matched "
+            "by slide id or file stem (a manifest 'annotations' column names them instead)",
+            metavar="DIR|URL",
+        ),
+    ] = None,
     cluster: ClusterOpt = None,
     dashboard: DashboardOpt = None,
     tls_ca: TlsCaOpt = None,
@@ -86,7 +94,8 @@ def score(
     """Stage 1: tissue masks and scored tiles for every slide (hive-partitioned Parquet).
 
     Writes OUT/slides.parquet, OUT/tiles/slide_id=<id>/part-0.parquet, OUT/masks/<id>.png,
-    OUT/thumbnails/<id>.jpg, OUT/status/<id>.json (and OUT/batch/<id>/ with --batch).
+    OUT/thumbnails/<id>.jpg, OUT/status/<id>.json (and OUT/batch/<id>/ with --batch;
+    OUT/labels/<id>.png and label columns with --annotations).
     A job file (--config) holds the same fields; flags override it.
     """
     from wsidist.stage1.config import build_job
@@ -95,10 +104,19 @@ def score(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
-        cache_dir=cache_dir, manifest=manifest,
+        cache_dir=cache_dir, manifest=manifest, annotations=annotations,
         cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
-    raise typer.Exit(_run(lambda: build_job(config, **fields)))
+    raise typer.Exit(_run(lambda: _with_annotations(build_job(config, **fields))))
+
+
+def _with_annotations(job):
+    """The job, once its annotation folder lists (a bad one exits before any work)."""
+    if job.annotations:
+        from wsidist.io.annotation_match import annotation_index
+
+        annotation_index(job.annotations, job.storage_options)
+    return job
 
 
 def demo(
@@ -159,6 +177,8 @@ def stage1_closing(job, table) -> Closing:
     ]
     if job.config.batch:
         outputs.append("batch/<id>/          step images, tile summary, score heat map")
+    if getattr(job, "annotations", None) or any(r.get("annotation_url") for r in table.to_pylist()):
+        outputs.append("labels/<id>.png      annotation classes (palette PNG, legend inside)")
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     steps = [f"wsidist select {out} --top 20"] if ok else []
     if ok:
@@ -175,7 +195,7 @@ def _run(build) -> int:
         return run_stage1(
             tasks, job.out, job.config, client=client, overwrite=job.overwrite,
             cache_dir=job.cache_dir, storage_options=job.storage_options, on_result=on_result,
-            manifest=job.manifest,
+            manifest=job.manifest, annotations=getattr(job, "annotations", None),
         )  # fmt: skip
 
     return run_slide_job("stage 1", build, run, STAGE1_COLUMNS, stage1_closing)

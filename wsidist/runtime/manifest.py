@@ -7,6 +7,8 @@ a ``.dcm`` file stands for its DICOM series). Optional columns:
   not say) and instead of ``--mpp``;
 - ``slide_id``: the slide's id instead of the one derived from its URL (checked: letters,
   digits, ``.``, ``_``, ``-``; at most 100);
+- ``annotations``: the slide's annotation file (GeoJSON or ASAP XML; a path relative to the
+  manifest's folder, or any URL), used instead of a match in ``--annotations``;
 - any other column is a label, carried into the job's table (``slides.parquet``) as is.
 
 Every bad value raises :class:`~wsidist.errors.ConfigError` naming the row and the value,
@@ -31,7 +33,7 @@ from wsidist.io.inputs import check_slide_id, expand_inputs
 from wsidist.io.remote import local_path
 from wsidist.io.storage import Store
 
-URL, MPP, SLIDE_ID = "url", "mpp", "slide_id"
+URL, MPP, SLIDE_ID, ANNOTATIONS = "url", "mpp", "slide_id", "annotations"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ManifestRow:
     slide_id: str | None = None
     mpp: float | None = None
     labels: dict[str, Any] = field(default_factory=dict, hash=False)
+    annotation: str | None = None
 
 
 def _read_table(path: str, storage_options: dict[str, Any]) -> pa.Table:
@@ -88,6 +91,21 @@ def _resolve_url(raw: Any, base: str, row: int, path: str) -> str:
     return full
 
 
+def _annotation(raw: Any, base: str, where: str) -> str | None:
+    """The row's annotation file (an empty cell: none), resolved like ``url``."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: annotations must be a path or URL, got {raw!r}")
+    raw = raw.strip()
+    local, base_local = local_path(raw), local_path(base)
+    if local is None:
+        return raw
+    if base_local is None:
+        return raw if raw.startswith("/") else posixpath.join(base, raw)
+    return os.path.abspath(os.path.join(base_local, local))
+
+
 def read_manifest(path: str, storage_options: dict[str, Any] | None = None) -> list[ManifestRow]:
     """The rows of a manifest, in file order. Raises :class:`ConfigError` on a bad value."""
     table = _read_table(path, storage_options or {})
@@ -96,7 +114,7 @@ def read_manifest(path: str, storage_options: dict[str, Any] | None = None) -> l
         raise ConfigError(f"manifest {path} has no 'url' column (columns: {', '.join(names)})")
     base = posixpath.dirname(path) if "://" in path else os.path.dirname(os.path.abspath(path))
     columns = {n: _plain(table.column(n)) for n in names}
-    labels = [n for n in names if n not in (URL, MPP, SLIDE_ID)]
+    labels = [n for n in names if n not in (URL, MPP, SLIDE_ID, ANNOTATIONS)]
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
     for i in range(table.num_rows):
@@ -122,6 +140,7 @@ def read_manifest(path: str, storage_options: dict[str, Any] | None = None) -> l
             ManifestRow(
                 url, sid, float(mpp) if mpp is not None else None,
                 {n: columns[n][i] for n in labels},
+                _annotation(columns.get(ANNOTATIONS, [None] * (i + 1))[i], base, where),
             )
         )  # fmt: skip
     if not rows:

@@ -35,6 +35,7 @@ class SlideTask:
     slide_id: str
     mpp: float | None = None
     labels: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    annotation: str | None = None  # the slide's annotation file (manifest or --annotations)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def plan_job(
     tasks = []
     for url in urls:
         row = by_url.get(url)
-        extra = {"mpp": row.mpp, "labels": row.labels} if row else {}
+        extra = {"mpp": row.mpp, "labels": row.labels, "annotation": row.annotation} if row else {}
         tasks.append(SlideTask(url, ids[url], **extra))
     return Plan(tasks, found.notes())
 

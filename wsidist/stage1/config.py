@@ -101,6 +101,9 @@ class Stage1Job(JobSpec):
     """A stage-1 job: inputs, output root, where to run, and the stage-1 config."""
 
     config: Stage1Config = Field(default_factory=Stage1Config)
+    annotations: str | None = Field(
+        None, description="folder or file of GeoJSON/ASAP XML annotations (slide id or stem)"
+    )
 
 
 def build_job(yaml_path: str | Path | None = None, **overrides: Any) -> Stage1Job:

@@ -27,6 +27,7 @@ from wsidist.runtime.results import (
 from wsidist.runtime.skips import current_rows, hash_per_mpp
 from wsidist.runtime.tasks import SlideTask, lost_task_row, plan_tasks, record_lost
 from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.labels import ANNOTATION_FIELDS, annotation_depends, attach_annotations
 from wsidist.stage1.scoring import Scorer
 from wsidist.stage1.worker import process_slide, remove_outputs
 
@@ -80,6 +81,7 @@ def run_stage1(
     scorer: Scorer | None = None,
     on_result: ProgressCallback | None = None,
     manifest: str | None = None,
+    annotations: str | None = None,
 ) -> pa.Table:
     """Run stage 1 over ``inputs`` into ``out``; returns the slides table it wrote.
 
@@ -88,6 +90,8 @@ def run_stage1(
     Python callable (it must pickle). A ``client`` is used as given; otherwise ``scheduler`` or
     a LocalCluster of ``workers``. ``manifest`` (CSV/Parquet: url, optional mpp, slide_id and
     label columns) adds slides and their metadata; labels become columns of the table.
+    ``annotations`` (a folder or file of GeoJSON/ASAP XML, matched by slide id or stem) or a
+    manifest ``annotations`` column label the tiles (:mod:`wsidist.stage1.labels`).
 
     Before any slide is read: the output must not be a file, and an id the output already
     holds for another URL refuses the job (:class:`~wsidist.errors.ConfigError`).
@@ -96,9 +100,12 @@ def run_stage1(
     check_output_root(out, storage_options)
     out = output_root(out)
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
+    tasks = attach_annotations(tasks, annotations, storage_options)
+    labelled = annotations is not None or any(t.annotation for t in tasks)
     store = Store(out, storage_options or {})
     check_stored_ids(store, tasks)
-    schema = labelled_schema(SLIDES_SCHEMA, tasks, stored_schema(store, layout.SLIDES_TABLE))
+    base = pa.schema([*SLIDES_SCHEMA, *ANNOTATION_FIELDS]) if labelled else SLIDES_SCHEMA
+    schema = labelled_schema(base, tasks, stored_schema(store, layout.SLIDES_TABLE))
     if client is None and not scheduler:
         guard_local_cluster()  # before anything is written: a LocalCluster will start
     prepare_output(store)
@@ -112,13 +119,14 @@ def run_stage1(
     skipped = {} if overwrite else current_rows(
         store, tasks, status_dir=layout.STATUS_DIR, status_key=layout.status_key,
         config_hash=hash_per_mpp(config),
+        depends_on=(lambda t: annotation_depends(t.annotation)) if labelled else None,
     )  # fmt: skip
     rows = run_slide_tasks(
         process_slide,
         tasks,
         fn_kwargs={
             "config": config, "store": store, "overwrite": overwrite, "cache_dir": cache_dir,
-            "scorer": scorer,
+            "scorer": scorer, "labelled": labelled,
         },
         lost=lost, client=client, scheduler=scheduler, workers=workers, on_result=on_result,
         skipped=skipped,

@@ -14,6 +14,7 @@ pixels.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,13 @@ from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage1 import render
 from wsidist.stage1.analysis import SlideAnalysis, analyse_slide
 from wsidist.stage1.config import Stage1Config
+from wsidist.stage1.labels import (
+    annotation_columns,
+    annotation_depends,
+    label_mask_png,
+    label_tiles,
+    load_annotation,
+)
 from wsidist.stage1.scoring import Scorer, resolve_scorer
 
 __all__ = ["SlideTask", "process_slide", "remove_outputs"]
@@ -41,19 +49,25 @@ def process_slide(
     overwrite: bool = False,
     cache_dir: str | None = None,
     scorer: Scorer | None = None,
+    labelled: bool = False,
 ) -> dict[str, Any]:
     """Run stage 1 on one slide and return its summary row. Never raises for slide errors.
 
     A manifest ``mpp`` (``task.mpp``) is used instead of the config's and the slide's; what the
-    reader noticed about the file (``Slide.warnings``) joins the row's ``warning``.
+    reader noticed about the file (``Slide.warnings``) joins the row's ``warning``. In a
+    ``labelled`` job (annotations given) the tiles gain label columns from
+    ``task.annotation`` (:mod:`wsidist.stage1.labels`) and the label mask is written.
     """
     if task.mpp is not None:
         config = config.model_copy(update={"mpp": task.mpp})
     config_hash = config.config_hash()
 
     def work() -> dict[str, Any]:
+        annotations = load_annotation(task.annotation) if labelled else None
         with open_slide(task.url, cache_dir=cache_dir) as slide:
             analysis = analyse_slide(slide, config, scorer or resolve_scorer(config.scorer))
+            if labelled:
+                analysis = replace(analysis, tiles=label_tiles(analysis.tiles, annotations))
             noticed = slide.warnings
             pictures = {}
             if config.batch:
@@ -62,6 +76,13 @@ def process_slide(
                     slide, analysis.tiles, name=name, scorer=scorer_name
                 )
         row = _write_outputs(analysis, task, config, store, config_hash, pictures)
+        if annotations is not None:
+            png = label_mask_png(annotations, analysis.tissue.shape, analysis.downsample)
+            store.write_bytes(layout.labels_key(task.slide_id), png)
+        else:
+            store.remove(layout.labels_key(task.slide_id))
+        if labelled:
+            row.update(annotation_columns(annotations, task.annotation))
         if task.mpp is not None:
             row["mpp_source"] = "manifest"
         row["warning"] = "; ".join(filter(None, [*noticed, row["warning"]])) or None
@@ -75,6 +96,7 @@ def process_slide(
         status_key=layout.status_key(task.slide_id),
         columns={"scale": config.scale, **task.labels},
         overwrite=overwrite,
+        depends_on=(lambda: annotation_depends(task.annotation)) if labelled else None,
         on_failure=lambda: remove_outputs(store, task.slide_id),
     )
 
@@ -95,6 +117,7 @@ def remove_outputs(store: Store, slide_id: str) -> None:
     store.remove(layout.mask_key(slide_id))
     store.remove(layout.thumbnail_key(slide_id))
     store.remove(layout.contours_key(slide_id))
+    store.remove(layout.labels_key(slide_id))
     store.remove(layout.batch_dir(slide_id), recursive=True)
 
 
