@@ -7,8 +7,8 @@ import pytest
 from shapely.geometry import box
 
 from wsidist.demo.annotations import mask_classes, stained_classes
-from wsidist.demo.stained import StainedSpec, StainedTruth
 from wsidist.demo.spec import SynthSpec
+from wsidist.demo.stained import StainedSpec, StainedTruth
 from wsidist.demo.synth import CELL, TISSUE_LABELS, synth_truth
 from wsidist.imaging.labels import (
     box_coverage,

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import shapely.affinity
 
 from wsidist.errors import ConfigError, WsidistError
 from wsidist.evaluate.sources import Raster, Source, Vector, open_source, slide_sizes
+from wsidist.imaging.labels import rasterise_labels
 from wsidist.imaging.mask_metrics import METRICS, Counts, confusion, mean_of, scores
 from wsidist.imaging.masks import grid_shape, resample_mask
 from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB, MB
@@ -111,7 +113,8 @@ def compare(
     rows.sort(key=lambda r: (r["slide_id"].lower(), r["slide_id"]))
     total = sum((c for _, c in done), Counts())
     summary = {"n_slides": len(done), "status": "ok"}
-    rows.append({"scope": "pooled", **summary, **scores(total), **vars(total)})
+    pooled = scores(total) if done else dict.fromkeys(METRICS)  # no slide: nothing to say
+    rows.append({"scope": "pooled", **summary, **pooled, **vars(total)})
     rows.append({"scope": "mean", **summary, **mean_of(r for r, _ in done)})
     table = pa.Table.from_pylist([{n: r.get(n) for n in METRICS_SCHEMA.names} for r in rows],
                                  schema=METRICS_SCHEMA)  # fmt: skip
@@ -218,7 +221,11 @@ def _grid(a: Raster | Vector, b: Raster | Vector, size, options: MetricsOptions)
 def _on_grid(side: Raster | Vector, other: Raster | Vector, grid: Grid):
     """``side`` on ``grid``, and how it got there."""
     if isinstance(side, Vector):
-        raise WsidistError("annotations are not readable yet")
+        gx, gy = grid.px0  # annotations only meet grids in level-0 px (see _grid)
+        geometry = shapely.affinity.scale(side.geometry, 1 / gx, 1 / gy, origin=(0, 0))
+        mask = rasterise_labels({"class": geometry}, grid.shape, 1.0) > 0
+        repaired = f", {side.repaired} geometries repaired" if side.repaired else ""
+        return mask, f"rasterised (pixel centres inside){repaired}"
     if side.mask.shape == grid.shape and (grid.px0 is None or side.px0 == grid.px0):
         return side.mask, "native"
     if grid.px0 is None:  # relative: the grid is the other mask's, both span one extent

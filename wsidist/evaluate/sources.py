@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from shapely.geometry import GeometryCollection
 
 from wsidist import layout
 from wsidist.errors import ConfigError, WsidistError
 from wsidist.imaging.masks import decode_mask
+from wsidist.io.annotations import read_annotations
 from wsidist.io.storage import Store
 
 __all__ = ["MASK_SUFFIXES", "Raster", "Source", "Vector", "open_source"]
@@ -98,7 +100,24 @@ class Source:
 
 
 def _load_annotations(url: str, class_name: str | None, storage_options: dict) -> Vector:
-    raise WsidistError(f"annotations are not readable yet: {url}")
+    """One class of the file: ``class_name`` (exact, else ignoring case), or its only class."""
+    notes = read_annotations(url, storage_options)
+    names = notes.names
+    if class_name is None:
+        if len(names) > 1:
+            raise WsidistError(
+                f"{url} has {len(names)} classes ({', '.join(names)}): choose one with --class"
+            )
+        chosen = names[0] if names else None
+    else:
+        folded = [n for n in names if n.lower() == class_name.lower()]
+        chosen = class_name if class_name in names else (folded[0] if folded else None)
+        if chosen is None:
+            raise WsidistError(
+                f"{url} has no class {class_name!r} (it has: {', '.join(names) or 'none'})"
+            )
+    geometry = notes.classes[chosen] if chosen is not None else GeometryCollection()
+    return Vector(geometry, url, notes.repaired)
 
 
 def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Source:
