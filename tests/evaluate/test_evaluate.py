@@ -29,7 +29,7 @@ from wsidist.demo.synth import TISSUE_LABELS, write_synthetic_slide
 from wsidist.errors import ConfigError
 from wsidist.evaluate.metrics import MetricsOptions, compare
 from wsidist.evaluate.tilemask import TileMaskOptions, masks_from_tiles
-from wsidist.imaging.labels import rasterise_labels
+from wsidist.imaging.labels import encode_label_png, rasterise_labels
 from wsidist.imaging.masks import decode_mask
 from wsidist.query.select import select, write_selection
 from wsidist.stage1.config import Stage1Config
@@ -207,6 +207,27 @@ def test_stage1_against_truth_at_another_scale(generated, tmp_path):
     assert got == [("mean", pytest.approx(row["dice"]))]
 
 
+def test_stage1_masks_folder_and_label_pngs(generated, tmp_path):
+    out, truth, _ = generated
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    tumour = truth.tissue_mask(SCALE)
+    np.save(gt / f"{SID}.npy", tumour)
+    whole = compare(str(out), str(gt)).to_pylist()[0]
+    direct = compare(str(out / "masks"), str(gt)).to_pylist()[0]  # OUT/masks: the same
+    assert direct["grid_px0_x"] == SCALE and direct["dice"] == whole["dice"]
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    index = np.where(tumour, 2, 0).astype(np.uint8)
+    index[:3, :3] = 1  # a little "stroma" (class 1, sorted first)
+    (labels / f"{SID}.png").write_bytes(encode_label_png(index, ["stroma", "tumour"]))
+    row = compare(str(labels), str(gt), MetricsOptions(slides=str(out))).to_pylist()[0]
+    assert row["status"] == "failed" and "--class" in row["error"]
+    options = MetricsOptions(slides=str(out), class_name="tumour")
+    row = compare(str(labels), str(gt), options).to_pylist()[0]
+    assert row["dice"] == 1.0 and row["grid_px0_x"] == pytest.approx(WIDTH / tumour.shape[1])
+
+
 def test_metrics_command_prints_table_grid_and_unmatched(generated, tmp_path):
     out, truth, _ = generated
     gt = tmp_path / "gt"
@@ -218,7 +239,8 @@ def test_metrics_command_prints_table_grid_and_unmatched(generated, tmp_path):
                              env={"COLUMNS": "120"})  # fmt: skip
     assert res.exit_code == 0, res.output
     assert SID in res.output and "(pooled, 1)" in res.output and "(mean, 1)" in res.output
-    assert "the gt mask's grid" in res.output and "native" in res.output
+    assert "the gt mask's grid (both of one size), 16 level-0 px per px" in res.output
+    assert "PRED native, GT native" in res.output
     assert "other [gt_only]" in res.output
     assert pq.read_table(dest).num_rows == 4  # two slides, pooled, mean
     res = CliRunner().invoke(app, ["metrics", str(out), str(gt), "--grid", "nearest"])

@@ -122,7 +122,7 @@ def metrics_cmd(
     rows = table.to_pylist()
     print_fitted(*metrics_table(rows, console.width))
     slide_rows = [r for r in rows if r["scope"] == "slide"]
-    grids = sorted({f"{r['grid']}; PRED {r['pred_resampled']}, GT {r['gt_resampled']}"
+    grids = sorted({f"{r['grid']}{_px0(r)}; PRED {r['pred_resampled']}, GT {r['gt_resampled']}"
                     for r in slide_rows if r["status"] == "ok"})  # fmt: skip
     print_lines("grid (per slide):", grids)
     meta = json.loads(table.schema.metadata[b"wsidist"])
@@ -140,6 +140,14 @@ def metrics_cmd(
         style="bold red",
     )  # fmt: skip
     print_closing(root, [f"{name}  per slide, pooled and mean rows"], [])
+    raise typer.Exit(1 if any(r["status"] == "failed" for r in slide_rows) else 0)
+
+
+def _px0(row: dict) -> str:
+    x, y = row["grid_px0_x"], row["grid_px0_y"]
+    if x is None:
+        return ""
+    return f", {x:.4g} level-0 px per px" if x == y else f", {x:.4g}×{y:.4g} level-0 px per px"
 
 
 def metrics_table(rows: list[dict], width: int):

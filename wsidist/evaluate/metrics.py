@@ -9,8 +9,8 @@ and a slide that cannot be read is a ``failed`` row with its reason.
 the grid of one of the masks, as is: ``grid="coarser"`` (default; the mask of fewer pixels),
 ``"finer"``, ``"pred"`` or ``"gt"``. Annotations have no grid of their own: with a mask they
 take its grid, alone (both sides annotations) :data:`DEFAULT_SCALE`. A mask's level-0 px per
-pixel comes from the stage-1 ``scale``, the PNG's ``wsidist`` chunk, or the slide size over
-the mask size (a mask is taken to span the slide); with no slide size and no scale known, two
+pixel comes from the stage-1 ``scale``, the PNG's ``wsidist`` chunk, the other mask's when
+both have one shape, or the slide size over the mask size (a mask is taken to span the slide); with no slide size and no scale known, two
 masks are taken to span the same extent.
 
 **Resampling**: a mask on another grid is area-weighted, a pixel set when at least half of it
@@ -156,7 +156,7 @@ def _one_slide(
     max_px = int(options.memory_budget_mb * MB / BYTES_PER_GRID_PX)
     a = pred.load(pred_id, class_name=options.class_name, max_px=max_px)
     b = gt.load(gt_id, class_name=options.class_name, max_px=max_px)
-    a, b = _with_px0(a, size), _with_px0(b, size)
+    a, b = _with_px0(a, b, size), _with_px0(b, a, size)
     grid = _grid(a, b, size, options)
     if grid.shape[0] * grid.shape[1] > max_px:
         raise WsidistError(
@@ -176,8 +176,14 @@ def _one_slide(
     return row, counts
 
 
-def _with_px0(side: Raster | Vector, size: tuple[int, int] | None) -> Raster | Vector:
-    if isinstance(side, Raster) and side.px0 is None and size is not None:
+def _with_px0(side: Raster | Vector, other: Raster | Vector, size) -> Raster | Vector:
+    """``side`` with its level-0 px per pixel: a mask of the other's shape shares its grid;
+    else the slide size over the mask size (the mask spans the slide)."""
+    if not isinstance(side, Raster) or side.px0 is not None:
+        return side
+    if isinstance(other, Raster) and other.px0 and other.mask.shape == side.mask.shape:
+        return Raster(side.mask, other.px0, side.source)
+    if size is not None:
         rows, cols = side.mask.shape
         return Raster(side.mask, (size[0] / cols, size[1] / rows), side.source)
     return side
@@ -212,7 +218,8 @@ def _grid(a: Raster | Vector, b: Raster | Vector, size, options: MetricsOptions)
         )
     words = f"the {name} mask's grid"
     if len(rasters) == 2 and options.grid in ("coarser", "finer"):
-        words += f" (the {options.grid})"
+        same = rasters[0][1].mask.shape == rasters[1][1].mask.shape
+        words += " (both of one size)" if same else f" (the {options.grid})"
     if r.px0 is None:
         words += ", both masks taken to span the same extent (no slide size known)"
     return Grid(r.px0, r.mask.shape, words)

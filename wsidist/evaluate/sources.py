@@ -7,7 +7,10 @@
   are reported with their reason;
 - a **folder of masks** (``.png`` / ``.npy``, set where not 0): one per slide, named by slide
   id or stem (also without a trailing ``.mask``/``_mask``/``-mask``); the scale is read from
-  the PNG's ``wsidist`` text chunk (``mask-from-tiles`` writes it), else from the slide's size;
+  the PNG's ``wsidist`` text chunk (``mask-from-tiles`` writes it), else from the slide's size
+  (from ``--slides``, the other side, or a ``slides.parquet`` in the folder above, so
+  ``OUT/masks`` is read as the stage-1 output and ``OUT/labels`` gets its slides' sizes); a
+  label PNG (a legend in its ``wsidist.legend`` chunk) gives one class (``--class``);
 - a **folder of annotations** (``.geojson`` / ``.json`` / ``.xml``, level-0 px);
 - or one such file (its slide id is its stem).
 
@@ -17,6 +20,8 @@ array and, when known, its level-0 px per pixel) or a :class:`Vector` (a level-0
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import posixpath
 import re
@@ -24,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from shapely.geometry import GeometryCollection
 
 from wsidist import layout
 from wsidist.errors import ConfigError, WsidistError
+from wsidist.imaging.labels import LEGEND_KEY, decode_label_png
 from wsidist.imaging.masks import decode_mask
 from wsidist.io.annotations import read_annotations
 from wsidist.io.storage import Store
@@ -84,6 +91,10 @@ class Source:
         try:
             data = self.store.read_bytes(key)
             mask, grid = decode_mask(data, key, max_px=max_px)
+            legend = _legend(data) if key.lower().endswith(".png") else {}
+            if legend:  # a label PNG (stage 1's labels/): one class of it
+                labels, _ = decode_label_png(data)
+                mask = labels == _class_index(legend, class_name, where)
         except WsidistError:
             raise
         except Exception as exc:  # noqa: BLE001 — a corrupt file is that slide's failure
@@ -97,6 +108,26 @@ class Source:
 
     def size(self, slide_id: str) -> tuple[int, int] | None:
         return self.sizes.get(slide_id)
+
+
+def _legend(data: bytes) -> dict[int, str]:
+    with Image.open(io.BytesIO(data)) as img:
+        text = getattr(img, "text", {}).get(LEGEND_KEY)
+    return {int(k): v for k, v in json.loads(text).items() if int(k)} if text else {}
+
+
+def _class_index(legend: dict[int, str], class_name: str | None, where: str) -> int:
+    names = [legend[k] for k in sorted(legend)]
+    if class_name is None:
+        if len(names) == 1:
+            return next(iter(legend))
+        raise WsidistError(
+            f"{where} has {len(names)} classes ({', '.join(names)}): choose one with --class"
+        )
+    for k, name in sorted(legend.items()):
+        if name.lower() == class_name.lower():
+            return k
+    raise WsidistError(f"{where} has no class {class_name!r} (it has: {', '.join(names)})")
 
 
 def _load_annotations(url: str, class_name: str | None, storage_options: dict) -> Vector:
@@ -140,6 +171,11 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Sour
         return source
     if store.exists(layout.SLIDES_TABLE):
         return _stage1_source(url, store)
+    parent = root.rpartition("/")[0]
+    if name == layout.mask_key("x").split("/")[0] and parent:  # OUT/masks: stage 1's
+        above = Store(parent, options)
+        if above.exists(layout.SLIDES_TABLE):
+            return _stage1_source(parent, above)
     try:
         names = sorted(posixpath.basename(p.rstrip("/")) for p in store.fs.ls(store.root))
     except FileNotFoundError:
@@ -162,6 +198,8 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Sour
             other = next(v for s, v in source.items.items() if s.lower() == sid.lower())
             raise ConfigError(f"{url}: {other} and {n} are both for slide {sid!r}")
         source.items[sid] = n
+    if parent and Store(parent, options).exists(layout.SLIDES_TABLE):  # e.g. OUT/labels/
+        source.sizes = _stage1_source(parent, Store(parent, options)).sizes
     return source
 
 
