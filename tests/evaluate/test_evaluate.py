@@ -268,6 +268,25 @@ def test_real_stage1_mask_against_histolab_reference(client, tmp_path):
     assert row["grid_width"] * row["grid_height"] <= 221 * 296  # the coarser grid
 
 
+def test_on_s3_as_locally(generated, s3, s3_bucket, tmp_path):
+    out, _, _ = generated
+    fs = s3.filesystem()
+    bucket = s3_bucket.removeprefix("s3://")
+    for name in ("slides.parquet", "selection.parquet", "masks"):
+        fs.put(str(out / name), f"{bucket}/run/{name}", recursive=name == "masks")
+    so = s3.storage_options
+    table, url = masks_from_tiles(f"{s3_bucket}/run/selection.parquet", storage_options=so)
+    assert url == f"{s3_bucket}/run/tile-masks/tile-masks.parquet"
+    assert table["status"].to_pylist() == ["ok"]
+    remote = compare(f"{s3_bucket}/run/tile-masks", f"{s3_bucket}/run", storage_options=so)
+    local_masks, _ = masks_from_tiles(str(out / "selection.parquet"), str(tmp_path))
+    local = compare(str(tmp_path), str(out))
+    keep = ["scope", "slide_id", "status", "dice", "tp", "fp", "fn", "tn", "grid"]
+    assert remote.select(keep).equals(local.select(keep))
+    assert remote.to_pylist()[0]["status"] == "ok"
+    assert not [p for p in fs.find(f"{bucket}/run") if "_tmp-" in p]
+
+
 def test_sources_refuse_what_they_cannot_read(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     (tmp_path / "a.geojson").write_text("{}")

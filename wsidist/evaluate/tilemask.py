@@ -118,7 +118,9 @@ def masks_from_tiles(
     missing = [c for c in BOX_COLUMNS if c not in boxes.column_names]
     if missing:
         raise ConfigError(f"the selection {selection} lacks the columns {missing}")
-    sizes = _slide_rows(read_table(slides_url(selection, slides), "slides.parquet"))
+    sizes = _slide_rows(
+        read_table(slides_url(selection, slides), "slides.parquet", storage_options)
+    )
     out = out or f"{split_url(selection)[0]}/{layout.TILE_MASKS_DIR}"
     store = Store(out if "://" in out else os.path.abspath(out), storage_options or {})
     store.check_writable()
