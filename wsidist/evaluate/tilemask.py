@@ -49,7 +49,8 @@ TILE_MASKS_SCHEMA = pa.schema(
         ("smooth_px0", pa.float64()),  # the smoothing disk's diameter, level-0 px (0: none)
     ]
 )
-BYTES_PER_MASK_PX = 6  # the int32 difference array, the bool mask, and the PNG being encoded
+BYTES_PER_MASK_PX = 3  # the bool mask, its smoothed copy, and the PNG being encoded
+BYTES_PER_SMOOTHED_PX = 24  # the opening's float64 distance transforms and padded copies
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,10 @@ def _one_slide(
     shape = grid_shape(width, height, d)
     check_memory(
         f"slide {slide_id} ({width}×{height} px at downsample {d:g})",
-        {"mask": shape[0] * shape[1] * BYTES_PER_MASK_PX},
+        {
+            "mask": shape[0] * shape[1] * BYTES_PER_MASK_PX,
+            "smoothing": shape[0] * shape[1] * BYTES_PER_SMOOTHED_PX * bool(options.smooth_px0),
+        },
         options.memory_budget_mb,
         advice="use a larger --scale",
     )

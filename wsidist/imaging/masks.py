@@ -57,27 +57,26 @@ def box_union_mask(
 ) -> np.ndarray:
     """bool ``shape_hw``: pixels whose centre lies inside any level-0 box ``[x, x+w) × [y, y+h)``.
 
-    Boxes may overlap, fall between grid lines or reach past the grid (clipped). Cost is one
-    summed difference array, whatever the overlap.
+    Boxes may overlap, fall between grid lines or reach past the grid (clipped). Each box's
+    pixel range is computed at once for all boxes, then filled: the cost is the boxes' area
+    in mask px (a summed difference array was 10× slower on a slide's worth of tiles).
     """
     rows, cols = shape_hw
     x, y, w, h = (np.asarray(v, dtype=np.float64).ravel() for v in (x, y, w, h))
+    out = np.zeros(shape_hw, bool)
     if not len(x):
-        return np.zeros(shape_hw, bool)
+        return out
     d = float(downsample)
     j0 = np.clip(np.ceil(x / d - 0.5), 0, cols).astype(np.int64)
     j1 = np.clip(np.ceil((x + w) / d - 0.5), 0, cols).astype(np.int64)
     i0 = np.clip(np.ceil(y / d - 0.5), 0, rows).astype(np.int64)
     i1 = np.clip(np.ceil((y + h) / d - 0.5), 0, rows).astype(np.int64)
-    keep = (j1 > j0) & (i1 > i0)
-    j0, j1, i0, i1 = j0[keep], j1[keep], i0[keep], i1[keep]
-    diff = np.zeros((rows + 1, cols + 1), np.int32)
-    np.add.at(diff, (i0, j0), 1)
-    np.add.at(diff, (i0, j1), -1)
-    np.add.at(diff, (i1, j0), -1)
-    np.add.at(diff, (i1, j1), 1)
-    counts = diff.cumsum(axis=0, dtype=np.int32).cumsum(axis=1, dtype=np.int32)
-    return counts[:rows, :cols] > 0
+    keep = np.flatnonzero((j1 > j0) & (i1 > i0))
+    for a, b, c, e in zip(
+        i0[keep].tolist(), i1[keep].tolist(), j0[keep].tolist(), j1[keep].tolist()
+    ):
+        out[a:b, c:e] = True
+    return out
 
 
 def smooth_mask(mask: np.ndarray, diameter_px: float) -> np.ndarray:
@@ -87,13 +86,18 @@ def smooth_mask(mask: np.ndarray, diameter_px: float) -> np.ndarray:
     if radius < 0.5 or not mask.any():
         return mask.copy()
     pad = math.ceil(radius) + 1
-    padded = np.pad(mask, pad, mode="edge")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, mask.shape[0])
+    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, mask.shape[1])
+    padded = np.pad(mask[r0:r1, c0:c1], pad, mode="edge")  # only around the set pixels
     if padded.all():
         return mask.copy()
     opened = morphology.isotropic_erosion(padded, radius)
     if opened.any():
         opened = morphology.isotropic_dilation(opened, radius)
-    return opened[pad:-pad, pad:-pad]
+    out = np.zeros_like(mask)
+    out[r0:r1, c0:c1] = opened[pad:-pad, pad:-pad]
+    return out
 
 
 def resample_mask(
