@@ -268,6 +268,22 @@ def test_real_stage1_mask_against_histolab_reference(client, tmp_path):
     assert row["grid_width"] * row["grid_height"] <= 221 * 296  # the coarser grid
 
 
+def test_mask_from_tiles_command(generated, tmp_path):
+    out, _, boxes = generated
+    dest = tmp_path / "masks"
+    args = ["mask-from-tiles", str(out / "selection.parquet"), "--out", str(dest),
+            "--scale", "4", "--smooth", "400"]  # fmt: skip
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    assert f"1 mask(s) from {len(boxes)} boxes" in res.output and SID in res.output
+    assert "features of one tile may vanish" in res.output  # 400 px ≥ half a 256-px tile
+    assert "wsidist metrics" in res.output and (dest / f"{SID}.png").exists()
+    res = CliRunner().invoke(app, ["mask-from-tiles", str(out / "selection.parquet"),
+                                   "--scale", "2", "--mpp", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "--scale or --mpp" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_on_s3_as_locally(generated, s3, s3_bucket, tmp_path):
     out, _, _ = generated
     fs = s3.filesystem()
