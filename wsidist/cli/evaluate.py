@@ -118,6 +118,7 @@ def metrics_cmd(
         root, name = split_url(to)
         store = Store(root)
         store.write_parquet(name, table)
+        url = store.full_url(name)
     caught.exit_on_error()
     rows = table.to_pylist()
     print_fitted(*metrics_table(rows, console.width))
@@ -139,7 +140,11 @@ def metrics_cmd(
          for r in unmatched),
         style="bold red",
     )  # fmt: skip
-    print_closing(root, [f"{name}  per slide, pooled and mean rows"], [])
+    print_closing(
+        root,
+        [f"{name}  per slide, pooled and mean rows (scope), with the grid of each slide"],
+        [f"duckdb -c \"SELECT slide_id, dice, jaccard FROM '{url}' WHERE scope = 'slide'\""],
+    )
     raise typer.Exit(1 if any(r["status"] == "failed" for r in slide_rows) else 0)
 
 
