@@ -257,6 +257,7 @@ def report_asset_key(name: str) -> str:
 TILE_MASKS_DIR = "tile-masks"
 TILE_MASKS_TABLE = "tile-masks.parquet"
 METRICS_TABLE = "metrics.parquet"  # ``wsidist metrics``: per slide, pooled and mean of slides
+DEMO_TRUTH_DIR = "truth"  # ``wsidist demo``: OUT/truth/<id>.png, the slides' true tissue masks
 
 
 def tile_mask_key(slide_id: str) -> str:

@@ -313,3 +313,15 @@ def test_sources_refuse_what_they_cannot_read(tmp_path):
     Path(tmp_path / "a.geojson").unlink()
     row = compare(str(tmp_path), str(tmp_path)).to_pylist()[0]
     assert row["status"] == "failed" and "cannot read the mask" in row["error"]
+
+
+def test_demo_writes_true_tissue_masks_metrics_reads(tmp_path):
+    from wsidist.demo.synth import DEMO_TRUTH_SCALE, demo_specs, generate_demo_slides, synth_truth
+
+    (path,) = generate_demo_slides(tmp_path / "slides", n=1, truth_dir=tmp_path / "truth")
+    mask, grid = decode_mask((tmp_path / "truth" / f"{path.stem}.png").read_bytes())
+    spec = demo_specs(1, 0)[0]
+    assert grid["downsample"] == DEMO_TRUTH_SCALE and grid["width0"] == spec.width
+    assert np.array_equal(mask, synth_truth(spec).tissue_mask(DEMO_TRUTH_SCALE))
+    row = compare(str(tmp_path / "truth"), str(tmp_path / "truth")).to_pylist()[0]
+    assert row["dice"] == 1.0 and row["grid_px0_x"] == DEMO_TRUTH_SCALE
