@@ -146,6 +146,14 @@ def test_bad_input_fails_clearly_and_the_rest_completes(generated, tmp_path):
     assert rows["nobody"]["status"] == "failed" and "slides.parquet" in rows["nobody"]["error"]
     with pytest.raises(ConfigError, match="--scale or --mpp"):
         TileMaskOptions(scale=2, mpp=1)
+    table, _ = masks_from_tiles(str(out / "selection.parquet"), str(tmp_path / "mpp"),
+                                TileMaskOptions(mpp=4.0))  # fmt: skip
+    assert table["downsample"].to_pylist() == [4.0 / 0.5]  # µm per px over the slide's mpp
+    table, _ = masks_from_tiles(str(out / "selection.parquet"), str(tmp_path / "big"),
+                                TileMaskOptions(scale=1, memory_budget_mb=1))  # fmt: skip
+    (row,) = table.to_pylist()
+    assert row["status"] == "failed" and "memory budget" in row["error"]
+    assert not (tmp_path / "big" / f"{SID}.png").exists()
     with pytest.raises(ConfigError, match="no slides.parquet"):
         masks_from_tiles(str(sel), str(tmp_path / "m"))  # none next to it
     pq.write_table(pa.table({"slide_id": [SID]}), tmp_path / "bad.parquet")
