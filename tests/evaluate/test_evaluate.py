@@ -25,10 +25,19 @@ from tests.helpers.paths import SLIDES
 from wsidist.cli.app import app
 from wsidist.demo.annotations import geojson_doc
 from wsidist.demo.spec import SynthSpec
-from wsidist.demo.synth import TISSUE_LABELS, write_synthetic_slide
+from wsidist.demo.synth import (
+    DEMO_TRUTH_SCALE,
+    TISSUE_LABELS,
+    demo_specs,
+    generate_demo_slides,
+    synth_truth,
+    write_synthetic_slide,
+    write_truth_mask,
+)
 from wsidist.errors import ConfigError
 from wsidist.evaluate.metrics import MetricsOptions, compare
 from wsidist.evaluate.tilemask import TileMaskOptions, masks_from_tiles
+from wsidist.imaging.contours import mask_polygons
 from wsidist.imaging.labels import encode_label_png, rasterise_labels
 from wsidist.imaging.masks import decode_mask
 from wsidist.query.select import select, write_selection
@@ -118,21 +127,23 @@ def test_default_grid_is_the_stage1_mask_scale(generated):
 
 
 def test_smoothing_stays_within_the_stated_tolerance(generated, tmp_path):
-    out, _, boxes = generated
-    diameter = 64
-    table, _ = masks_from_tiles(str(out / "selection.parquet"), str(tmp_path),
-                                TileMaskOptions(scale=1, smooth_px0=diameter))  # fmt: skip
+    out, _, _ = generated
+    diameter, scale = 64, 2  # level-0 px
+    sel = str(out / "selection.parquet")
+    masks_from_tiles(sel, str(tmp_path / "raw"), TileMaskOptions(scale=scale))
+    table, _ = masks_from_tiles(sel, str(tmp_path / "smooth"),
+                                TileMaskOptions(scale=scale, smooth_px0=diameter))  # fmt: skip
     assert table["warning"].to_pylist() == [None]
-    mask, _ = decode_mask((tmp_path / f"{SID}.png").read_bytes())
-    naive, union = _union(boxes)
-    assert not (mask & ~naive).any()  # nothing added
-    removed = int((naive & ~mask).sum())
-    r = diameter / 2
-    corners = _convex_corners(union)
+    raw, _ = decode_mask((tmp_path / "raw" / f"{SID}.png").read_bytes())
+    mask, _ = decode_mask((tmp_path / "smooth" / f"{SID}.png").read_bytes())
+    assert not (mask & ~raw).any()  # nothing added
+    removed = int((raw & ~mask).sum())
+    r = diameter / scale / 2  # mask px
+    corners = sum(_convex_corners(p) for p in mask_polygons(raw))
     bound = corners * ((1 - math.pi / 4) * r * r + 2 * r)  # docs/metrics.md
     print(f"smoothing removed {removed} px at {corners} convex corners (bound {bound:.0f})")
     assert 0 < removed <= bound
-    assert mask.sum() / naive.sum() > 0.99
+    assert mask.sum() / raw.sum() > 0.99
 
 
 def test_bad_input_fails_clearly_and_the_rest_completes(generated, tmp_path):
@@ -323,13 +334,22 @@ def test_sources_refuse_what_they_cannot_read(tmp_path):
     assert row["status"] == "failed" and "cannot read the mask" in row["error"]
 
 
-def test_demo_writes_true_tissue_masks_metrics_reads(tmp_path):
-    from wsidist.demo.synth import DEMO_TRUTH_SCALE, demo_specs, generate_demo_slides, synth_truth
+def test_true_masks_carry_their_grid_and_metrics_reads_them(tmp_path):
+    spec = SynthSpec(width=1500, height=1100, seed=5, n_blobs=2, pens=())
+    truth = synth_truth(spec)
+    write_truth_mask(truth, tmp_path / "truth" / "a.png", 8)
+    mask, grid = decode_mask((tmp_path / "truth" / "a.png").read_bytes())
+    assert grid["downsample"] == 8 and grid["width0"] == 1500
+    assert np.array_equal(mask, truth.tissue_mask(8))
+    write_truth_mask(truth, tmp_path / "coarse" / "a.png", 20)
+    row = compare(str(tmp_path / "coarse"), str(tmp_path / "truth")).to_pylist()[0]
+    assert row["grid_px0_x"] == 20 and row["dice"] > 0.97  # the same truth at two scales
 
+
+@pytest.mark.long  # writes three demo-sized slides (about 30 s)
+def test_demo_slides_come_with_their_truth(tmp_path):
     (path,) = generate_demo_slides(tmp_path / "slides", n=1, truth_dir=tmp_path / "truth")
     mask, grid = decode_mask((tmp_path / "truth" / f"{path.stem}.png").read_bytes())
     spec = demo_specs(1, 0)[0]
     assert grid["downsample"] == DEMO_TRUTH_SCALE and grid["width0"] == spec.width
     assert np.array_equal(mask, synth_truth(spec).tissue_mask(DEMO_TRUTH_SCALE))
-    row = compare(str(tmp_path / "truth"), str(tmp_path / "truth")).to_pylist()[0]
-    assert row["dice"] == 1.0 and row["grid_px0_x"] == DEMO_TRUTH_SCALE

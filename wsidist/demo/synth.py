@@ -282,8 +282,6 @@ def generate_demo_slides(
     """Write `n` demo slides into `folder` (aperio ones as .svs, generic as .tiff); with
     `truth_dir`, each slide's true tissue mask too: `<stem>.png` at `truth_scale` level-0 px
     per px (a pixel is tissue when most of it is), its grid in the PNG's ``wsidist`` chunk."""
-    from wsidist.imaging.masks import encode_mask_png
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = ("typical", "pens", "sparse")
@@ -293,10 +291,17 @@ def generate_demo_slides(
         p = folder / f"synth_{i:02d}_{names[i % 3]}{ext}"
         truth = write_synthetic_slide(p, spec)
         if truth_dir is not None:
-            Path(truth_dir).mkdir(parents=True, exist_ok=True)
-            grid = {"downsample": float(truth_scale), "width0": spec.width,
-                    "height0": spec.height, "truth": "tissue"}  # fmt: skip
-            png = encode_mask_png(truth.tissue_mask(truth_scale), grid)
-            (Path(truth_dir) / f"{p.stem}.png").write_bytes(png)
+            write_truth_mask(truth, Path(truth_dir) / f"{p.stem}.png", truth_scale)
         out.append(p)
     return out
+
+
+def write_truth_mask(truth: SynthTruth, path: Path, scale: float = DEMO_TRUTH_SCALE) -> None:
+    """The true tissue mask at ``scale`` as a 1-bit PNG with its grid (``metrics`` reads it)."""
+    from wsidist.imaging.masks import encode_mask_png
+
+    spec = truth.spec
+    grid = {"downsample": float(scale), "width0": spec.width, "height0": spec.height,
+            "truth": "tissue"}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_mask_png(truth.tissue_mask(scale), grid))
