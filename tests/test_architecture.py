@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"runtime", "filters", "imaging", "io", "layout", "errors"},
     "report": {"runtime", "filters", "imaging", "io", "layout", "errors"},
     "view": {"runtime", "filters", "imaging", "io", "layout", "errors"},
+    "evaluate": {"runtime", "filters", "imaging", "io", "layout", "errors"},
     "cli": {
         "stage1",
         "query",
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "data",
         "report",
         "view",
+        "evaluate",
         "runtime",
         "filters",
         "imaging",

@@ -324,6 +324,21 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
         else:
             assert all(n in res.stdout for n in names), res.stdout
             assert "slide_stats" in res.stdout
+    elif name == "mask-from-tiles":
+        dest = params.get("out") or f"{params['selection'].rpartition('/')[0] or '.'}/tile-masks"
+        rows = _table(wd, f"{dest.rstrip('/')}/tile-masks.parquet").to_pylist()
+        assert rows and all(r["status"] == "ok" for r in rows), rows
+        for r in rows:
+            assert fsspec_exists(wd, f"{dest.rstrip('/')}/{r['slide_id']}.png")
+            assert r["slide_id"] in res.stdout
+    elif name == "metrics":
+        rows = _table(wd, params.get("to") or "metrics.parquet").to_pylist()
+        scopes = [r["scope"] for r in rows]
+        assert scopes.count("pooled") == scopes.count("mean") == 1 and "slide" in scopes
+        assert "(pooled," in res.stdout and "(mean," in res.stdout
+        for r in rows:
+            if r["scope"] == "slide":
+                assert r["slide_id"] in (res.stdout if r["status"] == "ok" else res.stderr)
     else:
         pytest.fail(f"the README test does not know what `wsidist {name}` writes")
 

@@ -249,3 +249,17 @@ def report_top_tile_key(slide_id: str, rank: int) -> str:
 
 def report_asset_key(name: str) -> str:
     return f"assets/{name}"
+
+
+# -- masks from tiles, and metrics --------------------------------------------------------------
+# ``wsidist mask-from-tiles`` writes under its folder (default: TILE_MASKS_DIR next to the
+# selection): <id>.png (1-bit, the grid in its "wsidist" text chunk) and TILE_MASKS_TABLE.
+TILE_MASKS_DIR = "tile-masks"
+TILE_MASKS_TABLE = "tile-masks.parquet"
+METRICS_TABLE = "metrics.parquet"  # ``wsidist metrics``: per slide, pooled and mean of slides
+DEMO_TRUTH_DIR = "truth"  # ``wsidist demo``: OUT/truth/<id>.png, the slides' true tissue masks
+
+
+def tile_mask_key(slide_id: str) -> str:
+    """One slide's mask from tiles, under the folder given to ``mask-from-tiles --out``."""
+    return f"{slide_id}.png"

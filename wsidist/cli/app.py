@@ -8,6 +8,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from wsidist.cli.evaluate import mask_from_tiles_cmd, metrics_cmd
 from wsidist.cli.infer import infer_cmd, stain_fit_cmd
 from wsidist.cli.info import info
 from wsidist.cli.query import extract_cmd, select_tiles, top_tiles_cmd
@@ -97,6 +98,8 @@ COMMANDS = (  # name, function, one line for `wsidist --help`
     ("select", select_tiles, "Select tiles with SQL (DuckDB), without reading pixels."),
     ("extract", extract_cmd, "Write the selected patches (files, tar shards, mosaics)."),
     ("top-tiles", top_tiles_cmd, "The best tiles straight from one slide, in memory."),
+    ("mask-from-tiles", mask_from_tiles_cmd, "Selected tiles as one mask per slide."),
+    ("metrics", metrics_cmd, "Dice, Jaccard, precision, recall of masks against truth."),
     ("rewrite", rewrite_cmd, "Stage 2: glass-removed JPEG-XL (or JPEG) pyramids."),
     ("export", export_cmd, "A pyramid as a JPEG TIFF that OpenSlide-based viewers open."),
     ("restore", restore_cmd, "A --transcode pyramid back to its source's JPEG tiles."),

@@ -135,14 +135,17 @@ def demo(
 ) -> None:
     """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on them.
 
-    The slides go to OUT/demo-slides/; the stage-1 outputs to OUT, as score writes them.
+    The slides go to OUT/demo-slides/, their true tissue masks to OUT/truth/ (score them
+    with: wsidist metrics OUT OUT/truth); the stage-1 outputs to OUT, as score writes them.
     """
+    from wsidist import layout
     from wsidist.demo.synth import generate_demo_slides
     from wsidist.stage1.config import build_job
 
     slide_dir = Path(out) / "demo-slides"
     console.print(f"generating {n} synthetic slides in {slide_dir} …", markup=False)
-    paths = [str(p) for p in generate_demo_slides(slide_dir, n=n)]
+    truth_dir = Path(out) / layout.DEMO_TRUTH_DIR
+    paths = [str(p) for p in generate_demo_slides(slide_dir, n=n, truth_dir=truth_dir)]
     inputs = paths + list(slides or [])
     code = _run(
         lambda: build_job(

@@ -269,8 +269,19 @@ def demo_specs(n: int = 3, seed: int = 0) -> list[SynthSpec]:
     return [replace(base[i % 3], seed=seed * 1000 + i) for i in range(n)]
 
 
-def generate_demo_slides(folder: str | Path, n: int = 3, seed: int = 0) -> list[Path]:
-    """Write `n` demo slides into `folder` (aperio ones as .svs, generic as .tiff)."""
+DEMO_TRUTH_SCALE = 8.0  # the demo's true tissue masks: level-0 px per px
+
+
+def generate_demo_slides(
+    folder: str | Path,
+    n: int = 3,
+    seed: int = 0,
+    truth_dir: str | Path | None = None,
+    truth_scale: float = DEMO_TRUTH_SCALE,
+) -> list[Path]:
+    """Write `n` demo slides into `folder` (aperio ones as .svs, generic as .tiff); with
+    `truth_dir`, each slide's true tissue mask too: `<stem>.png` at `truth_scale` level-0 px
+    per px (a pixel is tissue when most of it is), its grid in the PNG's ``wsidist`` chunk."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = ("typical", "pens", "sparse")
@@ -278,6 +289,19 @@ def generate_demo_slides(folder: str | Path, n: int = 3, seed: int = 0) -> list[
     for i, spec in enumerate(demo_specs(n, seed)):
         ext = ".svs" if spec.vendor_style == "aperio" else ".tiff"
         p = folder / f"synth_{i:02d}_{names[i % 3]}{ext}"
-        write_synthetic_slide(p, spec)
+        truth = write_synthetic_slide(p, spec)
+        if truth_dir is not None:
+            write_truth_mask(truth, Path(truth_dir) / f"{p.stem}.png", truth_scale)
         out.append(p)
     return out
+
+
+def write_truth_mask(truth: SynthTruth, path: Path, scale: float = DEMO_TRUTH_SCALE) -> None:
+    """The true tissue mask at ``scale`` as a 1-bit PNG with its grid (``metrics`` reads it)."""
+    from wsidist.imaging.masks import encode_mask_png
+
+    spec = truth.spec
+    grid = {"downsample": float(scale), "width0": spec.width, "height0": spec.height,
+            "truth": "tissue"}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_mask_png(truth.tissue_mask(scale), grid))

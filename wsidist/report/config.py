@@ -11,6 +11,9 @@ class ReportConfig(StageConfig):
     """Report settings; bad values raise ConfigError through :meth:`build`."""
 
     top_n: int = Field(12, ge=0, le=200, description="top tiles per slide page")
+    min_tissue_frac: float = Field(
+        0.5, ge=0, le=1, description="top tiles without stage 1's tissue_tile: tissue ≥ this"
+    )
     top_px: int = Field(384, ge=32, le=2048, description="long side of a stored top tile, px")
     picture_px: int = Field(1280, ge=1024, le=4096, description="long side of slide pictures")
     thumb_px: int = Field(160, ge=32, le=512, description="long side of table thumbnails")

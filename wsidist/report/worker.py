@@ -141,14 +141,22 @@ def _pictures(rgb, downsample, tiles, polygons, row, dest, sid, config) -> list[
     return pictures
 
 
+def is_tissue_tile(tile: Row, config) -> bool:
+    """Stage 1's ``tissue_tile`` when the table has it, else ``tissue_frac ≥ min_tissue_frac``
+    (as ``top-tiles``): a tile that is mostly glass is never a top tile."""
+    if tile.get("tissue_tile") is not None:
+        return bool(tile["tissue_tile"])
+    return (tile.get("tissue_frac") or 0.0) >= config.min_tissue_frac
+
+
 def _top_tiles(slide: Slide, tiles: pa.Table | None, dest: Store, sid: str, config) -> list[Row]:
     if tiles is None or not tiles.num_rows or not config.top_n:
         return []
-    cols = ["rank", "score", "tissue_frac", "x", "y", "w", "h", "row", "col"]
+    cols = ["rank", "score", "tissue_frac", "tissue_tile", "x", "y", "w", "h", "row", "col"]
     best = sorted(tiles.select([c for c in cols if c in tiles.column_names]).to_pylist(),
                   key=lambda r: r["rank"])  # fmt: skip
     top = []
-    for tile in [t for t in best if t["tissue_frac"] > 0][: config.top_n]:
+    for tile in [t for t in best if is_tissue_tile(t, config)][: config.top_n]:
         rgb = slide.read_region(tile["x"], tile["y"], 0, (tile["w"], tile["h"]))
         key = layout.report_top_tile_key(sid, int(tile["rank"]))
         _put_jpeg(dest, key, shrink_to(rgb, config.top_px), config)

@@ -1,0 +1,1 @@
+"""Masks from selected tiles, and segmentation metrics of masks against ground truth."""
