@@ -148,8 +148,13 @@ def parse(argv: list[str]) -> tuple[str, dict]:
     group = get_command(app)
     name, rest = argv[0], argv[1:]
     assert name in group.commands, f"README names an unknown command {name!r}"
+    command = group.commands[name]
+    if isinstance(command, click.Group):  # a sub-app (``rails fit``): its command's words
+        assert rest and rest[0] in command.commands, f"README names an unknown {name} command"
+        command, rest = command.commands[rest[0]], rest[1:]
+        name = f"{name} {command.name}"
     try:
-        ctx = group.commands[name].make_context(name, list(rest))
+        ctx = command.make_context(name, list(rest))
     except click.UsageError as exc:
         pytest.fail(f"`wsidist {shlex.join(argv)}`: {exc.format_message()}")
     return name, ctx.params
@@ -226,6 +231,14 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
                 assert fs.exists(f"{root}/batch/{r['slide_id']}/tile_summary.png")
             if params.get("tile_um") and r["mpp_x"]:
                 assert abs(r["tile_px0"] - params["tile_um"] / r["mpp_x"]) <= 1
+            if params.get("annotations"):  # labelled tiles and the class mask
+                assert r["annotation_url"] and r["annotation_classes"], r
+                tiles = _table(
+                    wd, f"{out.rstrip('/')}/tiles/slide_id={r['slide_id']}/part-0.parquet"
+                )
+                labels = set(tiles.column("label").to_pylist())
+                assert labels - {"none"} <= set(r["annotation_classes"]) and labels - {"none"}
+                assert fs.exists(f"{root}/labels/{r['slide_id']}.png")
     elif name == "info":
         for url in params["slides"]:
             for path in sorted(glob.glob(url, root_dir=wd.root)) or [url]:
@@ -241,6 +254,22 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
             assert max(ids.count(i) for i in set(ids)) <= params["top"]
         if params.get("stratum"):
             assert "stratum" in table.column_names
+        if params.get("per_class"):  # exactly N boxes per class and slide
+            counts = duckdb.sql("SELECT count(*) FROM table GROUP BY slide_id, class").fetchall()
+            assert {c for (c,) in counts} == {params["per_class"]}, counts
+        if params.get("within_contours"):
+            assert None not in table.column("region").to_pylist()
+        if params.get("sample") or params.get("within_contours"):
+            from wsidist.io.slide import open_slide
+
+            slides = {
+                r["slide_id"]: r
+                for r in _table(wd, f"{params['out'].rstrip('/')}/slides.parquet").to_pylist()
+            }
+            for b in table.to_pylist():  # level-0 boxes inside their slide
+                s = slides[b["slide_id"]]
+                assert b["x"] >= 0 and b["x"] + b["w"] <= s["width"], b
+                assert b["y"] >= 0 and b["y"] + b["h"] <= s["height"], b
     elif name == "extract":
         dest = params["dest"].rstrip("/")
         index = _table(wd, f"{dest}/index.parquet").to_pylist()
@@ -324,6 +353,11 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
         else:
             assert all(n in res.stdout for n in names), res.stdout
             assert "slide_stats" in res.stdout
+    elif name == "rails fit":
+        rails = json.loads((wd.root / params["to"]).read_text())
+        assert rails["kind"] == "wsidist.rails" and rails["label"] == params["label"]
+        lo, hi = rails["features"]["entropy"]
+        assert 0 <= lo <= hi <= 8 and rails["n_tiles"] > 0, rails
     elif name == "mask-from-tiles":
         dest = params.get("out") or f"{params['selection'].rpartition('/')[0] or '.'}/tile-masks"
         rows = _table(wd, f"{dest.rstrip('/')}/tile-masks.parquet").to_pylist()

@@ -258,6 +258,7 @@ TILE_MASKS_DIR = "tile-masks"
 TILE_MASKS_TABLE = "tile-masks.parquet"
 METRICS_TABLE = "metrics.parquet"  # ``wsidist metrics``: per slide, pooled and mean of slides
 DEMO_TRUTH_DIR = "truth"  # ``wsidist demo``: OUT/truth/<id>.png, the slides' true tissue masks
+DEMO_ANNOTATIONS_DIR = "annotations"  # ``wsidist demo``: OUT/annotations/<id>.geojson, the truth
 
 
 def tile_mask_key(slide_id: str) -> str:

@@ -136,7 +136,8 @@ def demo(
     """Generate synthetic slides (tissue, pen marks, glass) and run stage 1 on them.
 
     The slides go to OUT/demo-slides/, their true tissue masks to OUT/truth/ (score them
-    with: wsidist metrics OUT OUT/truth); the stage-1 outputs to OUT, as score writes them.
+    with: wsidist metrics OUT OUT/truth), the truth as QuPath GeoJSON (tissue, fat, pen) to
+    OUT/annotations/ (for score --annotations); the stage-1 outputs to OUT, as score writes them.
     """
     from wsidist import layout
     from wsidist.demo.synth import generate_demo_slides
@@ -145,7 +146,13 @@ def demo(
     slide_dir = Path(out) / "demo-slides"
     console.print(f"generating {n} synthetic slides in {slide_dir} …", markup=False)
     truth_dir = Path(out) / layout.DEMO_TRUTH_DIR
-    paths = [str(p) for p in generate_demo_slides(slide_dir, n=n, truth_dir=truth_dir)]
+    notes_dir = Path(out) / layout.DEMO_ANNOTATIONS_DIR
+    paths = [
+        str(p)
+        for p in generate_demo_slides(
+            slide_dir, n=n, truth_dir=truth_dir, annotations_dir=notes_dir
+        )
+    ]
     inputs = paths + list(slides or [])
     code = _run(
         lambda: build_job(

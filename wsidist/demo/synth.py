@@ -278,10 +278,13 @@ def generate_demo_slides(
     seed: int = 0,
     truth_dir: str | Path | None = None,
     truth_scale: float = DEMO_TRUTH_SCALE,
+    annotations_dir: str | Path | None = None,
 ) -> list[Path]:
     """Write `n` demo slides into `folder` (aperio ones as .svs, generic as .tiff); with
     `truth_dir`, each slide's true tissue mask too: `<stem>.png` at `truth_scale` level-0 px
-    per px (a pixel is tissue when most of it is), its grid in the PNG's ``wsidist`` chunk."""
+    per px (a pixel is tissue when most of it is), its grid in the PNG's ``wsidist`` chunk;
+    with `annotations_dir`, `<stem>.geojson`: the truth as QuPath annotations (classes
+    ``tissue``, ``fat`` and ``pen``, in level-0 px)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = ("typical", "pens", "sparse")
@@ -292,8 +295,22 @@ def generate_demo_slides(
         truth = write_synthetic_slide(p, spec)
         if truth_dir is not None:
             write_truth_mask(truth, Path(truth_dir) / f"{p.stem}.png", truth_scale)
+        if annotations_dir is not None:
+            write_truth_annotations(truth, Path(annotations_dir) / f"{p.stem}.geojson")
         out.append(p)
     return out
+
+
+def write_truth_annotations(truth: SynthTruth, path: Path, scale: float = DEMO_TRUTH_SCALE) -> None:
+    """The truth's tissue, fat and pen regions as a QuPath GeoJSON FeatureCollection."""
+    import json
+
+    from wsidist.demo.annotations import geojson_doc, mask_classes
+
+    groups = {"tissue": (TISSUE,), "fat": (FAT,), "pen": tuple(PEN_LABELS.values())}
+    masks = {name: truth.fraction(scale, labels) > 0.5 for name, labels in groups.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(geojson_doc(mask_classes(masks, scale))))
 
 
 def write_truth_mask(truth: SynthTruth, path: Path, scale: float = DEMO_TRUTH_SCALE) -> None:
