@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from wsidist.errors import SlideError
+from wsidist.io.backends.byte_source import ByteSource
 from wsidist.io.backends.tile_cache import TileCache
 from wsidist.io.tiff_format import (
     PHOTOMETRIC,
@@ -128,14 +129,17 @@ class TiffBackend:
     name = "tifffile"
     vendor = "tiff"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source: ByteSource | None = None) -> None:
         self.path = path
-        size = os.path.getsize(path)
+        self._source = source
+        size = os.path.getsize(path) if source is None else source.size
         capture = _Capture()
         log = logging.getLogger("tifffile")
         log.addHandler(capture)
         try:
-            self._tif = tifffile.TiffFile(path)
+            if source is not None:
+                source.seek(0)
+            self._tif = tifffile.TiffFile(path if source is None else source)
             len(self._tif.pages)  # walk the whole IFD chain now, while logs are captured
             self._tif.series  # noqa: B018
         except Exception as exc:  # noqa: BLE001 — TiffFileError, OSError, ValueError, …
@@ -239,6 +243,10 @@ class TiffBackend:
         fh = self._tif.filehandle
         kind = "tile" if page.is_tiled else "strip"
         try:
+            if self._source is not None:  # one batch of coalesced, concurrent range requests
+                self._source.prefetch(
+                    [(int(page.dataoffsets[i]), int(page.databytecounts[i])) for i in missing]
+                )
             segments = fh.read_segments(
                 [page.dataoffsets[i] for i in missing],
                 [page.databytecounts[i] for i in missing],
