@@ -2,10 +2,11 @@
 
 A :class:`ReadMeter` counts bytes and requests; :func:`metering` makes one the current meter of
 the calling context for the length of a ``with`` block (``runtime.tasks.run_slide_task`` wraps
-each slide's work in one). Readers opened inside that block (range reads of a remote slide, a
-staging download) add to it, also from the threads they start. The current meter is held in a
-:class:`contextvars.ContextVar`, so concurrent tasks in one process (Dask worker threads) each
-count their own slide.
+each slide's work in one). Every read a reader does (a range request of a remote slide, a
+staging download) is added to the reader's own meter and to the current meter of the context
+that asked for it, wherever the slide was opened (a slide shared by the tasks of a process is
+charged to the task that reads). The current meter is held in a
+:class:`contextvars.ContextVar`, so concurrent tasks in one process each count their own.
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ class ReadMeter:
     bytes_read: int = 0
     read_requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    parent: ReadMeter | None = field(default=None, repr=False, compare=False)
 
     def add(self, nbytes: int, requests: int = 1) -> None:
+        """Count a read here and in the current context's meter (when that is another)."""
+        self._count(nbytes, requests)
+        context = _CURRENT.get()
+        if context is not None and context is not self:
+            context._count(nbytes, requests)
+
+    def _count(self, nbytes: int, requests: int) -> None:
         with self._lock:
             self.bytes_read += int(nbytes)
             self.read_requests += int(requests)
-        if self.parent is not None:
-            self.parent.add(nbytes, requests)
-
-    def child(self) -> ReadMeter:
-        """A meter of its own (one open slide) that also adds to this one."""
-        return ReadMeter(parent=self)
 
     def as_row(self) -> dict[str, int]:
         return {"bytes_read": self.bytes_read, "read_requests": self.read_requests}

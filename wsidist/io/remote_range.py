@@ -228,8 +228,8 @@ def _try_backend(backend_name: str, reader: RangeReader, url: str, name: str) ->
     return impl
 
 
-def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, int] | None:
-    """The range-reading backend of ``url`` and the object's size; None: stage it."""
+def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, RemoteObject] | None:
+    """The range-reading backend of ``url`` and the pinned object; None: stage it."""
     try:
         obj = remote_object(url, None, meter)
         opened = open_ranged(obj, backend)
@@ -239,7 +239,7 @@ def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, int]
         raise
     except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
         raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
-    return None if opened is None else (opened[0], obj.size)
+    return None if opened is None else (opened[0], obj)
 
 
 def stage_metered(url: str, cache_dir: str | None, meter: ReadMeter) -> str:

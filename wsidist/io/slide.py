@@ -3,8 +3,8 @@
 ``open_slide(url)`` reads a remote TIFF-family slide by byte ranges (:mod:`wsidist.io.remote_range`)
 or stages it to a local cache (:mod:`wsidist.io.remote`: other formats, or ``remote_read="stage"``),
 picks a backend from :data:`wsidist.io.backends.BACKENDS` (OpenSlide for every format it knows,
-tifffile for other TIFFs) and returns a :class:`Slide`. The bytes and requests it moved are
-counted in ``Slide.meter`` (and in the enclosing :func:`wsidist.io.accounting.metering` block). Every read returns ``uint8 (h, w, 3)`` RGB; pixels outside
+tifffile for other TIFFs) and returns a :class:`Slide`. The bytes and requests it moves are
+counted in ``Slide.meter`` and in the reading context's :func:`wsidist.io.accounting.metering`. Every read returns ``uint8 (h, w, 3)`` RGB; pixels outside
 the slide are white. Every failure (missing, corrupt, truncated, unsupported, unreadable) is a
 :class:`SlideError` naming the file and the reason.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from wsidist.errors import SlideError
 from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
-from wsidist.io.accounting import ReadMeter, current_meter
+from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
 from wsidist.io.remote import local_path, source_version, stage
@@ -118,7 +118,7 @@ class Slide:
         notes: tuple[str, ...] = (),
         meter: ReadMeter | None = None,
         remote_read: str | None = None,
-        file_bytes: int | None = None,
+        remote_object: Any = None,
     ):
         self.url = url
         self._notes = notes
@@ -126,7 +126,9 @@ class Slide:
         self._impl = impl
         self.meter = meter or ReadMeter()  # bytes and requests moved from a remote source
         self.remote_read = remote_read  # "range" | "stage" for a remote URL, else None
-        self.file_bytes = file_bytes  # the remote object's size, when read by ranges
+        self._object = remote_object  # the pinned remote object, when read by ranges
+        # the remote object's size, when read by ranges
+        self.file_bytes: int | None = remote_object.size if remote_object is not None else None
         self._reopen_args = (url, cache_dir, backend, remote_read)
         self._closed = False
         # an unreferenced slide closes its files (descriptors never outlive the object)
@@ -227,6 +229,20 @@ class Slide:
     def associated_image(self, name: str) -> np.ndarray:
         return self._guard(f"associated image {name!r}", lambda: self._impl.associated_image(name))
 
+    # -- the file itself ---------------------------------------------------------------------
+    def source_file(self) -> Any:
+        """A binary file object of the slide's file (a new range reader when read by ranges),
+        for a context manager; for raw looks at the TIFF (tifffile.TiffFile takes it)."""
+        if self._object is not None:
+            return self._object.reader()
+        return open(self.path, "rb")
+
+    def local_file(self) -> str:
+        """A local path of the slide's file: a range-read slide is downloaded now (counted)."""
+        if self._object is None:
+            return self.path
+        return stage_metered(self.url, self._reopen_args[1], self.meter)
+
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def ref(self) -> SlideRef:
@@ -314,16 +330,15 @@ def open_slide(
     url = os.fspath(url)
     if backend != "auto" and backend not in BACKENDS:
         raise SlideError(f"unknown backend {backend!r} (choose auto, {', '.join(BACKENDS)})")
-    parent = current_meter()
-    meter = parent.child() if parent is not None else ReadMeter()
+    meter = ReadMeter()
     remote = local_path(url) is None
     mode = remote_read_mode(remote_read) if remote else None
     kwargs = {"cache_dir": cache_dir, "backend": backend, "meter": meter, "remote_read": mode}
     if mode == "range":
         opened = open_ranged_url(url, backend, meter)
         if opened is not None:
-            impl, size = opened
-            return Slide(url, url, impl, file_bytes=size, **kwargs)
+            impl, obj = opened
+            return Slide(url, url, impl, remote_object=obj, **kwargs)
         kwargs["remote_read"] = "stage"
     try:
         path = stage_metered(url, cache_dir, meter) if remote else stage(url, cache_dir)

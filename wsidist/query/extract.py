@@ -73,6 +73,8 @@ INDEX_SCHEMA = pa.schema(
         ("status", pa.string()),  # written | skipped | failed | dropped
         ("error", pa.string()),
         ("edge", pa.string()),  # whole | padded (white fill) | dropped (an edge box, --edge drop)
+        ("bytes_read", pa.int64()),  # bytes this patch's read moved from the slide's source
+        ("read_requests", pa.int64()),  # requests it sent (the first patch: the open's too)
     ]
 )
 
@@ -265,7 +267,10 @@ def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> 
     def failed_rows(summary: dict[str, Any]) -> dict[str, Any]:
         if summary["status"] == "ok":
             return {}
-        return {"rows": failed_patch_rows(task, opts, summary["error"])}
+        rows = failed_patch_rows(task, opts, summary["error"])
+        if rows:  # what the failed open moved
+            rows[0].update(bytes_read=summary["bytes_read"], read_requests=summary["read_requests"])
+        return {"rows": rows}
 
     return run_slide_task(
         task,
@@ -283,6 +288,7 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
     mosaic_tiles: list[np.ndarray] = []
     records = task.records or ({},) * len(task.boxes)
     with open_slide(task.url) as slide:
+        mark = (0, 0)  # the slide's reads so far (the first patch carries the open's)
         for (x, y, w, h), extra in zip(task.boxes, records):
             row = object_row(task.slide_id, "patch", x, y, w, h)
             try:
@@ -297,6 +303,8 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
                 row.update(level=opts.level, status="failed", error=failure_reason(exc))
                 rows.append(row)
                 continue
+            finally:
+                mark = _charge(row, slide.meter, mark)
             if opts.mosaic and len(mosaic_tiles) < opts.mosaic:
                 mosaic_tiles.append(rgb)
             row.update(level=lvl, mpp=out_mpp, out_w=rgb.shape[1], out_h=rgb.shape[0])
@@ -313,6 +321,13 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
     if mosaic_tiles:
         rows.append(write_mosaic(store, task.slide_id, mosaic_tiles, opts))
     return rows
+
+
+def _charge(row: dict[str, Any], meter, mark: tuple[int, int]) -> tuple[int, int]:
+    """Put the reads since ``mark`` on ``row``; the new mark."""
+    now = (meter.bytes_read, meter.read_requests)
+    row.update(bytes_read=now[0] - mark[0], read_requests=now[1] - mark[1])
+    return now
 
 
 def _progress(summary: dict[str, Any]) -> dict[str, Any]:
