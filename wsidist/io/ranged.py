@@ -2,8 +2,8 @@
 
 :class:`RangeReader` serves ``read``/``readinto`` (for tifffile parsing a TIFF directory) and
 ``pread`` (for tile decoders) from an in-memory LRU cache of byte spans. A miss fetches the
-missing bytes rounded out to ``block_bytes`` (directory reads are small and clustered, so a few
-requests cover an IFD chain). :meth:`RangeReader.prefetch` takes the exact byte ranges of the
+bytes asked for and at least ``block_bytes`` from there on (an IFD is followed by its tag
+values, so one request usually covers a page's directory). :meth:`RangeReader.prefetch` takes the exact byte ranges of the
 tiles a read needs, coalesces adjacent ones (gaps up to ``gap_bytes``) into requests of at most
 ``max_request_bytes`` and fetches the missing ones concurrently (``fs.cat_ranges``, at most
 ``max_concurrency`` in flight per slide), so a read moves the tiles' bytes and little else.
@@ -28,7 +28,7 @@ from wsidist.io.accounting import ReadMeter
 
 __all__ = ["RangeReader", "coalesce"]
 
-DEFAULT_BLOCK_BYTES = 64 * 2**10
+DEFAULT_BLOCK_BYTES = 4 * 2**10  # read-ahead of a directory read (an IFD and its values)
 DEFAULT_SPAN_CACHE_BYTES = 32 * 2**20
 DEFAULT_GAP_BYTES = 0
 DEFAULT_MAX_REQUEST_BYTES = 8 * 2**20
@@ -161,9 +161,7 @@ class RangeReader(io.RawIOBase):
             return b""
         data = self._find(start, end)
         if data is None:
-            block = self.block_bytes
-            lo, hi = start - start % block, min(-(-end // block) * block, self.size)
-            self._fetch(coalesce(self._missing([(lo, hi)]) or [(lo, hi)], 0, 2**62))
+            self._fetch([(start, min(max(end, start + self.block_bytes), self.size))])
             data = self._find(start, end)
             if data is None:  # the span was larger than the cache: fetch it exactly
                 self._fetch([(start, end)])
