@@ -27,6 +27,7 @@ class ReadMeter:
     bytes_read: int = 0
     read_requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _outer: ReadMeter | None = field(default=None, repr=False, compare=False)
 
     def add(self, nbytes: int, requests: int = 1) -> None:
         """Count a read here and in the current context's meter (when that is another)."""
@@ -39,6 +40,8 @@ class ReadMeter:
         with self._lock:
             self.bytes_read += int(nbytes)
             self.read_requests += int(requests)
+        if self._outer is not None:  # a metering block inside another counts in both
+            self._outer._count(nbytes, requests)
 
     def as_row(self) -> dict[str, int]:
         return {"bytes_read": self.bytes_read, "read_requests": self.read_requests}
@@ -56,8 +59,8 @@ def current_meter() -> ReadMeter | None:
 
 @contextlib.contextmanager
 def metering() -> Iterator[ReadMeter]:
-    """Count the reads of everything opened inside the block in a fresh meter."""
-    meter = ReadMeter()
+    """Count the reads done inside the block in a fresh meter (and in any enclosing one)."""
+    meter = ReadMeter(_outer=_CURRENT.get())
     token = _CURRENT.set(meter)
     try:
         yield meter

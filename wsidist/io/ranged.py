@@ -150,7 +150,12 @@ class RangeReader(io.RawIOBase):
     def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
         """Make the ``(offset, count)`` ranges cached: missing ones fetched, adjacent merged."""
         wanted = [(int(o), int(o) + int(c)) for o, c in ranges if int(c) > 0]
-        missing = self._missing(wanted)
+        missing, budget = [], self.cache_bytes // 2  # never more than the cache keeps
+        for s, e in self._missing(wanted):
+            budget -= e - s
+            if budget < 0 and missing:
+                break  # the rest is fetched when it is read
+            missing.append((s, e))
         if missing:
             self._fetch(coalesce(missing, self.gap_bytes, self.max_request_bytes))
 

@@ -226,6 +226,14 @@ class Slide:
             lambda: area_resample(read, (lw, lh), ratio, out_size, block_px),
         )
 
+    def prefetch(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch in one concurrent batch what ``read_region`` of each ``(x, y, w, h)`` (level-0
+        origin, ``level`` px) will need; for a slide read by ranges (else nothing happens)."""
+        fetch = getattr(self._impl, "prefetch_regions", None)
+        if self._object is not None and fetch is not None and regions:
+            self._check_level(level)
+            self._guard("prefetch", lambda: fetch(level, list(regions)))
+
     def associated_image(self, name: str) -> np.ndarray:
         return self._guard(f"associated image {name!r}", lambda: self._impl.associated_image(name))
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from wsidist import layout
 from wsidist.errors import WsidistError, failure_reason
-from wsidist.io.patch import EDGE_MODES
+from wsidist.io.patch import EDGE_MODES, prefetch_patches
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
@@ -42,6 +42,7 @@ from wsidist.query.patches import (
     edge_state,
     failed_patch_rows,
     object_row,
+    patch_spec,
     put_object,
     read_patch,
     sample_metadata,
@@ -77,6 +78,8 @@ INDEX_SCHEMA = pa.schema(
         ("read_requests", pa.int64()),  # requests it sent (the first patch: the open's too)
     ]
 )
+
+PREFETCH_BOXES = 32  # boxes whose tiles a remote slide fetches in one batch
 
 ResultCallback = Callable[[dict[str, Any]], None]
 
@@ -289,7 +292,9 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
     records = task.records or ({},) * len(task.boxes)
     with open_slide(task.url) as slide:
         mark = (0, 0)  # the slide's reads so far (the first patch carries the open's)
-        for (x, y, w, h), extra in zip(task.boxes, records):
+        for i, ((x, y, w, h), extra) in enumerate(zip(task.boxes, records)):
+            if i % PREFETCH_BOXES == 0:  # the next boxes' tiles in one concurrent batch
+                prefetch_patches(slide, task.boxes[i : i + PREFETCH_BOXES], patch_spec(opts))
             row = object_row(task.slide_id, "patch", x, y, w, h)
             try:
                 row["edge"] = edge_state(slide, x, y, w, h, opts)

@@ -267,6 +267,15 @@ class DirectTiffReader:
         if todo and self._source is not None:
             self._source.prefetch(self.tile_ranges(level, todo))
 
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch at once the tiles that ``read_region`` of each (x, y level 0, w, h) needs."""
+        ds = self._levels[level].downsample
+        indices: dict[int, None] = {}
+        for x, y, w, h in regions:
+            lx, ly = math.floor(x / ds) - 2, math.floor(y / ds) - 2  # OpenSlide's margin too
+            indices.update(dict.fromkeys(self.tile_indices(level, lx, ly, w + 5, h + 5)))
+        self.prefetch(level, list(indices))
+
     # -- regions ------------------------------------------------------------------------------
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """uint8 (h, w, 3) of ``level`` pixels [x, x+w) × [y, y+h); outside the level is white."""
@@ -367,6 +376,10 @@ class DirectOpenSlideBackend(OpenSlideBackend):
             if origin is not None:
                 return fast.read_level(level, origin[0], origin[1], size[0], size[1])
         return super().read_region(x, y, level, size)
+
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        if self.fast_path is not None:
+            self.fast_path.prefetch_regions(level, regions)
 
     def close(self) -> None:
         if self.fast_path is not None:
