@@ -82,6 +82,30 @@ def test_coalesce_merges_adjacent_and_caps_requests():
     assert coalesce([(0, 100)], max_bytes=10) == [(0, 100)]
 
 
+def test_range_reader_serves_reads_across_adjacent_spans_from_cache():
+    import uuid
+
+    import fsspec
+
+    from wsidist.io.accounting import ReadMeter
+    from wsidist.io.ranged import RangeReader
+
+    fs = fsspec.filesystem("memory")
+    path = f"/range-{uuid.uuid4().hex}/blob"
+    data = bytes(range(256)) * 400
+    fs.pipe(path, data)
+    meter = ReadMeter()
+    reader = RangeReader(fs, path, len(data), url=f"memory://{path}", meter=meter)
+    reader.prefetch([(100, 900), (1000, 1000), (5000, 10)])  # two requests: 100–2000, 5000–5010
+    assert (meter.read_requests, meter.bytes_read) == (2, 1910)
+    reader.prefetch([(2000, 500)])
+    assert reader.pread(2350, 150) == data[150:2500]  # three spans joined, nothing fetched
+    assert meter.read_requests == 3
+    reader.seek(99_000)
+    assert reader.read(5000) == data[99_000:]  # a directory-style read: to the end at most
+    assert meter.read_requests == 4
+
+
 @pytest.mark.skipif(not SHARED, reason=MISSING_SLIDES)
 @pytest.mark.parametrize("path", SHARED, ids=lambda p: p.name)
 def test_shared_slide_every_level_identical_to_local(s3, bucket, path):

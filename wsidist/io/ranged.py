@@ -92,10 +92,21 @@ class RangeReader(io.RawIOBase):
                 return None
             s = self._starts[i]
             data = self._spans[s]
-            if s + len(data) < end:
+            if s + len(data) >= end:
+                self._spans.move_to_end(s)
+                return data[start - s : end - s]
+            if s + len(data) <= start:
                 return None
-            self._spans.move_to_end(s)
-            return data[start - s : end - s]
+            parts, reached = [data[start - s :]], s + len(data)
+            for nxt in self._starts[i + 1 :]:  # spans that continue it without a gap
+                if nxt > reached or reached >= end:
+                    break
+                more = self._spans[nxt]
+                parts.append(more[reached - nxt :])
+                reached = max(reached, nxt + len(more))
+            if reached < end:
+                return None
+            return b"".join(parts)[: end - start]
 
     def _missing(self, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
         return [(s, e) for s, e in ranges if self._find(s, e) is None]
