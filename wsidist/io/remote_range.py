@@ -26,7 +26,6 @@ import posixpath
 import shutil
 import tempfile
 import threading
-import time
 import weakref
 from types import MappingProxyType
 from typing import Any
@@ -40,7 +39,7 @@ from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.backends.direct import DirectOpenSlideBackend
 from wsidist.io.ranged import RangeReader
-from wsidist.io.remote import stage
+from wsidist.io.remote import default_cache_dir, stage
 from wsidist.io.tiff_format import is_tiff_header
 
 __all__ = [
@@ -243,12 +242,25 @@ def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, Remo
 
 
 def stage_metered(url: str, cache_dir: str | None, meter: ReadMeter) -> str:
-    """:func:`stage`, counting what it downloaded now (0 bytes on a cache hit) in ``meter``."""
-    started_ns = time.time_ns() - 20_000_000  # the kernel stamps files with a coarser clock
+    """:func:`stage`, counting what it downloaded now (0 bytes on a cache hit) in ``meter``:
+    the files of the staged path written after a mark taken on the cache's own filesystem
+    clock just before."""
+    started_ns = _filesystem_now(cache_dir or default_cache_dir())
     path = stage(url, cache_dir)
-    fresh = [p for p in _files(path) if os.stat(p).st_mtime_ns >= started_ns]
+    fresh = [p for p in _files(path) if os.stat(p).st_mtime_ns > started_ns]
     meter.add(sum(os.path.getsize(p) for p in fresh), 1 + len(fresh))
     return path
+
+
+def _filesystem_now(folder: str) -> int:
+    """The modification time a file written now in ``folder`` gets (the kernel's clock)."""
+    os.makedirs(folder, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".mark-")
+    try:
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+        os.unlink(name)
 
 
 def _files(path: str) -> list[str]:

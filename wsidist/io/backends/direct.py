@@ -272,8 +272,13 @@ class DirectTiffReader:
         ds = self._levels[level].downsample
         indices: dict[int, None] = {}
         for x, y, w, h in regions:
-            lx, ly = math.floor(x / ds) - 2, math.floor(y / ds) - 2  # OpenSlide's margin too
-            indices.update(dict.fromkeys(self.tile_indices(level, lx, ly, w + 5, h + 5)))
+            origin = self.level_origin(x, y, level)
+            if origin is not None:  # decoded here: exactly its tiles
+                found = self.tile_indices(level, origin[0], origin[1], w, h)
+            else:  # OpenSlide paints it at a sub-pixel offset: a margin for its resampling
+                lx, ly = math.floor(x / ds) - 2, math.floor(y / ds) - 2
+                found = self.tile_indices(level, lx, ly, w + 5, h + 5)
+            indices.update(dict.fromkeys(found))
         self.prefetch(level, list(indices))
 
     # -- regions ------------------------------------------------------------------------------
