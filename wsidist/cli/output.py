@@ -259,7 +259,7 @@ def print_reads(rows: Sequence[Row]) -> None:
     if nbytes or requests:
         out_console.print(
             f"read from remote slides: {nbytes / 1e6:,.1f} MB in {requests:,} requests "
-            f"({len(ran)} slide(s) read this run; bytes_read, read_requests per slide)",
+            f"({len(ran)} slide(s); per slide: bytes_read, read_requests)",
             markup=False,
         )
 
