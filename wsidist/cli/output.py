@@ -251,6 +251,10 @@ def print_job_summary(
     return 1 if failed else 0
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:,.1f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:,.1f} kB"
+
+
 def print_reads(rows: Sequence[Row]) -> None:
     """The bytes and requests this run's slides moved from remote sources (when any)."""
     ran = [r for r in rows if not r.get("skipped")]
@@ -258,7 +262,7 @@ def print_reads(rows: Sequence[Row]) -> None:
     requests = sum(int(r.get("read_requests") or 0) for r in ran)
     if nbytes or requests:
         out_console.print(
-            f"read from remote slides: {nbytes / 1e6:,.1f} MB in {requests:,} requests "
+            f"read from remote slides: {_size(nbytes)} in {requests:,} requests "
             f"({len(ran)} slide(s); per slide: bytes_read, read_requests)",
             markup=False,
         )
