@@ -130,3 +130,20 @@ def test_extract_names_reasons_with_counts_and_where(selection, tmp_path):
     assert "extract" in err and "1/2" not in err.splitlines()[-1]  # the progress bar ran
     assert "UserWarning" not in err and "Traceback" not in err
     assert (tmp_path / "dest" / "index.parquet").exists()
+
+
+def test_job_summary_prints_what_remote_reads_moved(screens):
+    rows = _stage1_rows().to_pylist()
+    rows[0].update(bytes_read=12_345_678, read_requests=42, skipped=False)
+    rows[1].update(bytes_read=4096, read_requests=2, skipped=False)
+    skipped = {**rows[0], "slide_id": "done-before", "skipped": True}  # read nothing now
+    table = pa.Table.from_pylist([*rows, skipped])
+    output.print_job_summary("stage 1", table, {LONG[0], LONG[1], "done-before"},
+                             output.STAGE1_COLUMNS)  # fmt: skip
+    text = screens[0].getvalue()
+    _check_80(text)
+    assert "read from remote slides: 12.3 MB in 44 requests (2 slide(s);" in text
+    local = pa.Table.from_pylist(_stage1_rows().to_pylist())  # local files: nothing printed
+    screens[0].truncate(0)
+    output.print_job_summary("stage 1", local, set(LONG), output.STAGE1_COLUMNS)
+    assert "read from remote" not in screens[0].getvalue()

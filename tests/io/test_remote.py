@@ -33,16 +33,16 @@ def test_memory_url_is_staged_once_and_refetched_when_changed(tmp_path, monkeypa
         return original(self, rpath, lpath, **kw)
 
     monkeypatch.setattr(type(fs), "get_file", counting_get_file)
-    with open_slide(url, cache_dir=str(tmp_path)) as s:
+    with open_slide(url, cache_dir=str(tmp_path), remote_read="stage") as s:
         first = s.path
         assert s.url == url and s.dimensions == (2220, 2967) and s.vendor == "aperio"
     assert Path(first).is_relative_to(tmp_path) and Path(first).name == "CMU-1-Small-Region.svs"
-    with open_slide(url, cache_dir=str(tmp_path)) as s:
+    with open_slide(url, cache_dir=str(tmp_path), remote_read="stage") as s:
         assert s.path == first
     assert len(calls) == 1
     assert not any(p.name.startswith(".tmp") for p in Path(first).parent.iterdir())
     fs.pipe(key, KIDNEY.read_bytes())  # the object changed: a new cache entry
-    with open_slide(url, cache_dir=str(tmp_path)) as s:
+    with open_slide(url, cache_dir=str(tmp_path), remote_read="stage") as s:
         assert s.path != first and s.backend == "tifffile"
     assert len(calls) == 2
     fs.rm(key)

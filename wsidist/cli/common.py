@@ -72,6 +72,32 @@ OverwriteOpt = Annotated[
     bool | None, opt("--overwrite/--no-overwrite", help=default("redo slides already done", "no"))
 ]
 CacheDirOpt = Annotated[str | None, opt(help="local cache for remote slides", metavar="DIR")]
+
+
+def _remote_read(value: str | None) -> str | None:
+    """Check ``--remote-read`` and hand it to this process and its workers (environment)."""
+    import os
+
+    if value is None:
+        return None
+    if value not in ("range", "stage"):
+        raise typer.BadParameter(f"{value!r}: choose range or stage")
+    os.environ["WSIDIST_REMOTE_READ"] = value
+    return value
+
+
+RemoteReadOpt = Annotated[
+    str | None,
+    opt(
+        help=default(
+            "remote TIFF-family slides: range (read only the bytes needed) or stage (download "
+            "whole first)",
+            "range",
+        ),
+        metavar="MODE",
+        callback=_remote_read,
+    ),
+]
 MppOpt = Annotated[
     float | None,
     opt(help="µm per level-0 px, overrides the slides'  [default: the slide's]", metavar="UM"),

@@ -11,6 +11,7 @@ from wsidist.cli.common import (
     CacheDirOpt,
     OutOpt,
     OverwriteOpt,
+    RemoteReadOpt,
     SchedulerOpt,
     WorkersOpt,
     default,
@@ -94,6 +95,7 @@ def infer_cmd(
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
 ) -> None:
     """Run a model over overlapping patches: heatmaps, uncertainty, predictions, regions."""
     from wsidist.infer.config import build_infer_job

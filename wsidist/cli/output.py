@@ -232,6 +232,7 @@ def print_job_summary(
     (with its QC flags), then each failed slide with its reason; 1 if any failed, else 0."""
     rows = [r for r in table.to_pylist() if r["slide_id"] in this_run]
     print_fitted(*slide_table(title, rows, columns, out_console.width))
+    print_reads(rows)
     notes = []
     for r in rows:
         flags = ", ".join(r.get("qc_flags") or [])
@@ -248,6 +249,23 @@ def print_job_summary(
         style="bold red",
     )
     return 1 if failed else 0
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:,.1f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:,.1f} kB"
+
+
+def print_reads(rows: Sequence[Row]) -> None:
+    """The bytes and requests this run's slides moved from remote sources (when any)."""
+    ran = [r for r in rows if not r.get("skipped")]
+    nbytes = sum(int(r.get("bytes_read") or 0) for r in ran)
+    requests = sum(int(r.get("read_requests") or 0) for r in ran)
+    if nbytes or requests:
+        out_console.print(
+            f"read from remote slides: {_size(nbytes)} in {requests:,} requests "
+            f"({len(ran)} slide(s); per slide: bytes_read, read_requests)",
+            markup=False,
+        )
 
 
 STAGE1_COLUMNS: tuple[Column, ...] = (

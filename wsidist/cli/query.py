@@ -12,6 +12,7 @@ from rich.text import Text
 from wsidist import layout
 from wsidist.cli.common import (
     MppOpt,
+    RemoteReadOpt,
     ScaleOpt,
     SchedulerOpt,
     TileUmOpt,
@@ -190,6 +191,7 @@ def extract_cmd(
     ] = "pad",  # fmt: skip
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
+    remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
 ) -> None:
     """Extract selected patches from the slides to a folder or bucket, with index.parquet.
 

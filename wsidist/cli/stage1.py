@@ -16,6 +16,7 @@ from wsidist.cli.common import (
     MppOpt,
     OutOpt,
     OverwriteOpt,
+    RemoteReadOpt,
     ScaleOpt,
     SchedulerOpt,
     SlidesArg,
@@ -76,6 +77,7 @@ def score(
     ] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
     manifest: ManifestOpt = None,
     annotations: Annotated[
         str | None,

@@ -16,6 +16,7 @@ from wsidist.cli.common import (
     MppOpt,
     OutOpt,
     OverwriteOpt,
+    RemoteReadOpt,
     RewriteConfigOpt,
     SchedulerOpt,
     SlidesArg,
@@ -105,6 +106,7 @@ def rewrite_cmd(
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
     manifest: ManifestOpt = None,
     cluster: ClusterOpt = None,
     dashboard: DashboardOpt = None,

@@ -133,6 +133,20 @@ def patch_geometry(slide, x: int, y: int, w: int, h: int, spec: PatchSpec) -> Pa
     return PatchPlan(level, read_xy, (x1 - x0, y1 - y0), inner, content, out, padded)
 
 
+def prefetch_patches(slide, boxes, spec: PatchSpec) -> None:
+    """Fetch in one concurrent batch what :func:`read_patch` of each level-0 ``(x, y, w, h)``
+    box will read (a remote slide read by ranges; boxes that would fail are left out)."""
+    regions: dict[int, list[tuple[int, int, int, int]]] = {}
+    for x, y, w, h in boxes:
+        try:
+            plan = patch_geometry(slide, x, y, w, h, spec)
+        except Exception:  # noqa: BLE001 — its read reports the problem
+            continue
+        regions.setdefault(plan.level, []).append((*plan.read_xy, *plan.read_size))
+    for level, found in regions.items():
+        slide.prefetch(level, found)
+
+
 def read_patch(
     slide, x: int, y: int, w: int, h: int, spec: PatchSpec
 ) -> tuple[np.ndarray, int, float | None]:

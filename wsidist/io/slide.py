@@ -1,8 +1,10 @@
 """Open a whole-slide image from a path or URL and read regions and thumbnails from it.
 
-``open_slide(url)`` stages remote URLs to a local cache (:mod:`wsidist.io.remote`), picks a backend
-from :data:`wsidist.io.backends.BACKENDS` (OpenSlide for every format it knows, tifffile for other
-TIFFs) and returns a :class:`Slide`. Every read returns ``uint8 (h, w, 3)`` RGB; pixels outside
+``open_slide(url)`` reads a remote TIFF-family slide by byte ranges (:mod:`wsidist.io.remote_range`)
+or stages it to a local cache (:mod:`wsidist.io.remote`: other formats, or ``remote_read="stage"``),
+picks a backend from :data:`wsidist.io.backends.BACKENDS` (OpenSlide for every format it knows,
+tifffile for other TIFFs) and returns a :class:`Slide`. The bytes and requests it moves are
+counted in ``Slide.meter`` and in the reading context's :func:`wsidist.io.accounting.metering`. Every read returns ``uint8 (h, w, 3)`` RGB; pixels outside
 the slide are white. Every failure (missing, corrupt, truncated, unsupported, unreadable) is a
 :class:`SlideError` naming the file and the reason.
 """
@@ -21,11 +23,32 @@ import numpy as np
 
 from wsidist.errors import SlideError
 from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
+from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
-from wsidist.io.remote import source_version, stage
+from wsidist.io.remote import local_path, source_version, stage
+from wsidist.io.remote_range import open_ranged_url, stage_metered
 
-__all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "SlideRef", "open_slide"]
+__all__ = [
+    "DEFAULT_BLOCK_PX",
+    "REMOTE_READS",
+    "Slide",
+    "SlideError",
+    "SlideInfo",
+    "SlideRef",
+    "open_slide",
+    "remote_read_mode",
+]
+
+REMOTE_READS = ("range", "stage")
+
+
+def remote_read_mode(mode: str | None = None) -> str:
+    """``mode``, else ``$WSIDIST_REMOTE_READ``, else ``"range"``; a bad value is a SlideError."""
+    mode = mode or os.environ.get("WSIDIST_REMOTE_READ") or "range"
+    if mode not in REMOTE_READS:
+        raise SlideError(f"unknown remote read mode {mode!r} (choose {', '.join(REMOTE_READS)})")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -40,9 +63,12 @@ class SlideRef:
     cache_dir: str | None = None
     backend: str = "auto"
     version: str | None = None
+    remote_read: str | None = None
 
     def open(self) -> Slide:
-        slide = open_slide(self.url, cache_dir=self.cache_dir, backend=self.backend)
+        slide = open_slide(
+            self.url, cache_dir=self.cache_dir, backend=self.backend, remote_read=self.remote_read
+        )
         if self.version is not None and source_version(self.url) != self.version:
             slide.close()
             raise SlideError(f"{self.url}: the file changed while it was being read")
@@ -90,12 +116,20 @@ class Slide:
         cache_dir: str | None,
         backend: str,
         notes: tuple[str, ...] = (),
+        meter: ReadMeter | None = None,
+        remote_read: str | None = None,
+        remote_object: Any = None,
     ):
         self.url = url
         self._notes = notes
-        self.path = path
+        self.path = path  # the local file read (the URL itself when read by ranges)
         self._impl = impl
-        self._reopen_args = (url, cache_dir, backend)
+        self.meter = meter or ReadMeter()  # bytes and requests moved from a remote source
+        self.remote_read = remote_read  # "range" | "stage" for a remote URL, else None
+        self._object = remote_object  # the pinned remote object, when read by ranges
+        # the remote object's size, when read by ranges
+        self.file_bytes: int | None = remote_object.size if remote_object is not None else None
+        self._reopen_args = (url, cache_dir, backend, remote_read)
         self._closed = False
         # an unreferenced slide closes its files (descriptors never outlive the object)
         self._finalizer = weakref.finalize(self, impl.close)
@@ -192,15 +226,37 @@ class Slide:
             lambda: area_resample(read, (lw, lh), ratio, out_size, block_px),
         )
 
+    def prefetch(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch in one concurrent batch what ``read_region`` of each ``(x, y, w, h)`` (level-0
+        origin, ``level`` px) will need; for a slide read by ranges (else nothing happens)."""
+        fetch = getattr(self._impl, "prefetch_regions", None)
+        if self._object is not None and fetch is not None and regions:
+            self._check_level(level)
+            self._guard("prefetch", lambda: fetch(level, list(regions)))
+
     def associated_image(self, name: str) -> np.ndarray:
         return self._guard(f"associated image {name!r}", lambda: self._impl.associated_image(name))
+
+    # -- the file itself ---------------------------------------------------------------------
+    def source_file(self) -> Any:
+        """A binary file object of the slide's file (a new range reader when read by ranges),
+        for a context manager; for raw looks at the TIFF (tifffile.TiffFile takes it)."""
+        if self._object is not None:
+            return self._object.reader()
+        return open(self.path, "rb")
+
+    def local_file(self) -> str:
+        """A local path of the slide's file: a range-read slide is downloaded now (counted)."""
+        if self._object is None:
+            return self.path
+        return stage_metered(self.url, self._reopen_args[1], self.meter)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def ref(self) -> SlideRef:
         """A :class:`SlideRef` to this slide's URL, with the source's identity now."""
-        url, cache_dir, backend = self._reopen_args
-        return SlideRef(url, cache_dir, backend, source_version(url))
+        url, cache_dir, backend, remote_read = self._reopen_args
+        return SlideRef(url, cache_dir, backend, source_version(url), remote_read)
 
     def close(self) -> None:
         if not self._closed:
@@ -224,8 +280,8 @@ class Slide:
         )
 
 
-def _reopen(url: str, cache_dir: str | None, backend: str) -> Slide:
-    return open_slide(url, cache_dir=cache_dir, backend=backend)
+def _reopen(url: str, cache_dir: str | None, backend: str, remote_read: str | None) -> Slide:
+    return open_slide(url, cache_dir=cache_dir, backend=backend, remote_read=remote_read)
 
 
 def _resolve_local(path: str) -> str:
@@ -266,17 +322,43 @@ def _sniff(path: str) -> str:
     return f"not recognised by OpenSlide and not a TIFF (starts with {head!r})"
 
 
-def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto") -> Slide:
-    """Open a local path, ``file://`` URL or fsspec URL (remote files are staged to ``cache_dir``)."""
+def open_slide(
+    url: str,
+    *,
+    cache_dir: str | None = None,
+    backend: str = "auto",
+    remote_read: str | None = None,
+) -> Slide:
+    """Open a local path, ``file://`` URL or fsspec URL.
+
+    A remote TIFF-family slide is read by byte ranges (``remote_read="range"``, the default, or
+    ``$WSIDIST_REMOTE_READ``); other remote files, and all with ``remote_read="stage"``, are
+    downloaded whole to ``cache_dir`` first.
+    """
     url = os.fspath(url)
     if backend != "auto" and backend not in BACKENDS:
         raise SlideError(f"unknown backend {backend!r} (choose auto, {', '.join(BACKENDS)})")
+    meter = ReadMeter()
+    remote = local_path(url) is None
+    mode = remote_read_mode(remote_read) if remote else None
+    kwargs = {"cache_dir": cache_dir, "backend": backend, "meter": meter, "remote_read": mode}
+    if mode == "range":
+        opened = open_ranged_url(url, backend, meter)
+        if opened is not None:
+            impl, obj = opened
+            return Slide(url, url, impl, remote_object=obj, **kwargs)
+        kwargs["remote_read"] = "stage"
     try:
-        path = stage(url, cache_dir)
+        path = stage_metered(url, cache_dir, meter) if remote else stage(url, cache_dir)
     except FileNotFoundError as exc:
         raise SlideError(f"slide not found: {url}") from exc
     except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
         raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
+    return _open_local(url, path, kwargs)
+
+
+def _open_local(url: str, path: str, kwargs: dict[str, Any]) -> Slide:
+    backend = kwargs["backend"]
     path = _resolve_local(path)
     names = [n for n in BACKENDS if backend in ("auto", n)]
     errors = []
@@ -293,7 +375,7 @@ def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto")
             errors.append(f"{name} reader: {exc}")
             continue
         notes = tuple(f"opened with {name} after {e}" for e in errors if "not installed" not in e)
-        return Slide(url, path, impl, cache_dir=cache_dir, backend=backend, notes=notes)
+        return Slide(url, path, impl, notes=notes, **kwargs)
     if errors:
         raise SlideError("; ".join(errors))
     reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from wsidist import layout
 from wsidist.errors import WsidistError, failure_reason
-from wsidist.io.patch import EDGE_MODES
+from wsidist.io.patch import EDGE_MODES, prefetch_patches
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
@@ -43,6 +43,7 @@ from wsidist.query.patches import (
     edge_state,
     failed_patch_rows,
     object_row,
+    patch_spec,
     put_object,
     read_patch,
     sample_metadata,
@@ -75,8 +76,12 @@ INDEX_SCHEMA = pa.schema(
         ("error", pa.string()),
         ("edge", pa.string()),  # whole | padded (white fill) | dropped (an edge box, --edge drop)
         ("mosaic_pos", pa.int32()),  # a patch's place in its slide's mosaic (row-major), or null
+        ("bytes_read", pa.int64()),  # bytes this patch's read moved from the slide's source
+        ("read_requests", pa.int64()),  # requests it sent (the first patch: the open's too)
     ]
 )
+
+PREFETCH_BOXES = 32  # boxes whose tiles a remote slide fetches in one batch
 
 ResultCallback = Callable[[dict[str, Any]], None]
 
@@ -267,7 +272,10 @@ def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> 
     def failed_rows(summary: dict[str, Any]) -> dict[str, Any]:
         if summary["status"] == "ok":
             return {}
-        return {"rows": failed_patch_rows(task, opts, summary["error"])}
+        rows = failed_patch_rows(task, opts, summary["error"])
+        if rows:  # what the failed open moved
+            rows[0].update(bytes_read=summary["bytes_read"], read_requests=summary["read_requests"])
+        return {"rows": rows}
 
     return run_slide_task(
         task,
@@ -285,7 +293,10 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
     mosaic_tiles: list[np.ndarray] = []
     records = task.records or ({},) * len(task.boxes)
     with open_slide(task.url) as slide:
-        for (x, y, w, h), extra in zip(task.boxes, records):
+        mark = (0, 0)  # the slide's reads so far (the first patch carries the open's)
+        for i, ((x, y, w, h), extra) in enumerate(zip(task.boxes, records)):
+            if i % PREFETCH_BOXES == 0:  # the next boxes' tiles in one concurrent batch
+                prefetch_patches(slide, task.boxes[i : i + PREFETCH_BOXES], patch_spec(opts))
             row = object_row(task.slide_id, "patch", x, y, w, h)
             try:
                 row["edge"] = edge_state(slide, x, y, w, h, opts)
@@ -299,6 +310,8 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
                 row.update(level=opts.level, status="failed", error=failure_reason(exc))
                 rows.append(row)
                 continue
+            finally:
+                mark = _charge(row, slide.meter, mark)
             if opts.mosaic and len(mosaic_tiles) < opts.mosaic:
                 row["mosaic_pos"] = len(mosaic_tiles)
                 mosaic_tiles.append(rgb)
@@ -316,6 +329,13 @@ def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> li
     if mosaic_tiles:
         rows.append(write_mosaic(store, task.slide_id, mosaic_tiles, opts))
     return rows
+
+
+def _charge(row: dict[str, Any], meter, mark: tuple[int, int]) -> tuple[int, int]:
+    """Put the reads since ``mark`` on ``row``; the new mark."""
+    now = (meter.bytes_read, meter.read_requests)
+    row.update(bytes_read=now[0] - mark[0], read_requests=now[1] - mark[1])
+    return now
 
 
 def _progress(summary: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,16 @@ def slide_info(url: str, cache_dir: str | None = None) -> Row:
     try:
         with open_slide(url, cache_dir=cache_dir) as slide:
             info = slide.info().as_dict()
-            path = slide.path
+            path, remote_bytes = slide.path, slide.file_bytes
     except SlideError as exc:
         return {"url": url, "status": "failed", "error": str(exc)}
     folder = os.path.isdir(url) or url.lower().endswith(".dcm")  # a DICOM series: every file
-    size = _folder_bytes(path) if folder or not os.path.isfile(path) else os.path.getsize(path)
+    if remote_bytes is not None:  # read by ranges: the object's size
+        size = remote_bytes
+    elif folder or not os.path.isfile(path):
+        size = _folder_bytes(path)
+    else:
+        size = os.path.getsize(path)
     return {
         **{k: info.get(k) for k in INFO_COLUMNS if k in info},
         "url": url,

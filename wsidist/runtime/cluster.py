@@ -164,6 +164,8 @@ def worker_environ() -> dict[str, Any]:
     env.update(MALLOC_TRIM_THRESHOLD_=2**30, MALLOC_MMAP_THRESHOLD_=2**26)
     given = [w for w in str(env.get("PYTHONWARNINGS") or "").split(",") if w]
     env["PYTHONWARNINGS"] = ",".join(dict.fromkeys([*given, *_WORKER_FILTERS]))
+    if os.environ.get("WSIDIST_REMOTE_READ"):  # --remote-read reaches every worker
+        env["WSIDIST_REMOTE_READ"] = os.environ["WSIDIST_REMOTE_READ"]
     return env
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from wsidist.errors import ConfigError, OutputError, failure_reason
+from wsidist.io.accounting import metering
 from wsidist.io.inputs import assign_slide_ids, expand
 from wsidist.io.remote import source_version
 from wsidist.io.storage import Store
@@ -127,6 +128,9 @@ def run_slide_task(
     - Failure: any exception becomes status ``failed`` with :func:`failure_reason` as the
       error; ``on_failure()`` then removes outputs (partial ones, and earlier ones that would
       look current next to a failed row).
+    - Accounting: ``bytes_read`` and ``read_requests``, what the slide's reads moved from its
+      source in this task (:mod:`wsidist.io.accounting`), plus any the work reported itself
+      (reads by sub-tasks on other workers).
     - Finish: seconds, finished_at, skipped False, then ``finish(row)``'s columns; the row is
       written to ``status_key`` (when given) so a rerun can skip it.
     - Write errors that no retry can fix (permission, read-only, no space, …), in the work, the
@@ -141,24 +145,27 @@ def run_slide_task(
         "worker": worker_id(),
         "started_at": utc_now(),
     }
-    try:
-        if status_key is not None:
-            row["source_version"] = source_version(task.url)
-        if depends_on is not None:
-            row["depends_on"] = depends_on()
-        if not overwrite and status_key is not None:
-            previous = store.read_json(status_key)
-            if is_current(previous, row, still_current):
-                return {**previous, "skipped": True}
-        row.update(work())
-        row["status"] = "ok"
-    except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
-        _fail(row, exc)
-        if on_failure is not None:
-            try:
-                on_failure()
-            except Exception as cleanup:  # noqa: BLE001
-                _fail(row, cleanup, keep_error=True)
+    with metering() as meter:
+        try:
+            if status_key is not None:
+                row["source_version"] = source_version(task.url)
+            if depends_on is not None:
+                row["depends_on"] = depends_on()
+            if not overwrite and status_key is not None:
+                previous = store.read_json(status_key)
+                if is_current(previous, row, still_current):
+                    return {**previous, "skipped": True}
+            row.update(work())
+            row["status"] = "ok"
+        except Exception as exc:  # noqa: BLE001 — a slide's failure is a row, not a crash
+            _fail(row, exc)
+            if on_failure is not None:
+                try:
+                    on_failure()
+                except Exception as cleanup:  # noqa: BLE001
+                    _fail(row, cleanup, keep_error=True)
+    row["bytes_read"] = meter.bytes_read + int(row.get("bytes_read") or 0)
+    row["read_requests"] = meter.read_requests + int(row.get("read_requests") or 0)
     row["seconds"] = round(time.perf_counter() - started, 3)
     row["finished_at"] = utc_now()
     row["skipped"] = False

@@ -58,6 +58,8 @@ SLIDES_SCHEMA = pa.schema(
         ("tissue_frac", pa.float64()),
         ("pen_frac", pa.float64()),
         ("seconds", pa.float64()),
+        ("bytes_read", pa.int64()),  # bytes moved from the slide's source (0: local, cache hit)
+        ("read_requests", pa.int64()),  # requests sent to the slide's source
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
         ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wsidist.imaging import TileCodec, any_reduce, area_reduce
+from wsidist.io.accounting import metering
 from wsidist.io.slide import SlideRef
 from wsidist.io.slide_cache import process_slide_cache
 
@@ -54,6 +55,8 @@ class BlockResult:
     sq_err: list[float] = field(default_factory=list)  # per sampled level-0 tile
     ssim: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    bytes_read: int = 0  # what reading the block moved from the slide's source
+    read_requests: int = 0
 
 
 def padded_tile(img: np.ndarray, r: int, c: int, tile: int) -> np.ndarray:
@@ -90,11 +93,12 @@ def encode_block(
     w, h = min(plan.block_px0, plan.width - x0), min(plan.block_px0, plan.height - y0)
     img = np.full((h, w, 3), WHITE, np.uint8)
     result = BlockResult(bx, by)
-    with process_slide_cache().lease(plan.slide) as slide:
+    with metering() as meter, process_slide_cache().lease(plan.slide) as slide:
         for r, c in np.argwhere(keep0):
             tw, th = min(tile, w - c * tile), min(tile, h - r * tile)
             px = slide.read_level(0, x0 + c * tile, y0 + r * tile, tw, th)
             img[r * tile : r * tile + th, c * tile : c * tile + tw] = px
+    result.bytes_read, result.read_requests = meter.bytes_read, meter.read_requests
 
     level_img, keep = img, keep0
     for k in range(plan.levels + 1):

@@ -77,7 +77,7 @@ def source_quality(
     """The PSNR of the slide's own codec on ``n`` tissue tiles, or None when the source is not
     a JPEG or JPEG 2000 TIFF (nothing to match)."""
     try:
-        with tifffile.TiffFile(slide.path) as tif:
+        with slide.source_file() as fh, tifffile.TiffFile(fh) as tif:
             page = level_pages(tif)[0]
             code = int(page.compression)
             if code == COMPRESSION_JPEG:

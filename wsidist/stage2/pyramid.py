@@ -202,7 +202,9 @@ def write_pyramid(
             if tmp_path.exists():
                 tmp_path.unlink()
 
-    source_bytes = os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
+    source_bytes = slide.file_bytes or (
+        os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
+    )
     out_bytes = os.path.getsize(path)
     n = int(tissue0.size)
     sq_err, ssim = stats["sq_err"], stats["ssim"]
@@ -226,6 +228,8 @@ def write_pyramid(
         lossless=opts.is_lossless,
         levels_from="level0",
         worker_seconds=stats["seconds"],
+        bytes_read=stats["bytes_read"],
+        read_requests=stats["read_requests"],
     )
 
 
@@ -371,7 +375,9 @@ def _encode_blocks(
                 if pad_keep[sl].any():
                     yield plan, bx, by, pad_keep[sl].copy(), pad_sample[sl].copy()
 
-    stats: dict[str, Any] = {"sq_err": [], "ssim": [], "seconds": 0.0}
+    stats: dict[str, Any] = {
+        "sq_err": [], "ssim": [], "seconds": 0.0, "bytes_read": 0, "read_requests": 0
+    }  # fmt: skip
     piece_px = plan.block_px0 // plan.factor ** (plan.levels + 1)
     total = sum(1 for _ in block_args()) if on_block else 0
     results = bounded_map(submit, encode_block, block_args(), window, ordered=False)
@@ -384,6 +390,8 @@ def _encode_blocks(
         stats["sq_err"] += res.sq_err
         stats["ssim"] += res.ssim
         stats["seconds"] += res.seconds
+        stats["bytes_read"] += res.bytes_read
+        stats["read_requests"] += res.read_requests
         if on_block:
             on_block(done, total)
     return stats

@@ -45,6 +45,8 @@ PYRAMIDS_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("workers", pa.int32()),  # worker threads the slide's blocks could use
         ("mp_per_s_per_worker", pa.float64()),  # megapixels / seconds / workers
+        ("bytes_read", pa.int64()),  # bytes moved from the slide's source, blocks included
+        ("read_requests", pa.int64()),  # requests sent to the slide's source
         ("skipped", pa.bool_()),
         ("config_hash", pa.string()),
         ("source_version", pa.string()),  # size and mtime (or ETag) of the slide file read
@@ -79,6 +81,8 @@ class PyramidReport:
     lossless: bool = False  # True when no pixel was changed (lossless JPEG-XL, transcode)
     levels_from: str = "level0"  # "level0": reduced levels area-averaged; "source": copied
     worker_seconds: float = 0.0  # summed time of the block tasks (read + encode)
+    bytes_read: int = 0  # what the block tasks moved from the slide's source
+    read_requests: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

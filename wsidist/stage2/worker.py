@@ -175,8 +175,8 @@ def _rewrite(
         if config.transcode:
             margin_px0 = options.margin_for(options.mpp)
             report = transcode_pyramid(
-                slide.path, mask, downsample, out_path, margin_px0=margin_px0, submit=submit,
-                description_extra=extra, slide=slide,
+                slide.local_file(), mask, downsample, out_path, margin_px0=margin_px0,
+                submit=submit, description_extra=extra, slide=slide,
             )  # fmt: skip
         else:
             report = write_pyramid(

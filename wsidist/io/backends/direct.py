@@ -32,6 +32,7 @@ import numpy as np
 import tifffile
 
 from wsidist.errors import UnalignedRegion, UnsupportedSlide
+from wsidist.io.backends.byte_source import ByteSource
 from wsidist.io.backends.openslide_backend import OpenSlideBackend
 from wsidist.io.backends.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from wsidist.io.tiff_format import (
@@ -152,17 +153,24 @@ class DirectTiffReader:
         level_dimensions: tuple | None = None,
         level_downsamples: tuple | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        source: ByteSource | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._source = source
         try:
-            with open(self.path, "rb") as fh:
-                magic = fh.read(4)
+            if source is not None:
+                magic = source.pread(4, 0)
+            else:
+                with open(self.path, "rb") as fh:
+                    magic = fh.read(4)
         except OSError as exc:
             raise UnsupportedSlide(f"cannot read it: {exc}") from exc
         if not is_tiff_header(magic):
             raise UnsupportedSlide("not a TIFF")
         try:
-            with tifffile.TiffFile(self.path) as tif:
+            if source is not None:
+                source.seek(0)
+            with tifffile.TiffFile(self.path if source is None else source) as tif:
                 base_problem = _page_problem(tif.pages.first)
                 pages = [p for p in tif.pages if p.is_tiled]
                 problems = [_page_problem(p) for p in pages]
@@ -186,7 +194,7 @@ class DirectTiffReader:
             replace(lv, downsample=float(d))
             for lv, d in zip(levels, level_downsamples, strict=True)
         )
-        size = os.path.getsize(self.path)
+        size = os.path.getsize(self.path) if source is None else source.size
         for i, lv in enumerate(self._levels):
             if lv.offsets.size and int((lv.offsets + lv.counts).max()) > size:
                 raise UnsupportedSlide(f"level {i}: tile data beyond the end of the file")
@@ -194,9 +202,13 @@ class DirectTiffReader:
         self.level_dimensions = dims
         self.level_downsamples = tuple(lv.downsample for lv in self._levels)
         self.compression = tuple(lv.codec for lv in self._levels)
-        self._fd = os.open(self.path, os.O_RDONLY)
-        # the raw descriptor is closed by close() or, at the latest, when the reader is collected
-        self._close_fd = weakref.finalize(self, os.close, self._fd)
+        if source is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            # the raw descriptor is closed by close() or, at the latest, when it is collected
+            self._close_fd = weakref.finalize(self, os.close, self._fd)
+        else:
+            self._fd = -1
+            self._close_fd = lambda: None
         self._cache = TileCache(cache_bytes)
 
     @classmethod
@@ -208,7 +220,11 @@ class DirectTiffReader:
         count = int(lv.counts[index])
         if count == 0:
             return None  # missing tile: OpenSlide leaves it transparent → white
-        data = os.pread(self._fd, count, int(lv.offsets[index]))
+        offset = int(lv.offsets[index])
+        if self._source is not None:
+            data = self._source.pread(count, offset)
+        else:
+            data = os.pread(self._fd, count, offset)
         if len(data) != count:
             raise OSError(f"{self.path}: short read of tile {index}")
         if lv.codec == "jpeg":
@@ -239,12 +255,41 @@ class DirectTiffReader:
             for c in range(x0 // lv.tile_w, (x1 - 1) // lv.tile_w + 1)
         ]
 
+    def tile_ranges(self, level: int, indices: list[int]) -> list[tuple[int, int]]:
+        """The ``(offset, count)`` of the stored tiles ``indices`` of ``level``."""
+        lv = self._levels[level]
+        return [(int(lv.offsets[i]), int(lv.counts[i])) for i in indices]
+
+    def prefetch(self, level: int, indices: list[int]) -> None:
+        """Fetch the bytes of the tiles not decoded yet in one go (a ranged source only)."""
+        cached = self._cache.lookup((level, i) for i in indices)
+        todo = [i for i in indices if (level, i) not in cached]
+        if todo and self._source is not None:
+            self._source.prefetch(self.tile_ranges(level, todo))
+
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch at once the tiles that ``read_region`` of each (x, y level 0, w, h) needs."""
+        ds = self._levels[level].downsample
+        indices: dict[int, None] = {}
+        for x, y, w, h in regions:
+            origin = self.level_origin(x, y, level)
+            if origin is not None:  # decoded here: exactly its tiles
+                found = self.tile_indices(level, origin[0], origin[1], w, h)
+            else:  # OpenSlide paints it at a sub-pixel offset: a margin for its resampling
+                lx, ly = math.floor(x / ds) - 2, math.floor(y / ds) - 2
+                found = self.tile_indices(level, lx, ly, w + 5, h + 5)
+            indices.update(dict.fromkeys(found))
+        self.prefetch(level, list(indices))
+
     # -- regions ------------------------------------------------------------------------------
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         """uint8 (h, w, 3) of ``level`` pixels [x, x+w) × [y, y+h); outside the level is white."""
         lv = self._levels[level]
         out = np.full((h, w, 3), 255, np.uint8)
-        for index in self.tile_indices(level, x, y, w, h):
+        indices = self.tile_indices(level, x, y, w, h)
+        if self._source is not None:
+            self.prefetch(level, indices)
+        for index in indices:
             tile = self._tile(level, index)
             if tile is None:
                 continue
@@ -311,7 +356,7 @@ class DirectOpenSlideBackend(OpenSlideBackend):
     ``fast_path`` is the reader or None; ``fast_path_reason`` says why it is off.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source: ByteSource | None = None) -> None:
         super().__init__(path)
         self.fast_path: DirectTiffReader | None = None
         self.fast_path_reason = "disabled by WSIDIST_DIRECT=0"
@@ -323,6 +368,7 @@ class DirectOpenSlideBackend(OpenSlideBackend):
                 vendor=self.vendor,
                 level_dimensions=self.level_dimensions,
                 level_downsamples=self.level_downsamples,
+                source=source,
             )
             self.fast_path_reason = ""
         except UnsupportedSlide as exc:
@@ -335,6 +381,10 @@ class DirectOpenSlideBackend(OpenSlideBackend):
             if origin is not None:
                 return fast.read_level(level, origin[0], origin[1], size[0], size[1])
         return super().read_region(x, y, level, size)
+
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        if self.fast_path is not None:
+            self.fast_path.prefetch_regions(level, regions)
 
     def close(self) -> None:
         if self.fast_path is not None:

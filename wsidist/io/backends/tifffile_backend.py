@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from wsidist.errors import SlideError
+from wsidist.io.backends.byte_source import ByteSource
 from wsidist.io.backends.tile_cache import TileCache
 from wsidist.io.tiff_format import (
     PHOTOMETRIC,
@@ -128,14 +129,17 @@ class TiffBackend:
     name = "tifffile"
     vendor = "tiff"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source: ByteSource | None = None) -> None:
         self.path = path
-        size = os.path.getsize(path)
+        self._source = source
+        size = os.path.getsize(path) if source is None else source.size
         capture = _Capture()
         log = logging.getLogger("tifffile")
         log.addHandler(capture)
         try:
-            self._tif = tifffile.TiffFile(path)
+            if source is not None:
+                source.seek(0)
+            self._tif = tifffile.TiffFile(path if source is None else source)
             len(self._tif.pages)  # walk the whole IFD chain now, while logs are captured
             self._tif.series  # noqa: B018
         except Exception as exc:  # noqa: BLE001 — TiffFileError, OSError, ValueError, …
@@ -239,6 +243,10 @@ class TiffBackend:
         fh = self._tif.filehandle
         kind = "tile" if page.is_tiled else "strip"
         try:
+            if self._source is not None:  # one batch of coalesced, concurrent range requests
+                self._source.prefetch(
+                    [(int(page.dataoffsets[i]), int(page.databytecounts[i])) for i in missing]
+                )
             segments = fh.read_segments(
                 [page.dataoffsets[i] for i in missing],
                 [page.databytecounts[i] for i in missing],
@@ -262,17 +270,43 @@ class TiffBackend:
         self._cache.store({(level, i): found[i] for i in missing})
         return found
 
+    def _wanted(self, level: int, x: int, y: int, w: int, h: int) -> list[tuple[int, int, int]]:
+        """(plane, row, col) of the segments the level region touches."""
+        lv = self._levels[level]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lv.width), min(y + h, lv.height)
+        if x1 <= x0 or y1 <= y0:
+            return []
+        rows = range(y0 // lv.seg_h, (y1 - 1) // lv.seg_h + 1)
+        cols = range(x0 // lv.seg_w, (x1 - 1) // lv.seg_w + 1)
+        planes = range(min(lv.samples, 3)) if lv.separate else range(1)
+        return [(p, r, c) for p in planes for r in rows for c in cols]
+
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch at once the segments ``read_region`` of each (x, y level 0, w, h) needs."""
+        if self._source is None:
+            return
+        lv, (w0, h0) = self._levels[level], self.level_dimensions[0]
+        per_plane = lv.across * lv.down
+        found: dict[int, None] = {}
+        for x, y, w, h in regions:
+            lx, ly = round(x * lv.width / w0), round(y * lv.height / h0)
+            for p, r, c in self._wanted(level, lx, ly, w, h):
+                found[p * per_plane + r * lv.across + c] = None
+        cached = self._cache.lookup((level, i) for i in found)
+        page = lv.page
+        self._source.prefetch(
+            [(int(page.dataoffsets[i]), int(page.databytecounts[i]))
+             for i in found if (level, i) not in cached]
+        )  # fmt: skip
+
     def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lv = self._levels[level]
         out = np.full((h, w, 3), 255, np.uint8)
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lv.width), min(y + h, lv.height)
-        if x1 <= x0 or y1 <= y0:
+        wanted = self._wanted(level, x, y, w, h)
+        if not wanted:
             return out
-        rows = range(y0 // lv.seg_h, (y1 - 1) // lv.seg_h + 1)
-        cols = range(x0 // lv.seg_w, (x1 - 1) // lv.seg_w + 1)
-        planes = range(min(lv.samples, 3)) if lv.separate else range(1)
         per_plane = lv.across * lv.down
-        wanted = [(p, r, c) for p in planes for r in rows for c in cols]
         decoded = self._decode(level, [p * per_plane + r * lv.across + c for p, r, c in wanted])
         photometric = lv.page.photometric
         for p, r, c in wanted:
