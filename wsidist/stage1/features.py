@@ -126,21 +126,23 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
 
 
 def _hsv(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hue, saturation, value) in [0, 1] of uint8 rgb (n, 3), as skimage's rgb2hsv."""
-    arr = px.astype(np.float64) * (1.0 / 255.0)  # as skimage scales uint8
-    v = arr.max(axis=1)
-    delta = arr.max(axis=1) - arr.min(axis=1)
+    """(hue, saturation, value) in [0, 1] of uint8 rgb (n, 3), bit for bit as skimage's
+    rgb2hsv: max and min are taken on the uint8 channels and looked up as ``k / 255``, so no
+    float copy of the pixels is reduced along its short axis."""
+    level = np.arange(256) * (1.0 / 255.0)  # as skimage scales uint8
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    top = np.maximum(np.maximum(r, g), b)
+    v = level[top]
+    delta = v - level[np.minimum(np.minimum(r, g), b)]
+    fr, fg, fb = level[r], level[g], level[b]
+    g_top, b_top = g == top, b == top  # skimage's order: blue over green over red
     with np.errstate(invalid="ignore", divide="ignore"):
         s = delta / v
         s[delta == 0.0] = 0.0
-        h = np.zeros_like(v)
-        r, g, b = arr[:, 0], arr[:, 1], arr[:, 2]
-        idx = r == v
-        h[idx] = (g[idx] - b[idx]) / delta[idx]
-        idx = g == v
-        h[idx] = 2.0 + (b[idx] - r[idx]) / delta[idx]
-        idx = b == v
-        h[idx] = 4.0 + (r[idx] - g[idx]) / delta[idx]
+        h = np.where(b_top, fr - fg, np.where(g_top, fb - fr, fg - fb))
+        h /= delta
+        offset = np.where(b_top, 4.0, np.where(g_top, 2.0, 0.0))
+        h = np.where(offset > 0, offset + h, h)
     h = (h / 6.0) % 1.0
     h[delta == 0.0] = 0.0
     return np.nan_to_num(h), s, v
