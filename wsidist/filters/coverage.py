@@ -76,7 +76,7 @@ def coverage_fraction(
     """
     mask = np.asarray(mask, bool)
     glass = ~mask if glass is None else np.asarray(glass, bool) & ~mask
-    cov = np.where(mask, 255, 0).astype(np.uint8)
+    cov = np.multiply(mask, 255, dtype=np.uint8)
     if not mask.any() or not glass.any():
         return cov
     near_glass = square_max(glass)
