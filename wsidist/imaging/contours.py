@@ -91,31 +91,43 @@ def _boundary_rings(mask: np.ndarray) -> list[np.ndarray]:
         return np.where(sorted_key[i] == wanted, order[i], -1)
 
     right_turn = starting(1)
-    succ = np.where(right_turn >= 0, right_turn, starting(3)).tolist()
-    seen = bytearray(len(succ))
-    rings = []
-    for first in range(len(succ)):
-        if seen[first]:
-            continue
-        cycle, t = [first], succ[first]
-        seen[first] = 1
-        while t != first:
-            cycle.append(t)
-            seen[t] = 1
-            t = succ[t]
-        rings.append(np.asarray(cycle))
-    xy = np.stack([sx, sy], axis=1)
+    succ = np.where(right_turn >= 0, right_turn, starting(3))
+    ring_of, ring_order = _cycles(succ)
     vertex = sorted_key // 4
     shared = np.zeros(len(succ), bool)  # starts at a corner two runs start from
     twice = np.flatnonzero(vertex[1:] == vertex[:-1])
     shared[order[twice]] = shared[order[twice + 1]] = True
+    xy = np.stack([sx, sy], axis=1)[ring_order]
+    cuts = np.flatnonzero(ring_of[ring_order][1:] != ring_of[ring_order][:-1]) + 1
+    pinched = np.zeros(len(succ), bool)
+    pinched[ring_of[shared]] = True  # rings that may pass such a corner twice
     out: list[np.ndarray] = []
-    for cycle in rings:
-        if shared[cycle].any():  # it may pass that corner twice: split into simple loops
-            out.extend(_simple_loops(xy[cycle]))
+    for ring, first in zip(np.split(xy, cuts), np.r_[0, cuts]):
+        if pinched[ring_of[ring_order[first]]]:
+            out.extend(_simple_loops(ring))
         else:
-            out.append(xy[cycle])
+            out.append(ring)
     return out
+
+
+def _cycles(succ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a permutation ``succ``: each element's cycle (its smallest member), and the elements
+    ordered cycle by cycle, each from its smallest member along ``succ`` (pointer jumping, no
+    loop over elements)."""
+    n = len(succ)
+    ring = np.arange(n)
+    jump = succ.copy()
+    steps = max(1, int(np.ceil(np.log2(max(n, 2)))) + 1)
+    for _ in range(steps):
+        np.minimum(ring, ring[jump], out=ring)
+        jump = jump[jump]
+    # steps to the member before the smallest one: list ranking on the cycle cut open there
+    nxt = np.where(succ == ring, np.arange(n), succ)
+    dist = (nxt != np.arange(n)).astype(np.int64)
+    for _ in range(steps):
+        dist = dist + dist[nxt]
+        nxt = nxt[nxt]
+    return ring, np.lexsort((-dist, ring))
 
 
 def _simple_loops(ring: np.ndarray) -> list[np.ndarray]:
