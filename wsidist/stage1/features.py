@@ -21,7 +21,8 @@ from wsidist.imaging import box_sums, rgb_to_gray, summed_area_table
 __all__ = ["Windows", "gray_of", "hsv_moments", "tile_entropy", "window_sums"]
 
 _BINCOUNT_BINS = 1 << 22  # entropy histograms per pass (bounded memory)
-_GRAY_BAND_PX = 1 << 20  # pixels converted to gray at a time
+_GRAY_BAND_PX = 1 << 20  # pixels converted to gray (or sorted for the entropy) at a time
+_SORT_MAX_PX = 256  # windows up to this many pixels: entropy by sorting, not histograms
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,37 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def _uniform(start: np.ndarray, stop: np.ndarray) -> int:
+    """How many leading windows are edge to edge and of the first one's size (all but a
+    shorter last one, on the usual grid)."""
+    size = stop[0] - start[0]
+    ok = (stop - start == size) & np.r_[True, start[1:] == stop[:-1]]
+    return len(ok) if ok.all() else int(np.argmin(ok))
+
+
+def _sorted_entropy(gray: np.ndarray, win: Windows, n_y: int, n_x: int, clogc) -> np.ndarray:
+    """Entropy of the leading ``n_y x n_x`` equal, edge-to-edge windows: each window's pixels
+    in a row, sorted (radix sort on uint8), level counts as run lengths. Summed in the same
+    order as the histogram path (by level), so the values are the same."""
+    ky, kx = int(win.y1[0] - win.y0[0]), int(win.x1[0] - win.x0[0])
+    x0, y0 = int(win.x0[0]), int(win.y0[0])
+    out = np.empty((n_y, n_x), np.float64)
+    band = max(1, _GRAY_BAND_PX // max(ky * kx * n_x, 1))
+    for i0 in range(0, n_y, band):
+        rows = min(band, n_y - i0)
+        part = gray[y0 + i0 * ky : y0 + (i0 + rows) * ky, x0 : x0 + n_x * kx]
+        px = part.reshape(rows, ky, n_x, kx).transpose(0, 2, 1, 3).reshape(rows * n_x, ky * kx)
+        px = np.sort(px, axis=1, kind="stable")
+        starts = np.ones(px.shape, bool)
+        starts[:, 1:] = px[:, 1:] != px[:, :-1]
+        window, at = np.nonzero(starts)
+        length = np.r_[at[1:], 0] - at
+        length[np.r_[window[1:] != window[:-1], True]] += ky * kx  # the last run of a window
+        s = np.bincount(window, weights=clogc[length], minlength=rows * n_x)
+        out[i0 : i0 + rows] = (np.log2(ky * kx) - s / (ky * kx)).reshape(rows, n_x)
+    return out
+
+
 def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     """(rows, cols) Shannon entropy (bits) of the gray levels in every window."""
     n_rows, n_cols = win.shape
@@ -104,6 +136,26 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     c = np.arange(top + 1, dtype=np.float64)
     clogc = np.zeros(top + 1)
     clogc[1:] = c[1:] * np.log2(c[1:])
+    n_y, n_x = (_uniform(win.y0, win.y1), _uniform(win.x0, win.x1)) if area.size else (0, 0)
+    # small windows of the usual grid (all alike but the last row and column): sort
+    if n_y >= max(n_rows - 1, 1) and n_x >= max(n_cols - 1, 1) and area[0, 0] <= _SORT_MAX_PX:
+        out[:n_y, :n_x] = _sorted_entropy(gray, win, n_y, n_x, clogc)
+        if n_y < n_rows:
+            last = Windows(win.x0, win.x1, win.y0[n_y:], win.y1[n_y:])
+            out[n_y:] = _histogram_entropy(gray, last, clogc)
+        if n_x < n_cols:
+            last = Windows(win.x0[n_x:], win.x1[n_x:], win.y0[:n_y], win.y1[:n_y])
+            out[:n_y, n_x:] = _histogram_entropy(gray, last, clogc)
+        return out + 0.0
+    return _histogram_entropy(gray, win, clogc) + 0.0
+
+
+def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.ndarray:
+    """Entropy per window from one gray-level histogram per window (bincount per class of
+    disjoint windows)."""
+    n_rows, n_cols = win.shape
+    out = np.zeros((n_rows, n_cols), np.float64)
+    area = win.area
     for row_map, col_map, rows, cols in _classes(win, gray.shape):
         nc = len(cols)
         band = max(1, _BINCOUNT_BINS // (256 * nc))
@@ -122,7 +174,7 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
             s = np.bincount(nz >> 8, weights=clogc[counts[nz]], minlength=len(sub) * nc)
             n = area[np.ix_(sub, cols)].astype(np.float64)
             out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), nc) / n
-    return out + 0.0
+    return out
 
 
 def _hsv(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
