@@ -44,6 +44,15 @@ def mask_polygons(mask: np.ndarray, downsample: float = 1.0) -> list[Polygon]:
     return _assemble(rings, float(downsample))
 
 
+def _edge_code(p: np.ndarray) -> np.ndarray:
+    """int8 per pixel edge between rows of the padded mask ``p`` (h+2, w+2): 0 none, 1 region
+    above, 2 region below (rows h+1, columns w)."""
+    above, below = p[:-1, 1:-1], p[1:, 1:-1]
+    code = np.not_equal(above, below).view(np.int8)
+    code += code & below
+    return code
+
+
 def _runs(code: np.ndarray) -> tuple[np.ndarray, ...]:
     """(line, start, end, value) of the maximal runs of one nonzero value along axis 1."""
     pad = np.zeros((code.shape[0], code.shape[1] + 2), np.int8)
@@ -68,11 +77,9 @@ def _boundary_rings(mask: np.ndarray) -> list[np.ndarray]:
     h, w = mask.shape
     p = np.zeros((h + 2, w + 2), np.int8)
     p[1:-1, 1:-1] = mask
-    above, below = p[:-1, 1:-1], p[1:, 1:-1]
-    y, a, b, v = _runs((above != below) * (below + 1))  # 2: region below, walked east
+    y, a, b, v = _runs(_edge_code(p))  # 2: region below, walked east
     east = v == 2
-    left, right = p[1:-1, :-1], p[1:-1, 1:]
-    x, c, d, v = _runs(((left != right) * (right + 1)).T)  # 2: region right, walked north
+    x, c, d, v = _runs(_edge_code(np.ascontiguousarray(p.T)))  # 2: region right, walked north
     north = v == 2
     sx = np.r_[np.where(east, a, b), x]
     sy = np.r_[y, np.where(north, d, c)]
@@ -171,7 +178,10 @@ def _assemble(rings: list[np.ndarray], downsample: float) -> list[Polygon]:
         first = xy[np.cumsum(sizes)[hole] - sizes[hole]]
         step = np.sign(xy[np.cumsum(sizes)[hole] - sizes[hole] + 1] - first)
         inside = (first + 0.5 * step + 0.5 * step[:, ::-1] * (1, -1)) * downsample
-        pairs = shapely.STRtree(shell_geoms).query(shapely.points(inside), predicate="within")
+        # the shells as the query side, so GEOS prepares them (a point-in-polygon test is then
+        # cheap however many corners the shell has): pairs are (shell, hole)
+        pairs = shapely.STRtree(shapely.points(inside)).query(shell_geoms, predicate="contains")
+        pairs = pairs[::-1]
         by_size = np.lexsort((area[shell][pairs[1]], pairs[0]))  # per hole, smallest first
         h_i, s_i = pairs[0][by_size], pairs[1][by_size]
         first_of_hole = np.r_[True, h_i[1:] != h_i[:-1]]
@@ -296,11 +306,11 @@ def _geometry_json(geometry) -> dict[str, Any]:
     as ints), faster than shapely's tuple-by-tuple mapping."""
     if not isinstance(geometry, Polygon) or geometry.is_empty:
         return mapping(geometry)
-    rings = []
-    for ring in (geometry.exterior, *geometry.interiors):
-        xy = shapely.get_coordinates(ring)
-        whole = xy.astype(np.int64)
-        rings.append(whole.tolist() if np.array_equal(whole, xy) else xy.tolist())
+    xy = shapely.get_coordinates(geometry)  # the exterior, then every interior ring
+    whole = xy.astype(np.int64)
+    flat = whole.tolist() if np.array_equal(whole, xy) else xy.tolist()
+    ends = np.cumsum(shapely.get_num_coordinates(shapely.get_rings(geometry))).tolist()
+    rings = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
     return {"type": "Polygon", "coordinates": rings}
 
 
