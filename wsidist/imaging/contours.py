@@ -1,10 +1,11 @@
 """Masks as polygons and polygons as masks: tissue contours and tile boxes as QuPath GeoJSON.
 
 :func:`mask_polygons` traces the exact pixel boundary of a boolean mask (one polygon per
-connected region, holes as interior rings) with shapely: each row's runs of set pixels are
-boxes, and the union of the boxes is the mask's outline, so rasterising the polygons
-back at the mask's scale gives the mask again, pixel for pixel. Coordinates are scaled by the
-mask's downsample into level-0 pixels.
+4-connected region, holes as interior rings): the boundary's horizontal and vertical runs of
+pixel edges are linked end to start into closed rings, whose orientation tells shells from
+holes, and each hole goes to the smallest shell around it. Rasterising the polygons back at
+the mask's scale gives the mask again, pixel for pixel. Coordinates are scaled by the mask's
+downsample into level-0 pixels.
 
 The GeoJSON documents are FeatureCollections as QuPath exports them: one Feature per object,
 ``properties.objectType`` (``annotation``, ``tile``) and ``properties.classification``

@@ -3,9 +3,10 @@
 A grid is separable: every tile of a column shares its scaled x-interval and every tile of a
 row its y-interval (:class:`Windows`). Sums over windows come from summed-area tables
 (tissue coverage, pen) or from one ``bincount`` per class of non-overlapping tiles (gray-level
-histograms for the entropy, HSV moments of the tissue pixels). Tiles overlap only with an
-overlap setting or when a tile is smaller than a scaled pixel; they are then split into
-``k x k`` classes whose windows are disjoint. HSV is computed for tissue pixels only, as
+histograms for the entropy, HSV moments of the tissue pixels); windows of at most 256 pixels
+get their entropy from their pixels sorted in place of a histogram each. Tiles overlap only
+with an overlap setting or when a tile is smaller than a scaled pixel; they are then split
+into ``k x k`` classes whose windows are disjoint. HSV is computed for tissue pixels only, as
 ``skimage.color.rgb2hsv`` does it, so the values match the per-tile definition exactly.
 """
 
