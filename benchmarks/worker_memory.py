@@ -4,7 +4,8 @@
 
 Each (slide, stage) runs in a fresh process, as a Dask worker would run it (stage 1:
 ``process_slide``; rewrite: ``rewrite_slide``, blocks on a thread pool of 2, window 4), and
-reports its peak resident set (ru_maxrss) beside the same process's RSS after imports. These
+reports its peak resident set (VmHWM; ru_maxrss would carry the parent's peak across the
+fork + exec) beside the same process's RSS after imports. These
 numbers set the worker requests and limits in deploy/k8s/base (see deploy/README.md).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,10 +27,10 @@ REAL = [
 ]
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -55,7 +55,7 @@ def run_one(stage: str, url: str, out: str) -> dict[str, float]:
         row = process_slide(task, Stage1Config(), store, overwrite=True)
     else:
         row = rewrite_slide(task, RewriteConfig(), store, store, overwrite=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     return {"baseline_mb": baseline, "peak_mb": peak, "seconds": time.perf_counter() - t0,
             "megapixels": width * height / 1e6, "status": row["status"]}  # fmt: skip
 

@@ -27,9 +27,11 @@ def neutral_pixels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(neutral, dark and neutral) per pixel of :func:`channel_densities`: the channels agree
     within ``tolerance`` x their mean; dark ones also have at least ``min_od`` in every channel."""
-    od = od.astype(np.int32)
-    low, high = od.min(axis=1), od.max(axis=1)
-    mean = od.sum(axis=1) / 3.0
+    a, b, c = (od[:, i].astype(np.int32) for i in range(3))  # column-wise: no short-axis passes
+    low, high = np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
+    a += b
+    a += c
+    mean = a / 3.0
     neutral = high - low <= tolerance * np.maximum(mean, 1.0)
     return neutral, neutral & (low >= min_od * 1000)
 

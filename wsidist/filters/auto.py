@@ -97,10 +97,11 @@ def _fill_holes(
     ok[0] = False
     if not ok.any():
         return out
-    small = np.where(ok[labels], labels, 0)
-    owner_img = square_max(small, 1)  # the small hole each rim pixel belongs to
-    rim = np.flatnonzero((owner_img > 0) & mask)
-    owner = owner_img.reshape(-1)[rim]
+    small = ok[labels]
+    rim = np.flatnonzero(square_max(small, 1) & mask)
+    near = neighbourhoods(rim, mask.shape, 1)
+    # the small hole each rim pixel belongs to (the largest label among its neighbours)
+    owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
     # another background component within two pixels of a rim pixel: a thin wall
     around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
     thin = ((around > 0) & (around != owner[:, None])).any(axis=1)
@@ -113,8 +114,7 @@ def _fill_holes(
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
     labels, n = ndimage.label(mask, _EIGHT)
-    size = np.bincount(labels.reshape(-1), minlength=n + 1)
-    size[0] = 0
+    size = np.bincount(labels[mask], minlength=n + 1)
     keep = size >= max(int(min_px), 1)
     return keep[labels], size[keep]
 
@@ -199,7 +199,7 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens
     cov[spots] = np.minimum(cov[spots], spot_cov[spots])
     mask, object_px = _objects(cov >= 128, min_px)
     cov[~mask & (cov >= 128)] = 0  # dropped objects
-    np.maximum(cov, np.where(mask, 128, 0).astype(np.uint8), out=cov)
+    np.maximum(cov, np.multiply(mask, 128, dtype=np.uint8), out=cov)
     found = {"mask": mask, "coverage": cov, "ink": ink, "ink_class": ink_cls}
     return found | {"artefacts": artefact}, object_px
 

@@ -76,7 +76,7 @@ def coverage_fraction(
     """
     mask = np.asarray(mask, bool)
     glass = ~mask if glass is None else np.asarray(glass, bool) & ~mask
-    cov = np.where(mask, 255, 0).astype(np.uint8)
+    cov = np.multiply(mask, 255, dtype=np.uint8)
     if not mask.any() or not glass.any():
         return cov
     near_glass = square_max(glass)
@@ -88,11 +88,7 @@ def coverage_fraction(
     h, w = mask.shape
     interior = (mask & ~near_glass).reshape(-1)
     clean_glass = (glass & ~near_tissue).reshape(-1)
-    offs = _window_offsets(radius_px)
-    by, bx = np.divmod(band, w)
-    ny = np.clip(by[:, None] + offs[None, :, 0], 0, h - 1)
-    nx = np.clip(bx[:, None] + offs[None, :, 1], 0, w - 1)
-    nidx = ny * w + nx
+    nidx = neighbourhoods(band, (h, w), radius_px)
     if dark is None:
         dark = darkness(rgb, bg, direction=tissue_direction(rgb, interior.reshape(h, w), bg))
     d_all = dark.reshape(-1)
@@ -145,11 +141,7 @@ def light_spots(
     pick = inside[d_all[inside] < ratio * typical * 1.5]
     if pick.size == 0 or typical <= 0:
         return spots, cov
-    offs = _window_offsets(radius_px)
-    py, px = np.divmod(pick, w)
-    nidx = np.clip(py[:, None] + offs[None, :, 0], 0, h - 1) * w + np.clip(
-        px[:, None] + offs[None, :, 1], 0, w - 1
-    )
+    nidx = neighbourhoods(pick, (h, w), radius_px)
     in_m = flat_mask[nidx]
     d_near = np.where(in_m, d_all[nidx], 0)
     local = d_near.sum(1) / np.maximum(in_m.sum(1), 1)
@@ -162,12 +154,20 @@ def light_spots(
 
 
 def neighbourhoods(flat_idx: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """(n, (2r+1)^2) flat indices of the square around each flat index, clamped at the image
+    edge (an outside neighbour repeats the nearest edge pixel). Pixels at least ``radius``
+    from the edge take one add of the offsets; only the others are clamped."""
     h, w = shape
     offs = _window_offsets(radius)
+    flat_idx = np.asarray(flat_idx, np.int64)
+    out = flat_idx[:, None] + (offs[:, 0] * w + offs[:, 1])[None, :]
     y, x = np.divmod(flat_idx, w)
-    ny = np.clip(y[:, None] + offs[None, :, 0], 0, h - 1)
-    nx = np.clip(x[:, None] + offs[None, :, 1], 0, w - 1)
-    return ny * w + nx
+    edge = np.flatnonzero((y < radius) | (y >= h - radius) | (x < radius) | (x >= w - radius))
+    if edge.size:
+        ny = np.clip(y[edge, None] + offs[None, :, 0], 0, h - 1)
+        nx = np.clip(x[edge, None] + offs[None, :, 1], 0, w - 1)
+        out[edge] = ny * w + nx
+    return out
 
 
 def grow_by_unmixing(

@@ -108,10 +108,16 @@ def ink_from_codes(codes: np.ndarray, grow_px: int = 2) -> tuple[np.ndarray, np.
         return strict, np.zeros(codes.shape, np.uint8)
     loose = codes >= _LOOSE
     mask = strict | (loose & square_max(strict, max(grow_px, 0)))
-    cls = np.where(mask, codes & 7, 0).astype(np.uint8)
-    if (mask & (cls == 0)).any():  # loose-only pixels take the class of the inked neighbours
-        grown = square_max(codes & 7, grow_px)
-        cls = np.where(mask & (cls == 0), grown, cls).astype(np.uint8)
+    cls = np.bitwise_and(codes, 7, out=np.zeros(codes.shape, np.uint8), where=mask)
+    only = np.flatnonzero(mask & (cls == 0))
+    if only.size:  # loose-only pixels take the class of the inked neighbours
+        h, w = codes.shape
+        r = np.arange(-grow_px, grow_px + 1)
+        y, x = np.divmod(only, w)
+        ny = np.clip(y[:, None, None] + r[None, :, None], 0, h - 1)
+        nx = np.clip(x[:, None, None] + r[None, None, :], 0, w - 1)
+        grown = (codes.reshape(-1)[(ny * w + nx).reshape(len(only), -1)] & 7).max(axis=1)
+        cls.reshape(-1)[only] = grown
     return mask, cls
 
 

@@ -41,7 +41,7 @@ def encode_image(array: np.ndarray, fmt: str, quality: int = 90) -> bytes:
         ) from None
     buf = io.BytesIO()
     if array.dtype == bool and pil_format == "PNG":
-        Image.fromarray(array).convert("1").save(buf, format="PNG", optimize=True)
+        Image.fromarray(array).convert("1").save(buf, format="PNG")
         return buf.getvalue()
     kwargs: dict[str, Any] = {} if pil_format == "PNG" else {"quality": int(quality)}
     Image.fromarray(to_uint8_image(array)).save(buf, format=pil_format, **kwargs)

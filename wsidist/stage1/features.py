@@ -3,9 +3,10 @@
 A grid is separable: every tile of a column shares its scaled x-interval and every tile of a
 row its y-interval (:class:`Windows`). Sums over windows come from summed-area tables
 (tissue coverage, pen) or from one ``bincount`` per class of non-overlapping tiles (gray-level
-histograms for the entropy, HSV moments of the tissue pixels). Tiles overlap only with an
-overlap setting or when a tile is smaller than a scaled pixel; they are then split into
-``k x k`` classes whose windows are disjoint. HSV is computed for tissue pixels only, as
+histograms for the entropy, HSV moments of the tissue pixels); windows of at most 256 pixels
+get their entropy from their pixels sorted in place of a histogram each. Tiles overlap only
+with an overlap setting or when a tile is smaller than a scaled pixel; they are then split
+into ``k x k`` classes whose windows are disjoint. HSV is computed for tissue pixels only, as
 ``skimage.color.rgb2hsv`` does it, so the values match the per-tile definition exactly.
 """
 
@@ -21,7 +22,8 @@ from wsidist.imaging import box_sums, rgb_to_gray, summed_area_table
 __all__ = ["Windows", "gray_of", "hsv_moments", "tile_entropy", "tile_peak_frac", "window_sums"]
 
 _BINCOUNT_BINS = 1 << 22  # entropy histograms per pass (bounded memory)
-_GRAY_BAND_PX = 1 << 20  # pixels converted to gray at a time
+_GRAY_BAND_PX = 1 << 20  # pixels converted to gray (or sorted for the entropy) at a time
+_SORT_MAX_PX = 256  # windows up to this many pixels: entropy by sorting, not histograms
 PEAK_LEVELS = 3  # seed 004's "highest few pixel frequencies": the 3 most populous gray levels
 
 
@@ -96,6 +98,37 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def _uniform(start: np.ndarray, stop: np.ndarray) -> int:
+    """How many leading windows are edge to edge and of the first one's size (all but a
+    shorter last one, on the usual grid)."""
+    size = stop[0] - start[0]
+    ok = (stop - start == size) & np.r_[True, start[1:] == stop[:-1]]
+    return len(ok) if ok.all() else int(np.argmin(ok))
+
+
+def _sorted_entropy(gray: np.ndarray, win: Windows, n_y: int, n_x: int, clogc) -> np.ndarray:
+    """Entropy of the leading ``n_y x n_x`` equal, edge-to-edge windows: each window's pixels
+    in a row, sorted (radix sort on uint8), level counts as run lengths. Summed in the same
+    order as the histogram path (by level), so the values are the same."""
+    ky, kx = int(win.y1[0] - win.y0[0]), int(win.x1[0] - win.x0[0])
+    x0, y0 = int(win.x0[0]), int(win.y0[0])
+    out = np.empty((n_y, n_x), np.float64)
+    band = max(1, _GRAY_BAND_PX // max(ky * kx * n_x, 1))
+    for i0 in range(0, n_y, band):
+        rows = min(band, n_y - i0)
+        part = gray[y0 + i0 * ky : y0 + (i0 + rows) * ky, x0 : x0 + n_x * kx]
+        px = part.reshape(rows, ky, n_x, kx).transpose(0, 2, 1, 3).reshape(rows * n_x, ky * kx)
+        px = np.sort(px, axis=1, kind="stable")
+        starts = np.ones(px.shape, bool)
+        starts[:, 1:] = px[:, 1:] != px[:, :-1]
+        window, at = np.nonzero(starts)
+        length = np.r_[at[1:], 0] - at
+        length[np.r_[window[1:] != window[:-1], True]] += ky * kx  # the last run of a window
+        s = np.bincount(window, weights=clogc[length], minlength=rows * n_x)
+        out[i0 : i0 + rows] = (np.log2(ky * kx) - s / (ky * kx)).reshape(rows, n_x)
+    return out
+
+
 def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     """(rows, cols) Shannon entropy (bits) of the gray levels in every window."""
     n_rows, n_cols = win.shape
@@ -105,6 +138,26 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     c = np.arange(top + 1, dtype=np.float64)
     clogc = np.zeros(top + 1)
     clogc[1:] = c[1:] * np.log2(c[1:])
+    n_y, n_x = (_uniform(win.y0, win.y1), _uniform(win.x0, win.x1)) if area.size else (0, 0)
+    # small windows of the usual grid (all alike but the last row and column): sort
+    if n_y >= max(n_rows - 1, 1) and n_x >= max(n_cols - 1, 1) and area[0, 0] <= _SORT_MAX_PX:
+        out[:n_y, :n_x] = _sorted_entropy(gray, win, n_y, n_x, clogc)
+        if n_y < n_rows:
+            last = Windows(win.x0, win.x1, win.y0[n_y:], win.y1[n_y:])
+            out[n_y:] = _histogram_entropy(gray, last, clogc)
+        if n_x < n_cols:
+            last = Windows(win.x0[n_x:], win.x1[n_x:], win.y0[:n_y], win.y1[:n_y])
+            out[:n_y, n_x:] = _histogram_entropy(gray, last, clogc)
+        return out + 0.0
+    return _histogram_entropy(gray, win, clogc) + 0.0
+
+
+def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.ndarray:
+    """Entropy per window from one gray-level histogram per window (bincount per class of
+    disjoint windows)."""
+    n_rows, n_cols = win.shape
+    out = np.zeros((n_rows, n_cols), np.float64)
+    area = win.area
     for row_map, col_map, rows, cols in _classes(win, gray.shape):
         nc = len(cols)
         band = max(1, _BINCOUNT_BINS // (256 * nc))
@@ -123,7 +176,7 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
             s = np.bincount(nz >> 8, weights=clogc[counts[nz]], minlength=len(sub) * nc)
             n = area[np.ix_(sub, cols)].astype(np.float64)
             out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), nc) / n
-    return out + 0.0
+    return out
 
 
 def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) -> np.ndarray:
@@ -155,21 +208,23 @@ def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) ->
 
 
 def _hsv(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hue, saturation, value) in [0, 1] of uint8 rgb (n, 3), as skimage's rgb2hsv."""
-    arr = px.astype(np.float64) * (1.0 / 255.0)  # as skimage scales uint8
-    v = arr.max(axis=1)
-    delta = arr.max(axis=1) - arr.min(axis=1)
+    """(hue, saturation, value) in [0, 1] of uint8 rgb (n, 3), bit for bit as skimage's
+    rgb2hsv: max and min are taken on the uint8 channels and looked up as ``k / 255``, so no
+    float copy of the pixels is reduced along its short axis."""
+    level = np.arange(256) * (1.0 / 255.0)  # as skimage scales uint8
+    r, g, b = px[:, 0], px[:, 1], px[:, 2]
+    top = np.maximum(np.maximum(r, g), b)
+    v = level[top]
+    delta = v - level[np.minimum(np.minimum(r, g), b)]
+    fr, fg, fb = level[r], level[g], level[b]
+    g_top, b_top = g == top, b == top  # skimage's order: blue over green over red
     with np.errstate(invalid="ignore", divide="ignore"):
         s = delta / v
         s[delta == 0.0] = 0.0
-        h = np.zeros_like(v)
-        r, g, b = arr[:, 0], arr[:, 1], arr[:, 2]
-        idx = r == v
-        h[idx] = (g[idx] - b[idx]) / delta[idx]
-        idx = g == v
-        h[idx] = 2.0 + (b[idx] - r[idx]) / delta[idx]
-        idx = b == v
-        h[idx] = 4.0 + (r[idx] - g[idx]) / delta[idx]
+        h = np.where(b_top, fr - fg, np.where(g_top, fb - fr, fg - fb))
+        h /= delta
+        offset = np.where(b_top, 4.0, np.where(g_top, 2.0, 0.0))
+        h = np.where(offset > 0, offset + h, h)
     h = (h / 6.0) % 1.0
     h[delta == 0.0] = 0.0
     return np.nan_to_num(h), s, v

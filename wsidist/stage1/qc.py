@@ -77,7 +77,7 @@ def _debris_share(det: TissueDetection) -> float:
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         edge[side] = True
     edge[0] = True
-    return float((~edge[labels]).sum())
+    return float(np.count_nonzero(~edge[labels[det.artefacts]]))
 
 
 def slide_qc(
