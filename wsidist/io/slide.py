@@ -23,7 +23,7 @@ from wsidist.errors import SlideError
 from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
-from wsidist.io.remote import source_version, stage
+from wsidist.io.remote import CacheSpec, Lease, lease, source_version
 
 __all__ = ["DEFAULT_BLOCK_PX", "Slide", "SlideError", "SlideInfo", "SlideRef", "open_slide"]
 
@@ -37,7 +37,7 @@ class SlideRef:
     """
 
     url: str
-    cache_dir: str | None = None
+    cache_dir: str | CacheSpec | None = None
     backend: str = "auto"
     version: str | None = None
 
@@ -87,9 +87,10 @@ class Slide:
         path: str,
         impl: Any,
         *,
-        cache_dir: str | None,
+        cache_dir: str | CacheSpec | None,
         backend: str,
         notes: tuple[str, ...] = (),
+        staged: Lease | None = None,
     ):
         self.url = url
         self._notes = notes
@@ -97,8 +98,9 @@ class Slide:
         self._impl = impl
         self._reopen_args = (url, cache_dir, backend)
         self._closed = False
+        self.staged = staged or Lease(path)  # what staging fetched; its lock is held while open
         # an unreferenced slide closes its files (descriptors never outlive the object)
-        self._finalizer = weakref.finalize(self, impl.close)
+        self._finalizer = weakref.finalize(self, _close, impl, self.staged)
 
     # -- metadata ---------------------------------------------------------------------------
     backend = property(lambda self: self._impl.name)
@@ -224,7 +226,14 @@ class Slide:
         )
 
 
-def _reopen(url: str, cache_dir: str | None, backend: str) -> Slide:
+def _close(impl: Any, staged: Lease) -> None:
+    try:
+        impl.close()
+    finally:
+        staged.close()  # after the reader: the staged file may be evicted from now on
+
+
+def _reopen(url: str, cache_dir: str | CacheSpec | None, backend: str) -> Slide:
     return open_slide(url, cache_dir=cache_dir, backend=backend)
 
 
@@ -266,18 +275,31 @@ def _sniff(path: str) -> str:
     return f"not recognised by OpenSlide and not a TIFF (starts with {head!r})"
 
 
-def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto") -> Slide:
-    """Open a local path, ``file://`` URL or fsspec URL (remote files are staged to ``cache_dir``)."""
+def open_slide(
+    url: str, *, cache_dir: str | CacheSpec | None = None, backend: str = "auto"
+) -> Slide:
+    """Open a local path, ``file://`` URL or fsspec URL (remote files are staged to the bounded
+    cache ``cache_dir``: a folder or a :class:`~wsidist.io.remote.CacheSpec`)."""
     url = os.fspath(url)
     if backend != "auto" and backend not in BACKENDS:
         raise SlideError(f"unknown backend {backend!r} (choose auto, {', '.join(BACKENDS)})")
     try:
-        path = stage(url, cache_dir)
+        staged = lease(url, cache_dir)
     except FileNotFoundError as exc:
         raise SlideError(f"slide not found: {url}") from exc
+    except SlideError as exc:
+        raise type(exc)(f"{url}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
         raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
-    path = _resolve_local(path)
+    try:
+        return _open_staged(url, staged, cache_dir, backend)
+    except BaseException:
+        staged.close()
+        raise
+
+
+def _open_staged(url: str, staged: Lease, cache_dir: str | CacheSpec | None, backend: str) -> Slide:
+    path = _resolve_local(staged.path)
     names = [n for n in BACKENDS if backend in ("auto", n)]
     errors = []
     for name in names:
@@ -293,7 +315,9 @@ def open_slide(url: str, *, cache_dir: str | None = None, backend: str = "auto")
             errors.append(f"{name} reader: {exc}")
             continue
         notes = tuple(f"opened with {name} after {e}" for e in errors if "not installed" not in e)
-        return Slide(url, path, impl, cache_dir=cache_dir, backend=backend, notes=notes)
+        return Slide(
+            url, path, impl, cache_dir=cache_dir, backend=backend, notes=notes, staged=staged
+        )
     if errors:
         raise SlideError("; ".join(errors))
     reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"
