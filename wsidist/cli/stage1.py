@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    CacheMaxGbOpt,
     Closing,
     ClusterOpt,
     DashboardOpt,
@@ -76,6 +77,7 @@ def score(
     ] = None,
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
+    cache_max_gb: CacheMaxGbOpt = None,
     manifest: ManifestOpt = None,
     cluster: ClusterOpt = None,
     dashboard: DashboardOpt = None,
@@ -95,7 +97,7 @@ def score(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
-        cache_dir=cache_dir, manifest=manifest,
+        cache_dir=cache_dir, cache_max_gb=cache_max_gb, manifest=manifest,
         cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: build_job(config, **fields)))
@@ -174,7 +176,7 @@ def _run(build) -> int:
     def run(job, tasks, on_result, client):
         return run_stage1(
             tasks, job.out, job.config, client=client, overwrite=job.overwrite,
-            cache_dir=job.cache_dir, storage_options=job.storage_options, on_result=on_result,
+            cache_dir=job.cache(), storage_options=job.storage_options, on_result=on_result,
             manifest=job.manifest,
         )  # fmt: skip
 

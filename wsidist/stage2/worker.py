@@ -27,7 +27,7 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
-from wsidist.io.remote import source_version
+from wsidist.io.remote import CacheSpec, source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.budget import MB, check_memory
@@ -76,7 +76,7 @@ def rewrite_slide(
     masks: Store,
     *,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> dict[str, Any]:
     """Rewrite one slide and return its ``pyramids.parquet`` row. Never raises for slide errors.
 
