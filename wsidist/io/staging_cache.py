@@ -86,6 +86,11 @@ class Lease:
     files_downloaded: int = 0
     _fd: int | None = field(default=None, repr=False)
 
+    @property
+    def pinned(self) -> bool:
+        """Whether this lease holds a cache entry (a remote slide), not just a local path."""
+        return self._fd is not None
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
