@@ -138,3 +138,24 @@ def test_a_slide_larger_than_the_cache_is_a_clear_error(objects, tmp_path):
     with pytest.raises(SlideError, match=r"larger than the whole staging cache.*--cache-max-gb"):
         open_slide(objects[0], cache_dir=cache)
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_a_process_keeps_one_idle_staged_slide_open(s3, tmp_path):
+    from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+    from wsidist.io.slide import SlideRef
+    from wsidist.io.slide_cache import SlideCache
+
+    bucket = s3.make_bucket(f"idle-{secrets.token_hex(4)}")
+    refs = []
+    cache = CacheSpec(str(tmp_path / "cache"))
+    for i in range(3):
+        path = tmp_path / f"s{i}.svs"
+        write_synthetic_slide(path, SynthSpec(width=600, height=400, seed=i, n_blobs=1))
+        s3.filesystem().put_file(str(path), f"{bucket[5:]}/s{i}.svs")
+        refs.append(SlideRef(f"{bucket}/s{i}.svs", cache))
+    slides = SlideCache(max_open=4)
+    for ref in refs:
+        with slides.lease(ref) as slide:
+            assert slide.staged.pinned
+    assert len(slides) == 1  # idle staged slides pin cache entries: only the latest stays
+    slides.close()

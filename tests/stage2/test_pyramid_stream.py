@@ -54,9 +54,7 @@ def test_sparse_file_keeps_only_non_zero_pages():
     assert f.read_at(0, 6) == b"II\x01\x02\x00\x00"
 
 
-def test_rewrite_to_s3_is_the_local_pyramid_with_bounded_scratch(
-    s3, source, tmp_path, monkeypatch
-):
+def test_rewrite_to_s3_is_the_local_pyramid_with_bounded_scratch(s3, source, tmp_path, monkeypatch):
     path, mask = source
     opts = PyramidOptions(codec="jpeg", glass="white", block_levels=1)
     local = tmp_path / "local.tiff"
