@@ -1,5 +1,7 @@
 """Slides staged from a real S3 server on 2 worker processes through a small bounded cache:
-the same results as the local run, the cache within --cache-max-gb all along."""
+the same results as the local run, the cache within --cache-max-gb all along. The slides are
+generated NDPI files, a format only OpenSlide reads, so they are staged however other formats
+are read."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+from wsidist.demo.formats import write_ndpi
+from wsidist.demo.spec import SynthSpec
 from wsidist.io.remote import CacheSpec
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.driver import run_stage1
@@ -24,8 +27,8 @@ def slides(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("staged")
     paths = []
     for i in range(N_SLIDES):
-        path = folder / f"s{i}.svs"
-        write_synthetic_slide(path, SynthSpec(width=1200, height=900, seed=300 + i, n_blobs=2))
+        path = folder / f"s{i}.ndpi"
+        write_ndpi(path, SynthSpec(width=800, height=600, seed=300 + i, n_blobs=2))
         paths.append(path)
     return paths
 
@@ -73,6 +76,7 @@ def test_stage1_of_staged_slides_on_two_workers_within_the_cache_bound(
         watcher.join()
 
     assert set(remote.column("status").to_pylist()) == {"ok"}
+    assert set(remote.column("vendor").to_pylist()) == {"hamamatsu"}
     assert remote.num_rows == local.num_rows == N_SLIDES
     con = duckdb.connect()
     assert _tiles(remote_out, con) == _tiles(str(tmp_path / "local"), con)
