@@ -159,3 +159,12 @@ def test_a_process_keeps_one_idle_staged_slide_open(s3, tmp_path):
             assert slide.staged.pinned
     assert len(slides) == 1  # idle staged slides pin cache entries: only the latest stays
     slides.close()
+
+
+def test_other_files_in_the_cache_folder_are_left_alone(objects, tmp_path):
+    (tmp_path / "my-slides").mkdir()
+    (tmp_path / "my-slides" / "a.svs").write_bytes(b"x" * 10)
+    (tmp_path / "notes.txt").write_text("mine")
+    with lease(objects[0], CacheSpec(str(tmp_path), wait_s=0.5)) as held:
+        assert held.bytes_downloaded == SIZE
+    assert (tmp_path / "my-slides" / "a.svs").exists() and (tmp_path / "notes.txt").exists()

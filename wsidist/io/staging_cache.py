@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ _ENTRY = ".entry.json"
 _RESERVE = ".reserve"
 _INDEX_LOCK = ".index.lock"
 _POLL_S = 0.25
+_KEY = re.compile(r"[0-9a-f]{32}")  # an entry's name (io.remote's key: 32 hex digits)
 
 
 def default_cache_dir() -> str:
@@ -153,8 +155,8 @@ def _tally(root: Path, own_key: str) -> tuple[int, list[tuple[float, str, int]]]
     used, complete = 0, []
     for entry in root.iterdir():
         key = entry.name
-        if key.startswith(".") or not entry.is_dir() or key == own_key:
-            continue
+        if not _KEY.fullmatch(key) or not entry.is_dir() or key == own_key:
+            continue  # only our own entries: a cache folder shared with other files loses none
         size = _entry_bytes(entry)
         if size is not None:
             used += size
