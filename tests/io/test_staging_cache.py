@@ -39,12 +39,13 @@ def test_lru_by_bytes_within_the_bound(objects, tmp_path):
             assert _cache_bytes(tmp_path) <= cache.max_bytes
     entries = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(entries) == 2  # the first object was evicted for the third
-    with lease(objects[2], cache) as held:  # a hit: nothing fetched
+    with lease(objects[2], cache) as held:  # a hit: nothing fetched, one look-up
         assert held.bytes_downloaded == 0 and Path(held.path).read_bytes() == bytes([3]) * SIZE
+        assert (held.requests, held.files_downloaded) == (1, 0)
     with lease(objects[1], cache) as held:
         assert held.bytes_downloaded == 0
     with lease(objects[3], cache) as held:  # evicts the least recently used: objects[2]
-        assert held.bytes_downloaded == SIZE
+        assert held.bytes_downloaded == SIZE and (held.requests, held.files_downloaded) == (2, 1)
     with lease(objects[1], cache) as held:
         assert held.bytes_downloaded == 0
     with lease(objects[2], cache) as held:

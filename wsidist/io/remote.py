@@ -100,7 +100,8 @@ def lease(
     Local paths and ``file://`` URLs are returned as they are. A remote object is downloaded
     once into the bounded cache (:mod:`wsidist.io.staging_cache`), keyed by its URL and
     version (size, ETag, modification time), so a changed object is fetched fresh;
-    ``Lease.bytes_downloaded`` is what this call fetched (0 on a hit). Raises
+    ``Lease.bytes_downloaded`` is what this call fetched (0 on a hit), ``Lease.requests`` the
+    object-store calls it made (metadata look-ups, one GET per file downloaded). Raises
     ``FileNotFoundError`` when the object does not exist and
     :class:`~wsidist.errors.StagingError` when it cannot fit in the cache.
     """
@@ -110,10 +111,11 @@ def lease(
     fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
     rpath = rpath.rstrip("/")
     info = fs.info(rpath)  # raises FileNotFoundError
+    looked = 1  # metadata requests: info, then a listing for a folder, a series or a companion
     name = posixpath.basename(rpath) or "slide"
     if info.get("type") == "directory":  # a DICOM series folder: all of it
         files, base, main = _files(fs, rpath), posixpath.dirname(rpath), name
-        ident = url
+        ident, looked = url, looked + 1
     elif name.lower().endswith(".dcm"):  # the .dcm files of its folder (its series among them)
         base = posixpath.dirname(rpath)
         files = {
@@ -122,12 +124,15 @@ def lease(
             if e.get("type") != "directory" and e["name"].lower().endswith(".dcm")
         }
         main = posixpath.join(posixpath.basename(base) or "series", name)
-        base, ident = posixpath.dirname(base), fs.unstrip_protocol(base)
+        base, ident, looked = posixpath.dirname(base), fs.unstrip_protocol(base), looked + 1
     else:
         files, base, main, ident = {rpath: info}, posixpath.dirname(rpath), name, url
         companion = rpath[: -len(".mrxs")] if name.lower().endswith(".mrxs") else None
-        if companion and fs.isdir(companion):
-            files.update(_files(fs, companion))
+        if companion:
+            looked += 1
+            if fs.isdir(companion):
+                files.update(_files(fs, companion))
+                looked += 1
     version = ";".join(f"{p}:{_version(i)}" for p, i in sorted(files.items()))
     key = hashlib.sha256(f"{ident}\n{version}".encode()).hexdigest()[:32]
     need = sum(int(i.get("size") or 0) for i in files.values())
@@ -135,7 +140,9 @@ def lease(
     def fetch(entry: Path) -> tuple[str, int, int]:
         return str(entry / main), _get(fs, list(files), base, entry), len(files)
 
-    return acquire(as_cache(cache), key, need, fetch)
+    held = acquire(as_cache(cache), key, need, fetch)
+    held.requests = looked + held.files_downloaded
+    return held
 
 
 def stage(

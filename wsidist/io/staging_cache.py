@@ -81,11 +81,13 @@ class Lease:
     """A local path held open: the entry is not evicted until :meth:`close`.
 
     ``bytes_downloaded`` and ``files_downloaded`` are what staging fetched for this lease (0 on
-    a cache hit, and for local paths, which hold no lock)."""
+    a cache hit, and for local paths, which hold no lock); ``requests`` counts the object-store
+    calls it made: the metadata look-ups (also on a hit) and one GET per file downloaded."""
 
     path: str
     bytes_downloaded: int = 0
     files_downloaded: int = 0
+    requests: int = 0
     _fd: int | None = field(default=None, repr=False)
 
     @property
