@@ -86,7 +86,7 @@ def _die_mid_download(cache: CacheSpec) -> None:
         (entry / "partial.bin").write_bytes(b"x" * SIZE)
         os._exit(1)  # the process dies mid-download: its lock ends with it
 
-    acquire(cache, "dead" * 8, SIZE, fetch)
+    acquire(cache, "dead" * 8, SIZE, "partial.bin", fetch)
 
 
 def test_orphaned_downloads_are_cleaned_and_a_live_one_is_kept(objects, tmp_path):
@@ -169,3 +169,16 @@ def test_other_files_in_the_cache_folder_are_left_alone(objects, tmp_path):
     with lease(objects[0], CacheSpec(str(tmp_path), wait_s=0.5)) as held:
         assert held.bytes_downloaded == SIZE
     assert (tmp_path / "my-slides" / "a.svs").exists() and (tmp_path / "notes.txt").exists()
+
+
+def test_two_series_of_one_folder_share_an_entry_each_with_its_own_path(s3, tmp_path):
+    bucket = s3.make_bucket(f"dcm-{secrets.token_hex(4)}")
+    s3.filesystem().pipe({f"{bucket[5:]}/series/a-0.dcm": b"a" * 100,
+                          f"{bucket[5:]}/series/b-0.dcm": b"b" * 100})  # fmt: skip
+    cache = CacheSpec(str(tmp_path))
+    with (
+        lease(f"{bucket}/series/a-0.dcm", cache) as a,
+        lease(f"{bucket}/series/b-0.dcm", cache) as b,
+    ):
+        assert (a.bytes_downloaded, b.bytes_downloaded) == (200, 0)  # one folder, staged once
+        assert Path(a.path).read_bytes() == b"a" * 100 and Path(b.path).read_bytes() == b"b" * 100

@@ -137,10 +137,10 @@ def lease(
     key = hashlib.sha256(f"{ident}\n{version}".encode()).hexdigest()[:32]
     need = sum(int(i.get("size") or 0) for i in files.values())
 
-    def fetch(entry: Path) -> tuple[str, int, int]:
-        return str(entry / main), _get(fs, list(files), base, entry), len(files)
+    def fetch(entry: Path) -> tuple[int, int]:
+        return _get(fs, list(files), base, entry), len(files)
 
-    held = acquire(as_cache(cache), key, need, fetch)
+    held = acquire(as_cache(cache), key, need, main, fetch)
     held.requests = looked + held.files_downloaded
     return held
 

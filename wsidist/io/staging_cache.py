@@ -221,10 +221,16 @@ def _make_room(cache: CacheSpec, key: str, need: int) -> None:
 
 
 def acquire(
-    cache: CacheSpec, key: str, need_bytes: int, fetch: Callable[[Path], tuple[str, int, int]]
+    cache: CacheSpec,
+    key: str,
+    need_bytes: int,
+    main: str,
+    fetch: Callable[[Path], tuple[int, int]],
 ) -> Lease:
-    """A :class:`Lease` of entry ``key``: a hit, or ``fetch(entry_dir)`` after making room for
-    ``need_bytes``. ``fetch`` downloads into the folder and returns (local path, bytes, files).
+    """A :class:`Lease` of ``main`` (a path relative to entry ``key``'s folder): a hit, or
+    ``fetch(entry_dir)`` after making room for ``need_bytes``. ``fetch`` downloads into the
+    folder and returns (bytes, files). Entries may hold several slides (a DICOM folder's
+    series): each caller names its own ``main``.
     """
     if need_bytes > cache.max_bytes:
         raise StagingError(
@@ -234,28 +240,24 @@ def acquire(
     root = cache.root
     root.mkdir(parents=True, exist_ok=True)
     lock, entry = root / f"{key}.lock", root / key
+    path = str(entry / main)
     fd = _flock(lock, fcntl.LOCK_SH)
-    found = _hit(entry)
-    if found is not None:
-        return Lease(found, _fd=fd)
+    if _hit(entry):
+        return Lease(path, _fd=fd)
     os.close(fd)
     fd = _flock(lock, fcntl.LOCK_EX)  # waits while another process downloads it
     try:
-        found = _hit(entry)
-        if found is None:
+        nbytes = nfiles = 0
+        if not _hit(entry):
             shutil.rmtree(entry, ignore_errors=True)  # a dead download's leftovers
             _make_room(cache, key, need_bytes)
             try:
-                path, nbytes, nfiles = fetch(entry)
+                nbytes, nfiles = fetch(entry)
                 (entry / _RESERVE).unlink(missing_ok=True)
-                rel = os.path.relpath(path, entry)
-                (entry / _ENTRY).write_text(json.dumps({"bytes": _tree_bytes(entry), "path": rel}))
+                (entry / _ENTRY).write_text(json.dumps({"bytes": _tree_bytes(entry)}))
             except BaseException:
                 shutil.rmtree(entry, ignore_errors=True)
                 raise
-        else:
-            nbytes = nfiles = 0
-            path = found
         with _index_lock(root):  # no evictor runs between the exclusive and the shared lock
             fcntl.flock(fd, fcntl.LOCK_SH)
     except BaseException:
@@ -264,11 +266,10 @@ def acquire(
     return Lease(path, nbytes, nfiles, _fd=fd)
 
 
-def _hit(entry: Path) -> str | None:
-    """The staged path of a complete entry (its last use set to now), else None."""
+def _hit(entry: Path) -> bool:
+    """Whether the entry is complete (its last use set to now)."""
     try:
-        meta = entry / _ENTRY
-        os.utime(meta)
-        return str(entry / json.loads(meta.read_text())["path"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        os.utime(entry / _ENTRY)
+    except OSError:
+        return False
+    return True
