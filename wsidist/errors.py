@@ -31,6 +31,11 @@ class AnnotationError(WsidistError, ValueError):
     """An annotation file cannot be read or used; the message names the file and the reason."""
 
 
+class StagingError(SlideError):
+    """A remote slide cannot be staged: it is larger than the whole staging cache, or the
+    cache stays full of slides in use; the message names the sizes and ``--cache-max-gb``."""
+
+
 class PyramidError(WsidistError):
     """A pyramid cannot be written (bad arguments, a mask without tissue, …)."""
 

@@ -98,6 +98,10 @@ RemoteReadOpt = Annotated[
         callback=_remote_read,
     ),
 ]
+CacheMaxGbOpt = Annotated[
+    float | None,
+    opt(help=default("bound of that cache (LRU; open slides stay)", "20 GB"), metavar="GB"),
+]
 MppOpt = Annotated[
     float | None,
     opt(help="µm per level-0 px, overrides the slides'  [default: the slide's]", metavar="UM"),
@@ -134,6 +138,16 @@ Stage1ConfigOpt = Annotated[Path | None, opt("--config", help="job YAML file", m
 RewriteConfigOpt = Annotated[
     Path | None, opt("--config", help="job YAML file (kind: rewrite)", metavar="YAML")
 ]
+
+
+def cache_spec(cache_dir: str | None, cache_max_gb: float | None) -> Any:
+    """The staging cache of a command without a job file (exit 2 naming a bad bound)."""
+    from wsidist.io.staging_cache import DEFAULT_CACHE_MAX_GB, CacheSpec
+
+    gb = DEFAULT_CACHE_MAX_GB if cache_max_gb is None else cache_max_gb
+    if not gb > 0:
+        raise fail(f"--cache-max-gb must be > 0, got {gb:g}")
+    return CacheSpec(cache_dir, gb)
 
 
 def run_slide_job(

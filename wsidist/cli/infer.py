@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    CacheMaxGbOpt,
     OutOpt,
     OverwriteOpt,
     RemoteReadOpt,
@@ -96,6 +97,7 @@ def infer_cmd(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Run a model over overlapping patches: heatmaps, uncertainty, predictions, regions."""
     from wsidist.infer.config import build_infer_job
@@ -103,7 +105,7 @@ def infer_cmd(
 
     fields = dict(
         inputs=source or None, out=out, scheduler=scheduler, workers=workers,
-        overwrite=overwrite, cache_dir=cache_dir, models=tuple(model) if model else None,
+        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, models=tuple(model) if model else None,
         patch_px=patch_px, patch_um=patch_um, overlap=overlap, level=level, mpp=mpp,
         tta=_split(tta), heatmap_scale=heatmap_scale, tissue=tissue, min_tissue=min_tissue,
         thresholds=tuple(threshold) if threshold else None,
@@ -120,7 +122,7 @@ def infer_cmd(
         with slide_progress("infer", len(tasks)) as on_result:
             table = run_infer(
                 tasks, job.out, job.config, masks=masks, scheduler=job.scheduler,
-                workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache_dir,
+                workers=job.workers, overwrite=job.overwrite, cache_dir=job.cache(),
                 storage_options=job.storage_options, on_result=on_result,
             )  # fmt: skip
     except WsidistError as exc:

@@ -11,6 +11,8 @@ from rich.text import Text
 
 from wsidist import layout
 from wsidist.cli.common import (
+    CacheDirOpt,
+    CacheMaxGbOpt,
     MppOpt,
     RemoteReadOpt,
     ScaleOpt,
@@ -18,6 +20,7 @@ from wsidist.cli.common import (
     TileUmOpt,
     TissueOpt,
     WorkersOpt,
+    cache_spec,
     default,
     opt,
     shell_words,
@@ -192,6 +195,8 @@ def extract_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    cache_dir: CacheDirOpt = None,
+    cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Extract selected patches from the slides to a folder or bucket, with index.parquet.
 
@@ -200,6 +205,8 @@ def extract_cmd(
     --mosaic, and DEST/index.parquet. Non-square boxes are padded white, never stretched.
     """
     from wsidist.query.extract import extract
+
+    cache = cache_spec(cache_dir, cache_max_gb)
 
     def count(summary, counts) -> None:
         for name in counts:
@@ -216,7 +223,7 @@ def extract_cmd(
             index = extract(
                 selection, dest, level=level, mpp=mpp, size=size, fmt=fmt, quality=quality,
                 shard_bytes=int(shard_mb * 2**20) if shard_mb else None, mosaic=mosaic,
-                edge=edge, scheduler=scheduler, workers=workers, on_start=start,
+                edge=edge, scheduler=scheduler, workers=workers, on_start=start, cache_dir=cache,
                 on_result=lambda summary: bar[0](summary),
             )  # fmt: skip
     caught.exit_on_error()
@@ -277,6 +284,8 @@ def top_tiles_cmd(
     ] = None,
     tile_um: TileUmOpt = None,
     mpp: MppOpt = None,
+    cache_dir: CacheDirOpt = None,
+    cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Dynamic mode: the best tiles straight from the slide, no intermediate files.
 
@@ -286,13 +295,14 @@ def top_tiles_cmd(
     from wsidist.stage1.config import build_job
     from wsidist.stage1.dynamic import write_top_tiles
 
+    cache = cache_spec(cache_dir, cache_max_gb)
     with reported(WsidistError, ValueError) as caught:  # ValueError: e.g. µm without mpp
         if tile_size is None and tile_um is None:
             tile_size = TOP_TILE_PX
         config = build_job(
             None, tissue=tissue, scale=scale, tile_size=tile_size, tile_um=tile_um, mpp=mpp
         ).config
-        paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config)
+        paths = write_top_tiles(slide, out, n=n, size=size, fmt=fmt, config=config, cache_dir=cache)
     caught.exit_on_error()
     found = f"wrote {len(paths)} tiles"
     if len(paths) < n:

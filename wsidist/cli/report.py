@@ -14,7 +14,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from wsidist.cli.common import CacheDirOpt, SchedulerOpt, WorkersOpt, default, opt, shell_words
+from wsidist.cli.common import (
+    CacheDirOpt,
+    CacheMaxGbOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    cache_spec,
+    default,
+    opt,
+    shell_words,
+)
 from wsidist.cli.output import console, fail, num, out_console, print_closing, print_lines
 from wsidist.errors import WsidistError
 
@@ -34,6 +43,7 @@ def report_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     cache_dir: CacheDirOpt = None,
+    cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Build a static HTML report (slide table, charts, one page per slide); no server needed."""
     from wsidist.cli.output import slide_progress
@@ -42,12 +52,13 @@ def report_cmd(
     from wsidist.report.driver import build_report
     from wsidist.report.tables import dataset_rows
 
+    cache = cache_spec(cache_dir, cache_max_gb)
     try:
         config = ReportConfig.build(top_n=top, picture_px=picture_px)
         n = len(dataset_rows(Store(out.rstrip("/") if "://" in out else os.path.abspath(out))))
         with slide_progress("report", n) as on_result:
             summary = build_report(
-                out, to, config, scheduler=scheduler, workers=workers, cache_dir=cache_dir,
+                out, to, config, scheduler=scheduler, workers=workers, cache_dir=cache,
                 on_result=lambda row: on_result({"slide_id": row["slide_id"], "status": row["page_status"]}),
             )  # fmt: skip
     except WsidistError as exc:
@@ -151,12 +162,14 @@ def view_cmd(
     ] = "127.0.0.1",
     cache_mb: Annotated[float, opt(help=default("tile cache, MB", 256), metavar="MB")] = 256,
     cache_dir: CacheDirOpt = None,
+    cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Deep-zoom viewer of slides and rewritten pyramids, with mask, contour, tile and selection overlays."""
     from wsidist.view.app import bind, make_viewer, serve
 
+    cache = cache_spec(cache_dir, cache_max_gb)
     try:
-        viewer, app = make_viewer(targets, cache_mb=cache_mb, cache_dir=cache_dir)
+        viewer, app = make_viewer(targets, cache_mb=cache_mb, cache_dir=cache)
         sock = bind(host, port)
     except WsidistError as exc:
         raise fail(str(exc)) from None

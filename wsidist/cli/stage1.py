@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    CacheMaxGbOpt,
     Closing,
     ClusterOpt,
     DashboardOpt,
@@ -78,6 +79,7 @@ def score(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    cache_max_gb: CacheMaxGbOpt = None,
     manifest: ManifestOpt = None,
     annotations: Annotated[
         str | None,
@@ -106,7 +108,7 @@ def score(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
-        cache_dir=cache_dir, manifest=manifest, annotations=annotations,
+        cache_dir=cache_dir, cache_max_gb=cache_max_gb, manifest=manifest, annotations=annotations,
         cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: _with_annotations(build_job(config, **fields))))
@@ -206,7 +208,7 @@ def _run(build) -> int:
     def run(job, tasks, on_result, client):
         return run_stage1(
             tasks, job.out, job.config, client=client, overwrite=job.overwrite,
-            cache_dir=job.cache_dir, storage_options=job.storage_options, on_result=on_result,
+            cache_dir=job.cache(), storage_options=job.storage_options, on_result=on_result,
             manifest=job.manifest, annotations=getattr(job, "annotations", None),
         )  # fmt: skip
 

@@ -9,6 +9,7 @@ import typer
 
 from wsidist.cli.common import (
     CacheDirOpt,
+    CacheMaxGbOpt,
     Closing,
     ClusterOpt,
     DashboardOpt,
@@ -107,6 +108,7 @@ def rewrite_cmd(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    cache_max_gb: CacheMaxGbOpt = None,
     manifest: ManifestOpt = None,
     cluster: ClusterOpt = None,
     dashboard: DashboardOpt = None,
@@ -124,7 +126,7 @@ def rewrite_cmd(
 
     fields = dict(
         inputs=slides or None, out=out, masks=masks, scheduler=scheduler, workers=workers,
-        overwrite=overwrite, cache_dir=cache_dir, codec=codec, distance=distance,
+        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, codec=codec, distance=distance,
         match_source=match_source, effort=effort, lossless=lossless, jpeg_quality=jpeg_quality,
         glass=glass, margin_um=margin_um, tile=tile, transcode=transcode, tissue=tissue, mpp=mpp,
         manifest=manifest, cluster=cluster, dashboard=dashboard, tls_ca=tls_ca,
@@ -134,7 +136,7 @@ def rewrite_cmd(
     def run(job, tasks, on_result, client):
         return run_rewrite(
             tasks, job.out, job.config, masks=job.masks, client=client,
-            overwrite=job.overwrite, cache_dir=job.cache_dir,
+            overwrite=job.overwrite, cache_dir=job.cache(),
             storage_options=job.storage_options, on_result=on_result, manifest=job.manifest,
         )  # fmt: skip
 

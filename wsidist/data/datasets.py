@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from wsidist.errors import ConfigError
 from wsidist.io.patch import PatchSpec, read_patch
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import Slide, open_slide
 
 __all__ = ["SlideCache", "SlideTileDataset", "TileDataset", "load_selection"]
@@ -48,7 +49,7 @@ class SlideCache:
     belong to the parent); the child opens its own. Pickling carries no handle.
     """
 
-    def __init__(self, max_open: int = 8, cache_dir: str | None = None) -> None:
+    def __init__(self, max_open: int = 8, cache_dir: str | CacheSpec | None = None) -> None:
         self.max_open = max(1, int(max_open))
         self.cache_dir = cache_dir
         self._pid = os.getpid()
@@ -159,7 +160,7 @@ class TileDataset(_MapBase):
 
     def __init__(self, selection, *, level: int | None = None, mpp: float | None = None,
                  size: int | None = None, transform=None, normalizer=None,
-                 storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
+                 storage_options: dict[str, Any] | None = None, cache_dir: str | CacheSpec | None = None,
                  max_open: int = 8) -> None:  # fmt: skip
         self._reader = _Reader(selection, level, mpp, size, transform, normalizer,
                                storage_options, cache_dir, max_open)  # fmt: skip
@@ -189,7 +190,7 @@ class SlideTileDataset(_IterBase):
 
     def __init__(self, selection, *, level: int | None = None, mpp: float | None = None,
                  size: int | None = None, transform=None, normalizer=None,
-                 storage_options: dict[str, Any] | None = None, cache_dir: str | None = None,
+                 storage_options: dict[str, Any] | None = None, cache_dir: str | CacheSpec | None = None,
                  ) -> None:  # fmt: skip
         self._reader = _Reader(selection, level, mpp, size, transform, normalizer,
                                storage_options, cache_dir, 1)  # fmt: skip

@@ -25,6 +25,7 @@ from wsidist.errors import ConfigError
 from wsidist.infer.config import InferConfig
 from wsidist.infer.models import check_model_spec, model_digest
 from wsidist.infer.worker import INFERENCE_SCHEMA, InferTask, infer_slide
+from wsidist.io.remote import CacheSpec
 from wsidist.io.storage import Store, rows_to_table
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
 from wsidist.runtime.results import run_slide_tasks, write_job_table
@@ -105,7 +106,7 @@ def run_infer(
     client: Client | None = None,
     masks: Store | None = None,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
 ) -> pa.Table:

@@ -34,6 +34,7 @@ from wsidist.infer.outputs import (
 from wsidist.infer.patches import grid_boxes, patch_geometry, read_batches
 from wsidist.infer.predict import PredictionTable, predict_batch
 from wsidist.infer.regions import region_rows, slide_features
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
@@ -61,7 +62,7 @@ def infer_slide(
     masks: Store | None = None,
     normalizer=None,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> dict[str, Any]:
     """Infer one slide and return its ``inference.parquet`` row (with its regions and
     features). Never raises for slide errors."""

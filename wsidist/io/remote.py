@@ -1,11 +1,11 @@
 """Stage remote slides (any fsspec URL) into a local cache so OpenSlide and tifffile can open them.
 
 The cache key hashes the URL together with the object's size, etag and modification time, so a
-changed object is fetched again. Downloads go to a temporary name in the cache and are renamed
-into place, so concurrent worker processes never see a partial file (the loser of a race just
-discards its copy). A directory URL (a DICOM series) and the companion folder of an ``.mrxs``
-file are staged as a whole; a ``.dcm`` file URL brings the ``.dcm`` files of its folder (the
-other files of its series are among them).
+changed object is fetched again. The cache is bounded and shared by the processes of a host
+(:mod:`wsidist.io.staging_cache`: LRU by bytes, file locks, a slide open somewhere is never
+evicted, a second process waits for the first one's download). A directory URL (a DICOM
+series) and the companion folder of an ``.mrxs`` file are staged as a whole; a ``.dcm`` file
+URL brings the ``.dcm`` files of its folder (the other files of its series are among them).
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import shutil
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import fsspec
 
+from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache, default_cache_dir
+
 _VERSION_KEYS = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5", "created")
 
 
-def default_cache_dir() -> str:
-    """``$WSIDIST_CACHE_DIR`` or ``~/.cache/wsidist/slides``."""
-    return os.environ.get("WSIDIST_CACHE_DIR") or str(Path.home() / ".cache" / "wsidist" / "slides")
+__all__ = ["CacheSpec", "Lease", "default_cache_dir", "lease", "local_path", "source_version",
+           "stage"]  # fmt: skip
 
 
 def local_path(url: str) -> str | None:
@@ -78,93 +77,78 @@ def _local_version(path: str) -> str:
     return f"files={len(parts)}|sha256={digest}"
 
 
-def _download_file(fs: fsspec.AbstractFileSystem, rpath: str, dest: Path) -> None:
-    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
-    try:
-        fs.get_file(rpath, str(tmp))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _get(fs: fsspec.AbstractFileSystem, sources: list[str], base: str, dest: Path) -> int:
+    """Download ``sources`` (paths under ``base``) into the folder ``dest``; their bytes."""
+    total = 0
+    for src in sorted(sources):
+        target = dest / posixpath.relpath(src, base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(src, str(target))
+        total += target.stat().st_size
+    return total
 
 
-def _download_dir(
-    fs: fsspec.AbstractFileSystem, rpath: str, dest: Path, sources: list[str] | None = None
-) -> None:
-    tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}-{dest.name}")
-    tmp.mkdir(parents=True)
-    try:
-        for src in sorted(fs.find(rpath) if sources is None else sources):
-            rel = posixpath.relpath(src, rpath.rstrip("/"))
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(src, str(target))
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not dest.is_dir():  # another process won the race: keep theirs
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _files(fs: fsspec.AbstractFileSystem, rpath: str) -> dict[str, dict]:
+    return {p: i for p, i in fs.find(rpath, detail=True).items() if i.get("type") != "directory"}
 
 
-def stage(url: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:
-    """Return a local path for ``url``, downloading remote objects into ``cache_dir`` once.
+def lease(
+    url: str, cache: str | CacheSpec | None = None, storage_options: dict | None = None
+) -> Lease:
+    """A local path for ``url`` held open (``Lease.path``; close the lease when done reading).
 
-    Local paths and ``file://`` URLs are returned as local paths without copying. Raises
-    ``FileNotFoundError`` when the remote object does not exist.
+    Local paths and ``file://`` URLs are returned as they are. A remote object is downloaded
+    once into the bounded cache (:mod:`wsidist.io.staging_cache`), keyed by its URL and
+    version (size, ETag, modification time), so a changed object is fetched fresh;
+    ``Lease.bytes_downloaded`` is what this call fetched (0 on a hit), ``Lease.requests`` the
+    object-store calls it made (metadata look-ups, one GET per file downloaded). Raises
+    ``FileNotFoundError`` when the object does not exist and
+    :class:`~wsidist.errors.StagingError` when it cannot fit in the cache.
     """
     path = local_path(url)
     if path is not None:
-        return path
+        return Lease(path)
     fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
     rpath = rpath.rstrip("/")
     info = fs.info(rpath)  # raises FileNotFoundError
-    is_dir = info.get("type") == "directory"
+    looked = 1  # metadata requests: info, then a listing for a folder, a series or a companion
     name = posixpath.basename(rpath) or "slide"
-    if not is_dir and name.lower().endswith(".dcm"):
-        return _stage_dcm_folder(fs, url, rpath, cache_dir)
-    if is_dir:
-        version = ";".join(
-            f"{p}:{_version(i)}" for p, i in sorted(fs.find(rpath, detail=True).items())
-        )
+    if info.get("type") == "directory":  # a DICOM series folder: all of it
+        files, base, main = _files(fs, rpath), posixpath.dirname(rpath), name
+        ident, looked = url, looked + 1
+    elif name.lower().endswith(".dcm"):  # the .dcm files of its folder (its series among them)
+        base = posixpath.dirname(rpath)
+        files = {
+            e["name"]: e
+            for e in fs.ls(base, detail=True)
+            if e.get("type") != "directory" and e["name"].lower().endswith(".dcm")
+        }
+        main = posixpath.join(posixpath.basename(base) or "series", name)
+        base, ident, looked = posixpath.dirname(base), fs.unstrip_protocol(base), looked + 1
     else:
-        version = _version(info)
-    companion = None
-    if not is_dir and name.lower().endswith(".mrxs"):
-        companion = rpath[: -len(".mrxs")]
-        if not fs.isdir(companion):
-            companion = None
-    key = hashlib.sha256(f"{url}\n{version}".encode()).hexdigest()[:32]
-    root = Path(cache_dir or default_cache_dir()) / key
-    root.mkdir(parents=True, exist_ok=True)
-    dest = root / name
-    if companion is not None:
-        comp_dest = root / posixpath.basename(companion)
-        if not comp_dest.is_dir():
-            _download_dir(fs, companion, comp_dest)
-    if is_dir:
-        if not dest.is_dir():
-            _download_dir(fs, rpath, dest)
-    elif not dest.is_file():
-        _download_file(fs, rpath, dest)
-    return str(dest)
+        files, base, main, ident = {rpath: info}, posixpath.dirname(rpath), name, url
+        companion = rpath[: -len(".mrxs")] if name.lower().endswith(".mrxs") else None
+        if companion:
+            looked += 1
+            if fs.isdir(companion):
+                files.update(_files(fs, companion))
+                looked += 1
+    version = ";".join(f"{p}:{_version(i)}" for p, i in sorted(files.items()))
+    key = hashlib.sha256(f"{ident}\n{version}".encode()).hexdigest()[:32]
+    need = sum(int(i.get("size") or 0) for i in files.values())
+
+    def fetch(entry: Path) -> tuple[int, int]:
+        return _get(fs, list(files), base, entry), len(files)
+
+    held = acquire(as_cache(cache), key, need, main, fetch)
+    held.requests = looked + held.files_downloaded
+    return held
 
 
-def _stage_dcm_folder(
-    fs: fsspec.AbstractFileSystem, url: str, rpath: str, cache_dir: str | None
+def stage(
+    url: str, cache_dir: str | CacheSpec | None = None, storage_options: dict | None = None
 ) -> str:
-    """Stage the ``.dcm`` files of ``rpath``'s folder; the local path of ``rpath`` in it."""
-    folder = posixpath.dirname(rpath)
-    entries = fs.ls(folder, detail=True)
-    dcm = sorted(
-        (e for e in entries if e.get("type") != "directory" and e["name"].lower().endswith(".dcm")),
-        key=lambda e: e["name"],
-    )
-    version = ";".join(f"{e['name']}:{_version(e)}" for e in dcm)
-    key = hashlib.sha256(f"{fs.unstrip_protocol(folder)}\n{version}".encode()).hexdigest()[:32]
-    root = Path(cache_dir or default_cache_dir()) / key
-    root.mkdir(parents=True, exist_ok=True)
-    dest = root / (posixpath.basename(folder) or "series")
-    if not dest.is_dir():
-        _download_dir(fs, folder, dest, [e["name"] for e in dcm])
-    return str(dest / posixpath.basename(rpath))
+    """A local path for ``url`` (see :func:`lease`). The path holds no lock: once other slides
+    need the room it may be evicted, so readers hold a :func:`lease` while a slide is open."""
+    with lease(url, cache_dir, storage_options) as held:
+        return held.path

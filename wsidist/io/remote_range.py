@@ -39,7 +39,6 @@ from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.backends.direct import DirectOpenSlideBackend
 from wsidist.io.ranged import RangeReader
-from wsidist.io.remote import default_cache_dir, stage
 from wsidist.io.tiff_format import is_tiff_header
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "open_ranged",
     "open_ranged_url",
     "remote_object",
-    "stage_metered",
 ]
 
 _STAGED_SUFFIXES = (".dcm", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".ndpi")
@@ -239,31 +237,3 @@ def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, Remo
     except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
         raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
     return None if opened is None else (opened[0], obj)
-
-
-def stage_metered(url: str, cache_dir: str | None, meter: ReadMeter) -> str:
-    """:func:`stage`, counting what it downloaded now (0 bytes on a cache hit) in ``meter``:
-    the files of the staged path written after a mark taken on the cache's own filesystem
-    clock just before."""
-    started_ns = _filesystem_now(cache_dir or default_cache_dir())
-    path = stage(url, cache_dir)
-    fresh = [p for p in _files(path) if os.stat(p).st_mtime_ns > started_ns]
-    meter.add(sum(os.path.getsize(p) for p in fresh), 1 + len(fresh))
-    return path
-
-
-def _filesystem_now(folder: str) -> int:
-    """The modification time a file written now in ``folder`` gets (the kernel's clock)."""
-    os.makedirs(folder, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".mark-")
-    try:
-        return os.fstat(fd).st_mtime_ns
-    finally:
-        os.close(fd)
-        os.unlink(name)
-
-
-def _files(path: str) -> list[str]:
-    if not os.path.isdir(path):
-        return [path] if os.path.isfile(path) else []
-    return [os.path.join(root, n) for root, _, names in os.walk(path) for n in names]

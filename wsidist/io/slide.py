@@ -26,8 +26,8 @@ from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
 from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
-from wsidist.io.remote import local_path, source_version, stage
-from wsidist.io.remote_range import open_ranged_url, stage_metered
+from wsidist.io.remote import CacheSpec, Lease, lease, local_path, source_version
+from wsidist.io.remote_range import open_ranged_url
 
 __all__ = [
     "DEFAULT_BLOCK_PX",
@@ -60,7 +60,7 @@ class SlideRef:
     """
 
     url: str
-    cache_dir: str | None = None
+    cache_dir: str | CacheSpec | None = None
     backend: str = "auto"
     version: str | None = None
     remote_read: str | None = None
@@ -113,12 +113,13 @@ class Slide:
         path: str,
         impl: Any,
         *,
-        cache_dir: str | None,
+        cache_dir: str | CacheSpec | None,
         backend: str,
         notes: tuple[str, ...] = (),
         meter: ReadMeter | None = None,
         remote_read: str | None = None,
         remote_object: Any = None,
+        staged: Lease | None = None,
     ):
         self.url = url
         self._notes = notes
@@ -131,8 +132,10 @@ class Slide:
         self.file_bytes: int | None = remote_object.size if remote_object is not None else None
         self._reopen_args = (url, cache_dir, backend, remote_read)
         self._closed = False
+        self._download: Lease | None = None  # a range-read slide downloaded by local_file()
+        self.staged = staged or Lease(path)  # what staging fetched; its lock is held while open
         # an unreferenced slide closes its files (descriptors never outlive the object)
-        self._finalizer = weakref.finalize(self, impl.close)
+        self._finalizer = weakref.finalize(self, _close, impl, self.staged)
 
     # -- metadata ---------------------------------------------------------------------------
     backend = property(lambda self: self._impl.name)
@@ -249,7 +252,12 @@ class Slide:
         """A local path of the slide's file: a range-read slide is downloaded now (counted)."""
         if self._object is None:
             return self.path
-        return stage_metered(self.url, self._reopen_args[1], self.meter)
+        if self._download is None:  # held (not evicted) until the slide closes
+            held = lease(self.url, self._reopen_args[1])
+            self.meter.add(held.bytes_downloaded, held.requests)
+            self._download = held
+            weakref.finalize(self, held.close)
+        return self._download.path
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -262,6 +270,8 @@ class Slide:
         if not self._closed:
             self._closed = True
             self._finalizer()
+            if self._download is not None:
+                self._download.close()
 
     def __enter__(self) -> Slide:
         return self
@@ -280,7 +290,16 @@ class Slide:
         )
 
 
-def _reopen(url: str, cache_dir: str | None, backend: str, remote_read: str | None) -> Slide:
+def _close(impl: Any, staged: Lease) -> None:
+    try:
+        impl.close()
+    finally:
+        staged.close()  # after the reader: the staged file may be evicted from now on
+
+
+def _reopen(
+    url: str, cache_dir: str | CacheSpec | None, backend: str, remote_read: str | None
+) -> Slide:
     return open_slide(url, cache_dir=cache_dir, backend=backend, remote_read=remote_read)
 
 
@@ -325,7 +344,7 @@ def _sniff(path: str) -> str:
 def open_slide(
     url: str,
     *,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     backend: str = "auto",
     remote_read: str | None = None,
 ) -> Slide:
@@ -333,7 +352,8 @@ def open_slide(
 
     A remote TIFF-family slide is read by byte ranges (``remote_read="range"``, the default, or
     ``$WSIDIST_REMOTE_READ``); other remote files, and all with ``remote_read="stage"``, are
-    downloaded whole to ``cache_dir`` first.
+    downloaded whole to the bounded cache ``cache_dir`` first (a folder or a
+    :class:`~wsidist.io.remote.CacheSpec`).
     """
     url = os.fspath(url)
     if backend != "auto" and backend not in BACKENDS:
@@ -349,17 +369,25 @@ def open_slide(
             return Slide(url, url, impl, remote_object=obj, **kwargs)
         kwargs["remote_read"] = "stage"
     try:
-        path = stage_metered(url, cache_dir, meter) if remote else stage(url, cache_dir)
+        staged = lease(url, cache_dir)
     except FileNotFoundError as exc:
         raise SlideError(f"slide not found: {url}") from exc
+    except SlideError as exc:
+        raise type(exc)(f"{url}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 — network and credential errors of any fsspec backend
         raise SlideError(f"{url}: cannot fetch it: {exc}") from exc
-    return _open_local(url, path, kwargs)
+    if remote:
+        meter.add(staged.bytes_downloaded, staged.requests)
+    try:
+        return _open_staged(url, staged, kwargs)
+    except BaseException:
+        staged.close()
+        raise
 
 
-def _open_local(url: str, path: str, kwargs: dict[str, Any]) -> Slide:
+def _open_staged(url: str, staged: Lease, kwargs: dict[str, Any]) -> Slide:
     backend = kwargs["backend"]
-    path = _resolve_local(path)
+    path = _resolve_local(staged.path)
     names = [n for n in BACKENDS if backend in ("auto", n)]
     errors = []
     for name in names:
@@ -375,7 +403,7 @@ def _open_local(url: str, path: str, kwargs: dict[str, Any]) -> Slide:
             errors.append(f"{name} reader: {exc}")
             continue
         notes = tuple(f"opened with {name} after {e}" for e in errors if "not installed" not in e)
-        return Slide(url, path, impl, notes=notes, **kwargs)
+        return Slide(url, path, impl, notes=notes, staged=staged, **kwargs)
     if errors:
         raise SlideError("; ".join(errors))
     reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"

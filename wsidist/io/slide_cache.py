@@ -70,10 +70,14 @@ class SlideCache:
             return entry
 
     def _evict(self) -> list[Slide]:
-        """Idle slides beyond ``max_open``, least recently used first (removed, to close)."""
+        """Idle slides beyond ``max_open``, least recently used first (removed, to close), and
+        every idle staged slide but the latest: an open staged slide pins its entry in the
+        bounded staging cache, so idle processes must not hold room other slides need."""
         idle = [ref for ref, e in self._entries.items() if e.users == 0]
         excess = len(self._entries) - self.max_open
-        return [self._entries.pop(ref).slide for ref in idle[: max(0, excess)]]
+        out = idle[: max(0, excess)]
+        pinned = [r for r in idle[len(out) :] if self._entries[r].slide.staged.pinned]
+        return [self._entries.pop(ref).slide for ref in out + pinned[:-1]]
 
     def __len__(self) -> int:
         return len(self._entries)

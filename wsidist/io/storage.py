@@ -18,9 +18,9 @@ import json
 import posixpath
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
@@ -30,6 +30,7 @@ from wsidist.errors import OutputError, WsidistError
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._=-]+$")
 TEMP_PREFIX = "_tmp-"  # as wsidist.layout.TEMP_PREFIX (io does not import layout)
+WRITE_BLOCK_BYTES = 16 * 2**20  # a streamed upload's part size: 10,000 parts make 160 GiB
 _PERMANENT_ERRNOS = frozenset(
     {
         errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
@@ -124,6 +125,54 @@ class Store:
     def put_file(self, local_path: str, key: str) -> str:
         """Upload a local file to a temporary key, then move it into place. Returns the path."""
         return self._publish(lambda fs, tmp: fs.put_file(local_path, tmp), key)
+
+    @contextlib.contextmanager
+    def open_write(self, key: str, block_size: int = WRITE_BLOCK_BYTES) -> Iterator[BinaryIO]:
+        """A stream that writes ``key`` as it is written, for outputs too large to spool.
+
+        On an object store it is one multipart upload (one part of ``block_size`` bytes in
+        memory at a time): the object appears only when the block ends without an error, else
+        the upload is aborted. Locally, a temporary file renamed into place. A write that fails
+        raises :class:`~wsidist.errors.OutputError`."""
+        final = self.path(key)
+        where = self._url_of(final)
+        fs = self.fs
+        target = final
+        if self.is_local:
+            parent = posixpath.dirname(final)
+            target = posixpath.join(
+                parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{key.rsplit('/')[-1]}"
+            )
+        try:
+            if self.is_local:
+                fs.makedirs(parent, exist_ok=True)
+            fh = fs.open(target, "wb", block_size=block_size)
+        except Exception as exc:
+            raise output_error(exc, where) from exc
+        try:
+            yield _Checked(fh, where)
+        except BaseException:  # the caller's error, as it is
+            self._abandon(fh, target, final)
+            raise
+        try:
+            fh.close()
+            if target != final:
+                fs.mv(target, final)
+        except Exception as exc:
+            self._abandon(fh, target, final)
+            raise output_error(exc, where) from exc
+
+    def _abandon(self, fh: Any, target: str, final: str) -> None:
+        """Abort an unfinished upload (multipart: nothing appears) or remove a temporary file."""
+        with contextlib.suppress(Exception):
+            if isinstance(fh, fsspec.spec.AbstractBufferedFile):
+                fh.discard()
+                fh.closed = True
+            else:
+                fh.close()
+        with contextlib.suppress(Exception):
+            if target != final and self.fs.exists(target):
+                self.fs.rm(target)
 
     def _publish(self, write: Callable[[fsspec.AbstractFileSystem, str], Any], key: str) -> str:
         final = self.path(key)
@@ -247,6 +296,22 @@ class Store:
             pass  # removed meanwhile
         except Exception as exc:
             raise output_error(exc, self._url_of(path)) from exc
+
+
+class _Checked:
+    """A write-only stream whose write errors are :class:`OutputError` naming the output."""
+
+    def __init__(self, fh: Any, where: str) -> None:
+        self._fh, self._where = fh, where
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except Exception as exc:
+            raise output_error(exc, self._where) from exc
+
+    def tell(self) -> int:
+        return self._fh.tell()
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from wsidist import layout
 from wsidist.errors import WsidistError, failure_reason
 from wsidist.io.patch import EDGE_MODES, prefetch_patches
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.query.patches import (
@@ -104,6 +105,7 @@ def extract(
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
     on_start: Callable[[int], None] | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> pa.Table:
     """Write the patches of ``selection`` under ``dest``; returns the index it wrote.
 
@@ -115,6 +117,8 @@ def extract(
     white beyond it; ``"drop"`` leaves them out (index rows ``dropped``). ``fmt`` is png, jpg/jpeg or webp (``quality`` for the lossy ones).
     ``on_result`` is called on the driver with one summary dict per slide as it finishes;
     ``on_start(n_slides)`` once the options and slides are checked, before any work starts.
+    Remote slides are staged to ``cache_dir`` (a folder or a bounded
+    :class:`~wsidist.io.remote.CacheSpec`).
     """
     opts = _check_options(level, mpp, size, fmt, quality, shard_bytes, mosaic, edge)
     storage_options = storage_options or {}
@@ -132,7 +136,8 @@ def extract(
         return {"slide_id": task.slide_id, "rows": failed_patch_rows(task, opts, error)}
 
     summaries = run_slide_tasks(
-        extract_slide, tasks, fn_kwargs={"store": store, "opts": opts}, lost=lost,
+        extract_slide, tasks, fn_kwargs={"store": store, "opts": opts, "cache_dir": cache_dir},
+        lost=lost,
         client=client, scheduler=scheduler, workers=workers,
         on_result=(lambda s: on_result(_progress(s))) if on_result else None,
     )  # fmt: skip
@@ -263,7 +268,13 @@ def _root(dest: str) -> str:
 
 
 # -- worker side -------------------------------------------------------------------------------
-def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> dict[str, Any]:
+def extract_slide(
+    task: SlidePatches,
+    *,
+    store: Store,
+    opts: ExtractOptions,
+    cache_dir: str | CacheSpec | None = None,
+) -> dict[str, Any]:
     """Read, encode and write one slide's patches; returns its summary with ``rows`` (no pixels).
 
     A slide that cannot be opened or read gives one ``failed`` row per box.
@@ -279,7 +290,7 @@ def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> 
 
     return run_slide_task(
         task,
-        lambda: {"rows": _write_patches(task, store, opts)},
+        lambda: {"rows": _write_patches(task, store, opts, cache_dir)},
         store=store,
         config_hash=opts.config_hash(),
         status_key=None,
@@ -287,12 +298,14 @@ def extract_slide(task: SlidePatches, *, store: Store, opts: ExtractOptions) -> 
     )
 
 
-def _write_patches(task: SlidePatches, store: Store, opts: ExtractOptions) -> list[dict[str, Any]]:
+def _write_patches(
+    task: SlidePatches, store: Store, opts: ExtractOptions, cache_dir: str | CacheSpec | None
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     encoded: list[tuple[dict[str, Any], bytes, bytes]] = []  # (row, image, json) to shard
     mosaic_tiles: list[np.ndarray] = []
     records = task.records or ({},) * len(task.boxes)
-    with open_slide(task.url) as slide:
+    with open_slide(task.url, cache_dir=cache_dir) as slide:
         mark = (0, 0)  # the slide's reads so far (the first patch carries the open's)
         for i, ((x, y, w, h), extra) in enumerate(zip(task.boxes, records)):
             if i % PREFETCH_BOXES == 0:  # the next boxes' tiles in one concurrent batch

@@ -20,6 +20,7 @@ from distributed import Client
 
 from wsidist import layout
 from wsidist.errors import WsidistError
+from wsidist.io.remote import CacheSpec
 from wsidist.io.storage import Store
 from wsidist.report.charts import CHARTS, render_charts
 from wsidist.report.config import ReportConfig
@@ -68,7 +69,7 @@ def build_report(
     client: Client | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ProgressCallback | None = None,
 ) -> ReportSummary:

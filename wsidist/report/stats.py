@@ -16,6 +16,7 @@ from typing import Any
 from wsidist import layout
 from wsidist.errors import SlideError
 from wsidist.io.inputs import expand_inputs
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.report.tables import dataset_rows, display_names, slide_stats
@@ -29,7 +30,7 @@ INFO_COLUMNS = (
 )  # fmt: skip
 
 
-def slide_info(url: str, cache_dir: str | None = None) -> Row:
+def slide_info(url: str, cache_dir: str | CacheSpec | None = None) -> Row:
     """One slide's metadata row (never raises for a bad slide)."""
     try:
         with open_slide(url, cache_dir=cache_dir) as slide:
@@ -61,7 +62,9 @@ def _folder_bytes(path: str) -> int:
     return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
 
 
-def collect(targets: Sequence[str], *, threads: int = 8, cache_dir: str | None = None) -> list[Row]:
+def collect(
+    targets: Sequence[str], *, threads: int = 8, cache_dir: str | CacheSpec | None = None
+) -> list[Row]:
     """slide_info rows for slides (files, folders, globs, URLs) or for one stage-1 output."""
     if len(targets) == 1 and is_output(targets[0]):
         rows = dataset_rows(Store(_root(targets[0])))

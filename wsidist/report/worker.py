@@ -30,6 +30,7 @@ from wsidist.imaging.slide_pictures import (
     read_display,
     score_picture,
 )
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
 from wsidist.report.config import ReportConfig
@@ -48,7 +49,7 @@ def report_slide(
     out: Store,
     dest: Store,
     *,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> Row:
     """Write one slide's page and pictures under ``dest``; returns a small row for the index
     (``page_status``, ``thumb``, ``n_top``, ``page_error``). Never raises for slide errors."""

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsidist.errors import ConfigError
+from wsidist.io.staging_cache import DEFAULT_CACHE_MAX_GB, CacheSpec
 from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB
 
 SCHEMA_VERSION = "1"
@@ -62,6 +63,9 @@ class JobSpec(BaseModel):
     workers: int | None = Field(None, gt=0, le=1024)
     overwrite: bool = False
     cache_dir: str | None = None
+    cache_max_gb: float = Field(
+        DEFAULT_CACHE_MAX_GB, gt=0, description="bound of the cache of staged remote slides, GB"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict)
     cluster: Literal["local", "slurm", "pbs", "lsf"] = "local"  # without a scheduler
     dashboard: bool = False
@@ -86,6 +90,10 @@ class JobSpec(BaseModel):
                 f"TLS certificates given, but scheduler {self.scheduler!r} is not tls://"
             )
         return self
+
+    def cache(self) -> CacheSpec:
+        """Where this job's workers stage remote slides, and the bound of that cache."""
+        return CacheSpec(self.cache_dir, self.cache_max_gb)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`wsidist.runtime.cluster.dask_client` for this job."""

@@ -22,6 +22,7 @@ from wsidist.errors import WsidistError
 from wsidist.imaging import encode_image
 from wsidist.io.inputs import expand_inputs, slide_id_for
 from wsidist.io.patch import PatchSpec, read_patch
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.stage1.analysis import analyse_slide
@@ -39,7 +40,7 @@ def top_tiles(
     size: int | None = None,
     config: Stage1Config | None = None,
     level: int = 0,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """Yield ``(record, rgb)`` for the ``n`` best-scoring tiles of a slide, best first.
 
@@ -87,6 +88,7 @@ def write_top_tiles(
     scorer: Scorer | str | None = None,
     level: int = 0,
     storage_options: dict[str, Any] | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> list[str]:
     """Write the ``n`` best tiles of ``url`` into ``out_dir`` (a folder or fsspec URL).
 
@@ -99,7 +101,9 @@ def write_top_tiles(
     root = out_dir if "://" in out_dir else os.path.abspath(out_dir)
     store = Store(root, storage_options or {})
     written = []
-    for record, rgb in top_tiles(url, n, scorer=scorer, size=size, config=config, level=level):
+    for record, rgb in top_tiles(
+        url, n, scorer=scorer, size=size, config=config, level=level, cache_dir=cache_dir
+    ):
         key = tile_filename(record, ext)
         store.write_bytes(key, encode_image(rgb, FORMATS[ext]))
         written.append(store.full_url(key))

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from wsidist import layout
 from wsidist.imaging import encode_image
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
@@ -47,7 +48,7 @@ def process_slide(
     store: Store,
     *,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     scorer: Scorer | None = None,
     labelled: bool = False,
 ) -> dict[str, Any]:

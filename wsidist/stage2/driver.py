@@ -14,6 +14,7 @@ import pyarrow as pa
 from distributed import Client
 
 from wsidist import layout
+from wsidist.io.remote import CacheSpec
 from wsidist.io.storage import Store
 from wsidist.runtime.cluster import cluster_threads, guard_local_cluster
 from wsidist.runtime.manifest import labelled_schema, stored_schema, with_labels
@@ -40,7 +41,7 @@ def run_rewrite(
     workers: int | None = None,
     client: Client | None = None,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     storage_options: dict[str, Any] | None = None,
     on_result: ResultCallback | None = None,
     manifest: str | None = None,

@@ -8,7 +8,8 @@ shared encoded white tile (``"white"``) or with their original pixels (``"keep"`
 
 Work is split into blocks of tiles (:mod:`wsidist.stage2.blocks`), encoded in parallel on Dask
 workers or threads; this process is the one writer: it spools encoded tiles to a temporary file
-as blocks finish and then hands them to tifffile level by level, in tile order.
+as blocks finish, then writes the file front to back (:mod:`wsidist.stage2.tiff_stream`), to a
+local file or a stream such as an S3 multipart upload, never holding a local copy of the output.
 
 Memory: the blocks in flight (about 12 MB of pixels each), the spool index, and the first level
 no block encodes (1/4**(levels+1) of level 0; a temporary memory map when large).
@@ -16,6 +17,7 @@ no block encodes (1/4**(levels+1) of level 0; a temporary memory map when large)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -38,6 +40,7 @@ from wsidist.runtime.parallel import Submit, bounded_map
 from wsidist.stage2.blocks import WHITE, BlockPlan, encode_block, padded_tile, psnr
 from wsidist.stage2.glass import quality_sample, tissue_tiles
 from wsidist.stage2.report import PyramidReport
+from wsidist.stage2.tiff_stream import Spool, stream_tiff
 
 __all__ = ["PyramidError", "PyramidOptions", "PyramidReport", "tissue_tiles", "write_pyramid"]
 
@@ -112,6 +115,7 @@ def write_pyramid(
     workers: int | None = None,
     description_extra: dict[str, Any] | None = None,
     on_block: Callable[[int, int], None] | None = None,
+    output: Callable[[], contextlib.AbstractContextManager[BinaryIO]] | None = None,
 ) -> PyramidReport:
     """Write ``slide`` as a glass-removed tiled pyramidal TIFF at ``path``; return a report.
 
@@ -124,12 +128,15 @@ def write_pyramid(
     Blocks of tiles are encoded in parallel through ``submit`` (``Client.submit`` of a Dask
     client, or an executor's ``submit``; default: a thread pool of ``workers``), at most
     ``2 * workers`` at a time; this process assembles the file from a spool of encoded tiles.
-    ``on_block(done, total)`` is called as each block of tiles is spooled.
+    ``on_block(done, total)`` is called as each block of tiles is spooled. With ``output``
+    (e.g. :meth:`~wsidist.io.storage.Store.open_write`: a multipart upload), the file streams
+    front to back into the stream it opens instead (``path`` then only names it), and the
+    spool of encoded tiles goes to the temporary folder.
     """
     t0 = time.perf_counter()
     opts = options or PyramidOptions()
     codec, glass, tile, level_factor = opts.codec, opts.glass, opts.tile, opts.level_factor
-    path = Path(path)
+    shown, path = os.fspath(path), Path(path)
     width, height = slide.dimensions
     mpp = opts.mpp or slide.mpp_x
     margin_px0 = opts.margin_for(mpp)
@@ -163,53 +170,55 @@ def write_pyramid(
         **(description_extra or {}),
     }
 
+    write_kw = {
+        "dtype": np.uint8, "tile": (tile, tile), "metadata": None, "software": "wsidist",
+        **tile_codec.write_kw,
+    }  # fmt: skip
+
+    def write_levels(tw: tifffile.TiffWriter, tiles_of: Callable[[int], Iterator[bytes]]) -> None:
+        for k, (lw, lh) in enumerate(dims):
+            tw.write(
+                tiles_of(k), shape=(lh, lw, 3), subfiletype=1 if k else 0,
+                description=pyramid_description(desc) if k == 0 else None,
+                **_resolution(mpp, width, height, lw, lh), **write_kw,
+            )  # fmt: skip
+
+    scratch = str(path.parent) if output is None else None  # a remote output: the temp folder
     with (
-        tempfile.TemporaryDirectory(dir=path.parent, prefix=layout.PYRAMID_SPOOL_PREFIX) as tmpdir,
+        tempfile.TemporaryDirectory(dir=scratch, prefix=layout.PYRAMID_SPOOL_PREFIX) as tmpdir,
         ThreadPoolExecutor(workers) as pool,
     ):
-        spool = _Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps[: m + 1]])
-        top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
-        stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
-                               2 * workers, spool, top, on_block)  # fmt: skip
-        tmp_path = path.with_name(path.name + layout.PART_SUFFIX)
+        spool = Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps])
         try:
-            with tifffile.TiffWriter(tmp_path, bigtiff=width * height * 3 > 2**31) as tw:
-                level_arr = top
-                for k, (lw, lh) in enumerate(dims):
-                    if k <= m:
-                        tiles = spool.tiles(k, glass_bytes)
-                    else:
-                        tiles = _array_tiles(
-                            level_arr, keeps[k], tile, tile_codec, glass_bytes, pool
-                        )
-                    tw.write(
-                        tiles,
-                        shape=(lh, lw, 3),
-                        dtype=np.uint8,
-                        tile=(tile, tile),
-                        subfiletype=1 if k else 0,
-                        description=pyramid_description(desc) if k == 0 else None,
-                        metadata=None,
-                        software="wsidist",
-                        **_resolution(mpp, width, height, lw, lh),
-                        **tile_codec.write_kw,
-                    )
-                    if k > m and k + 1 < len(dims):
-                        level_arr = _reduce_array(level_arr, level_factor, tile, tmpdir)
-            tmp_path.replace(path)
+            top = (
+                _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir)
+                if plan.reduce_once_more
+                else None
+            )
+            stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
+                                   2 * workers, spool, top, on_block)  # fmt: skip
+            level_arr = top
+            for k in range(m + 1, len(dims)):  # the top levels, from the blocks' reduced pieces
+                for r, c, data in _array_tiles(level_arr, keeps[k], tile, tile_codec, pool):
+                    spool.add(k, r, c, data)
+                if k + 1 < len(dims):
+                    level_arr = _reduce_array(level_arr, level_factor, tile, tmpdir)
+            bigtiff = width * height * 3 > 2**31
+            if output is not None:
+                with output() as fh:
+                    out_bytes = stream_tiff(write_levels, spool, glass_bytes, fh, bigtiff=bigtiff)
+            else:
+                out_bytes = _write_local(path, write_levels, spool, glass_bytes, bigtiff)
         finally:
             spool.close()
-            if tmp_path.exists():
-                tmp_path.unlink()
 
     source_bytes = slide.file_bytes or (
         os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
     )
-    out_bytes = os.path.getsize(path)
     n = int(tissue0.size)
     sq_err, ssim = stats["sq_err"], stats["ssim"]
     return PyramidReport(
-        path=str(path),
+        path=shown,
         codec=codec,
         glass=glass,
         source_bytes=source_bytes,
@@ -231,6 +240,18 @@ def write_pyramid(
         bytes_read=stats["bytes_read"],
         read_requests=stats["read_requests"],
     )
+
+
+def _write_local(path: Path, write_levels, spool: Spool, glass_bytes: bytes, bigtiff: bool) -> int:
+    """Stream the file to a temporary name next to ``path``, then rename it into place."""
+    tmp_path = path.with_name(path.name + layout.PART_SUFFIX)
+    try:
+        with open(tmp_path, "wb") as fh:
+            n = stream_tiff(write_levels, spool, glass_bytes, fh, bigtiff=bigtiff)
+        tmp_path.replace(path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    return n
 
 
 def _levels_and_blocks(
@@ -303,49 +324,15 @@ def _reduce_array(arr: np.ndarray, factor: int, tile: int, tmpdir: str) -> np.nd
 
 
 def _array_tiles(
-    arr: np.ndarray,
-    keep: np.ndarray,
-    tile: int,
-    codec: TileCodec,
-    glass_bytes: bytes,
-    pool: ThreadPoolExecutor,
-) -> Iterator[bytes]:
-    """Encoded tiles of a (small, top) level image, row-major, glass where ``keep`` is False."""
+    arr: np.ndarray, keep: np.ndarray, tile: int, codec: TileCodec, pool: ThreadPoolExecutor
+) -> Iterator[tuple[int, int, bytes]]:
+    """``(row, col, encoded)`` of the kept tiles of a (small, top) level image, row-major."""
 
-    def one(rc: tuple[int, int]) -> bytes:
-        r, c = rc
-        return codec.encode(padded_tile(arr, r, c, tile)) if keep[r, c] else glass_bytes
+    def one(rc: tuple[int, int]) -> tuple[int, int, bytes]:
+        return (*rc, codec.encode(padded_tile(arr, *rc, tile)))
 
     for r in range(keep.shape[0]):
-        yield from pool.map(one, [(r, c) for c in range(keep.shape[1])])
-
-
-class _Spool:
-    """Encoded tiles of levels 0..m in one temporary file, indexed by (level, row, col)."""
-
-    def __init__(self, path: Path, grids: list[tuple[int, int]]):
-        self._fh = open(path, "w+b")  # noqa: SIM115 — closed by close()
-        self._offsets = [np.full(g, -1, np.int64) for g in grids]
-        self._lengths = [np.zeros(g, np.int64) for g in grids]
-
-    def add(self, level: int, row: int, col: int, data: bytes) -> None:
-        self._fh.seek(0, os.SEEK_END)
-        self._offsets[level][row, col] = self._fh.tell()
-        self._lengths[level][row, col] = len(data)
-        self._fh.write(data)
-
-    def tiles(self, level: int, glass_bytes: bytes) -> Iterator[bytes]:
-        """The level's tiles in row-major order; glass (never added) as ``glass_bytes``."""
-        offsets, lengths = self._offsets[level], self._lengths[level]
-        for off, n in zip(offsets.ravel().tolist(), lengths.ravel().tolist()):
-            if off < 0:
-                yield glass_bytes
-            else:
-                self._fh.seek(off)
-                yield self._fh.read(n)
-
-    def close(self) -> None:
-        self._fh.close()
+        yield from pool.map(one, [(r, c) for c in range(keep.shape[1]) if keep[r, c]])
 
 
 def _encode_blocks(
@@ -354,7 +341,7 @@ def _encode_blocks(
     sample: np.ndarray,
     submit: Submit,
     window: int,
-    spool: _Spool,
+    spool: Spool,
     top: np.ndarray | None,
     on_block: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:

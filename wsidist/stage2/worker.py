@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import math
@@ -27,7 +28,7 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
-from wsidist.io.remote import source_version
+from wsidist.io.remote import CacheSpec, source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.budget import MB, check_memory
@@ -76,7 +77,7 @@ def rewrite_slide(
     masks: Store,
     *,
     overwrite: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
 ) -> dict[str, Any]:
     """Rewrite one slide and return its ``pyramids.parquet`` row. Never raises for slide errors.
 
@@ -171,17 +172,20 @@ def _rewrite(
         **used,
         **matched,
     }
-    with cluster_submitter() as (submit, workers), _local_output(store, task.slide_id) as out_path:
+    with cluster_submitter() as (submit, workers):
         if config.transcode:
             margin_px0 = options.margin_for(options.mpp)
-            report = transcode_pyramid(
-                slide.local_file(), mask, downsample, out_path, margin_px0=margin_px0,
-                submit=submit, description_extra=extra, slide=slide,
-            )  # fmt: skip
+            with _local_output(store, task.slide_id) as out_path:
+                report = transcode_pyramid(
+                    slide.local_file(), mask, downsample, out_path, margin_px0=margin_px0,
+                    submit=submit, description_extra=extra, slide=slide,
+                )  # fmt: skip
         else:
+            out_path, output = _streamed_output(store, task.slide_id)
             report = write_pyramid(
                 slide, mask, downsample, out_path, options, submit=submit, workers=workers,
                 description_extra=extra, on_block=progress_reporter(task.slide_id),
+                output=output,
             )  # fmt: skip
     return {
         **_report_columns(report),
@@ -255,9 +259,21 @@ def computed_mask(slide: Slide, config: RewriteConfig) -> np.ndarray:
     return mask.array
 
 
+def _streamed_output(store: Store, slide_id: str) -> tuple[str, Any]:
+    """Where the pyramid goes: a local path, or the URL and the stream that uploads it as it is
+    written (:meth:`Store.open_write`: multipart, no local copy of the output)."""
+    key = layout.pyramid_key(slide_id)
+    if store.is_local:
+        final = store.path(key)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        return final, None
+    return store.full_url(key), functools.partial(store.open_write, key)
+
+
 @contextlib.contextmanager
 def _local_output(store: Store, slide_id: str) -> Iterator[str]:
-    """A local path to write the pyramid to; uploaded (or moved) to the store afterwards."""
+    """A local path to write a transcoded pyramid to (its writer seeks); uploaded (or moved)
+    to the store afterwards."""
     key = layout.pyramid_key(slide_id)
     if store.is_local:
         final = store.path(key)

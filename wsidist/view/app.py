@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from wsidist import layout
 from wsidist.errors import ConfigError
+from wsidist.io.remote import CacheSpec
 from wsidist.view.cache import ByteLRU
 from wsidist.view.catalog import build_catalog
 from wsidist.view.server import OpenSlides, Viewer, create_app
@@ -25,7 +26,7 @@ def make_viewer(
     targets: Sequence[str],
     *,
     cache_mb: float = DEFAULT_CACHE_MB,
-    cache_dir: str | None = None,
+    cache_dir: str | CacheSpec | None = None,
     jpeg_quality: int = 85,
 ) -> tuple[Viewer, Starlette]:
     """The viewer state and its app for ``targets`` (one OUT, or slide files and folders)."""

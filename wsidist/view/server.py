@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from wsidist.errors import SlideError
 from wsidist.imaging import encode_image
+from wsidist.io.remote import CacheSpec
 from wsidist.io.slide import Slide, open_slide
 from wsidist.view import overlays
 from wsidist.view.cache import ByteLRU
@@ -51,7 +52,7 @@ class OpenSlides:
     """At most ``limit`` open slides (least recently used closed first), one lock each."""
 
     limit: int = 16
-    cache_dir: str | None = None
+    cache_dir: str | CacheSpec | None = None
     _open: OrderedDict[str, tuple[Slide, threading.Lock]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
