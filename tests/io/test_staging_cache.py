@@ -153,7 +153,9 @@ def test_a_process_keeps_one_idle_staged_slide_open(s3, tmp_path):
         path = tmp_path / f"s{i}.svs"
         write_synthetic_slide(path, SynthSpec(width=600, height=400, seed=i, n_blobs=1))
         s3.filesystem().put_file(str(path), f"{bucket[5:]}/s{i}.svs")
-        refs.append(SlideRef(f"{bucket}/s{i}.svs", cache))
+        refs.append(
+            SlideRef(f"{bucket}/s{i}.svs", cache, remote_read="stage")
+        )  # staged, not ranged
     slides = SlideCache(max_open=4)
     for ref in refs:
         with slides.lease(ref) as slide:

@@ -42,11 +42,13 @@ from wsidist.io.ranged import RangeReader
 from wsidist.io.tiff_format import is_tiff_header
 
 __all__ = [
+    "REMOTE_READS",
     "RemoteObject",
     "ShadowOpenSlideBackend",
     "open_ranged",
     "open_ranged_url",
     "remote_object",
+    "remote_read_mode",
 ]
 
 _STAGED_SUFFIXES = (".dcm", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".ndpi")
@@ -75,6 +77,17 @@ class RemoteObject:
 
     def reader(self) -> RangeReader:
         return RangeReader(self.fs, self.path, self.size, url=self.url, meter=self.meter)
+
+
+REMOTE_READS = ("range", "stage")
+
+
+def remote_read_mode(mode: str | None = None) -> str:
+    """``mode``, else ``$WSIDIST_REMOTE_READ``, else ``"range"``; a bad value is a SlideError."""
+    mode = mode or os.environ.get("WSIDIST_REMOTE_READ") or "range"
+    if mode not in REMOTE_READS:
+        raise SlideError(f"unknown remote read mode {mode!r} (choose {', '.join(REMOTE_READS)})")
+    return mode
 
 
 def remote_object(url: str, storage_options: dict | None, meter: ReadMeter) -> RemoteObject:

@@ -27,7 +27,7 @@ from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
 from wsidist.io.remote import CacheSpec, Lease, lease, local_path, source_version
-from wsidist.io.remote_range import open_ranged_url
+from wsidist.io.remote_range import REMOTE_READS, open_ranged_url, remote_read_mode
 
 __all__ = [
     "DEFAULT_BLOCK_PX",
@@ -39,16 +39,6 @@ __all__ = [
     "open_slide",
     "remote_read_mode",
 ]
-
-REMOTE_READS = ("range", "stage")
-
-
-def remote_read_mode(mode: str | None = None) -> str:
-    """``mode``, else ``$WSIDIST_REMOTE_READ``, else ``"range"``; a bad value is a SlideError."""
-    mode = mode or os.environ.get("WSIDIST_REMOTE_READ") or "range"
-    if mode not in REMOTE_READS:
-        raise SlideError(f"unknown remote read mode {mode!r} (choose {', '.join(REMOTE_READS)})")
-    return mode
 
 
 @dataclass(frozen=True)
