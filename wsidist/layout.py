@@ -9,6 +9,10 @@ Stage 1 (``wsidist score``)::
     slides.parquet                          one row per slide (the driver)
     tiles/slide_id=<id>/part-0.parquet      one row per tile (hive partition; slide_id in
                                             the path and file metadata, not a column)
+    tiles/slide_id=<id>/_removed            a slide re-run since compaction that has no tiles
+    tiles/_manifest.json                    ``wsidist compact``: the compacted files
+    tiles/_compacted/<gen>/bucket-<b>.parquet  compacted tiles: slides hashed into buckets,
+                                            sorted by slide_id (a column here)
     masks/<id>.png                          1-bit tissue mask at the filter scale
     contours/<id>.geojson                   tissue contours with holes, level-0 px (QuPath)
     thumbnails/<id>.jpg                     the scaled image the filters ran on
@@ -87,6 +91,21 @@ def tiles_partition(slide_id: str) -> str:
 
 def tiles_key(slide_id: str) -> str:
     return f"{tiles_partition(slide_id)}/part-0.parquet"
+
+
+TILES_REMOVED = "_removed"  # in a partition folder: the slide has no tiles (not compacted ones)
+TILES_MANIFEST = f"{TILES_DIR}/_manifest.json"  # the compacted layout's files and buckets
+COMPACTED_DIR = f"{TILES_DIR}/_compacted"
+
+
+def tiles_removed_key(slide_id: str) -> str:
+    """A marker: the slide was re-run after compaction and has no tiles now."""
+    return f"{tiles_partition(slide_id)}/{TILES_REMOVED}"
+
+
+def compacted_key(generation: str, bucket: int) -> str:
+    """One compacted tile file: the slides whose id hashes to ``bucket``."""
+    return f"{COMPACTED_DIR}/{generation}/bucket-{bucket:05d}.parquet"
 
 
 def mask_key(slide_id: str) -> str:

@@ -1,6 +1,7 @@
 """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
-:func:`select` queries ``OUT/tiles/**/part-*.parquet`` joined with the ``ok`` rows of
+:func:`select` queries the tile table (``OUT/tiles/``: the per-slide partitions, or the
+compacted bucket files of ``wsidist compact`` and the partitions re-run since) joined with the ``ok`` rows of
 ``OUT/slides.parquet`` (failed slides are excluded), filters with a SQL ``where`` expression,
 and keeps the top-N tiles per slide and/or seed-000 style tissue strata. OUT is a local folder
 or any fsspec URL (``s3://bucket/prefix``); remote outputs are read through fsspec, so DuckDB
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 from wsidist import layout
 from wsidist.errors import WsidistError
 from wsidist.io.storage import Store
+from wsidist.runtime.tiletable import create_tiles_view
 
 # slides.parquet column -> name in the selection view (renamed where a tile column has its name)
 SLIDE_COLUMNS = {
@@ -80,8 +82,7 @@ def select(
     slides = _read_slides(store, out)
     con = _connect(store)
     try:
-        tiles_url = f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}"
-        _create_view(con, slides, tiles_url, out)
+        _create_view(con, slides, store, out)
         _lock_down(con, store.full_url(layout.TILES_DIR))
         columns = [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
         if where is not None and where.strip():
@@ -218,15 +219,10 @@ def _connect(store: Store) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, slides: pa.Table, tiles_url: str, out: str):
+def _create_view(con: duckdb.DuckDBPyConnection, slides: pa.Table, store: Store, out: str):
     con.register("ok_slides", slides)
-    quoted = tiles_url.replace("'", "''")
     try:
-        con.execute(
-            "CREATE TEMP VIEW tiles AS SELECT * FROM read_parquet("
-            f"'{quoted}', hive_partitioning = true, union_by_name = true, "
-            "hive_types = {'slide_id': VARCHAR})"
-        )
+        create_tiles_view(con, store, "tiles")
         con.execute("SELECT count(*) FROM tiles LIMIT 0").fetchall()
     except duckdb.IOException as exc:
         raise WsidistError(f"{out}: no tile tables under tiles/ ({exc})") from None
