@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wsidist import layout
@@ -111,21 +112,45 @@ def create_tiles_view(con: duckdb.DuckDBPyConnection, store: Store, name: str = 
 
 def read_slide_tiles(store: Store, slide_id: str) -> pa.Table | None:
     """One slide's tile table (no ``slide_id`` column, as stage 1 writes it) from whichever
-    layout holds it, or None. A compacted slide costs the manifest and its row groups only."""
-    key = layout.tiles_key(slide_id)
-    if store.exists(key):
-        return store.read_parquet(key)
+    layout holds it, or None. A compacted slide costs one listing of its (missing) partition
+    folder, the manifest, the bucket file's footer and the row groups that can hold it."""
+    folder = layout.tiles_partition(slide_id)
+    store.fs.invalidate_cache(store.path(folder))  # a long-lived reader sees re-runs
+    listed = {k.rsplit("/", 1)[-1] for k in store.list(folder)}
+    parts = sorted(n for n in listed if n.startswith("part-") and n.endswith(".parquet"))
+    if parts:
+        tables = [store.read_parquet(f"{folder}/{name}") for name in parts]
+        return (
+            tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        )
+    if any(not layout.is_temporary(n) for n in listed):
+        return None  # the `_removed` marker: re-run since compaction, no tiles now
     manifest = read_manifest(store)
-    if manifest is None or store.exists(layout.tiles_removed_key(slide_id)):
+    if manifest is None:
         return None
     entry = manifest["files"].get(str(bucket_of(slide_id, int(manifest["n_buckets"]))))
     if entry is None or not entry["slide_min"] <= slide_id <= entry["slide_max"]:
         return None
     with store.fs.open(store.path(entry["key"]), "rb") as fh:
-        table = pq.read_table(fh, filters=[("slide_id", "==", slide_id)])
-    if table.num_rows == 0:
+        table = _rows_of(pq.ParquetFile(fh), slide_id)
+    if table is None or table.num_rows == 0:
         return None
     return table.drop_columns(["slide_id"]).replace_schema_metadata(None)
+
+
+def _rows_of(file: pq.ParquetFile, slide_id: str) -> pa.Table | None:
+    """The rows of ``slide_id`` from the row groups whose statistics may hold it."""
+    meta = file.metadata
+    column = file.schema_arrow.get_field_index("slide_id")
+    groups = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(column).statistics
+        if stats is None or not stats.has_min_max or stats.min <= slide_id <= stats.max:
+            groups.append(i)
+    if not groups:
+        return None
+    table = file.read_row_groups(groups, use_threads=False)
+    return table.filter(pc.equal(table.column("slide_id"), slide_id))
 
 
 def mark_removed(store: Store, slide_id: str) -> None:
