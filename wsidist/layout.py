@@ -190,6 +190,9 @@ def pyramid_status_key(slide_id: str) -> str:
 
 # -- every job table of slide ids under a root, and the folder of its per-slide status JSONs ---
 ID_TABLES = ((SLIDES_TABLE, STATUS_DIR), (PYRAMIDS_TABLE, PYRAMIDS_DIR))
+# a column of those tables (as written, not as returned): the version of the status file its
+# row came from, so a rebuild or a rerun's skip decision reads only changed status files
+STATUS_VERSION_COLUMN = "status_version"
 # -- inference ---------------------------------------------------------------------------------
 INFERENCE_TABLE = "inference.parquet"
 REGIONS_TABLE = "regions.parquet"
