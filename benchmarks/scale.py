@@ -43,9 +43,7 @@ from wsidist.demo.synth import write_synthetic_slide
 from wsidist.io.storage import Store
 from wsidist.query.select import select
 from wsidist.runtime.cluster import dask_client
-from wsidist.runtime.compact import compact_tiles
 from wsidist.runtime.results import write_job_table
-from wsidist.runtime.tiletable import read_slide_tiles
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.driver import SLIDES_SCHEMA, run_stage1
 
@@ -153,6 +151,9 @@ def measure_compaction(
 ) -> dict:
     """``select --top 20`` and one slide's tiles on the partitioned layout, then
     ``compact_tiles``, then the same on the compacted layout (the answers must be equal)."""
+    from wsidist.runtime.compact import compact_tiles
+    from wsidist.runtime.tiletable import read_slide_tiles
+
     n = len(inputs)
     with dask_client(workers=workers) as client:
         run_stage1(inputs[:real], out, CONFIG, client=client, storage_options=storage_options)

@@ -216,7 +216,7 @@ def test_compaction_on_s3(base, s3, s3_bucket):
     assert done.rows == sum(hive_counts(base).values())
     assert not [k for k in fs.find(url) if "/slide_id=" in k]
     assert select(url, top=3).equals(local)
-    assert (
-        read_slide_tiles(store, "c4").num_rows
-        == pq.read_table(base / layout.tiles_key("c4")).num_rows
-    )
+    for sid in hive_counts(base):  # an emptied folder on the object store does not count
+        assert _sorted(read_slide_tiles(store, sid)) == _sorted(
+            pq.read_table(base / layout.tiles_key(sid))
+        )

@@ -116,7 +116,8 @@ def read_slide_tiles(store: Store, slide_id: str) -> pa.Table | None:
     folder, the manifest, the bucket file's footer and the row groups that can hold it."""
     folder = layout.tiles_partition(slide_id)
     store.fs.invalidate_cache(store.path(folder))  # a long-lived reader sees re-runs
-    listed = {k.rsplit("/", 1)[-1] for k in store.list(folder)}
+    # names inside the folder only: an object store may list an emptied folder as itself
+    listed = {k[len(folder) + 1 :] for k in store.list(folder) if k.startswith(folder + "/")}
     parts = sorted(n for n in listed if n.startswith("part-") and n.endswith(".parquet"))
     if parts:
         tables = [store.read_parquet(f"{folder}/{name}") for name in parts]
