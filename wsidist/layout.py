@@ -56,14 +56,16 @@ Report (``wsidist report``; keys under the report root, ``OUT/report`` by defaul
 
 Per-slide status files (``status/<id>.json``, ``pyramids/<id>.json``) are the source of truth:
 ``slides.parquet`` and ``pyramids.parquet`` are built from them. Temporary names (a write in
-progress, or an orphan of a crashed one): ``_tmp-<hex>-<name>`` (every store write),
+progress, or an orphan of a crashed one): ``.wsidist-tmp/_tmp-<hex>-<name>`` (every store write;
+``<dir>/_tmp-<hex>-<name>`` in outputs of earlier versions),
 ``<name>.part`` (a pyramid being written), ``.pyramid-<random>/`` (a pyramid writer's spool).
 """
 
 from __future__ import annotations
 
 # -- temporary names -------------------------------------------------------------------------
-TEMP_PREFIX = "_tmp-"  # a store write goes to <dir>/_tmp-<hex>-<name>, then is moved into place
+TEMP_PREFIX = "_tmp-"  # the start of every temporary name
+TEMP_DIR = ".wsidist-tmp"  # a store write goes to .wsidist-tmp/_tmp-<hex>-<name>, then is moved
 PART_SUFFIX = ".part"  # a file being written in place, renamed when complete
 PYRAMID_SPOOL_PREFIX = ".pyramid-"  # a pyramid writer's temporary folder, next to the pyramid
 WRITE_PROBE = "_tmp-probe"  # written and removed before a job starts (is the output writable?)

@@ -57,18 +57,30 @@ def prepare_output(store: Store, *, grace_s: float = ORPHAN_GRACE_S) -> list[str
     return remove_orphans(store, time.time() - grace_s)
 
 
+ORPHAN_DIRS = ("", layout.TEMP_DIR, layout.PYRAMIDS_DIR)  # where temporary names can be
+
+
 def remove_orphans(store: Store, older_than: float) -> list[str]:
-    """Remove every temporary file or folder (:func:`wsidist.layout.is_temporary`) under the
-    output whose newest content was modified before ``older_than`` (unix seconds)."""
-    entries = store.find()
-    roots = [k for k, _, _ in entries if layout.is_temporary(posixpath.basename(k))]
-    roots = [k for k in roots if not any(k.startswith(r + "/") for r in roots)]
+    """Remove the temporary files and folders (:func:`wsidist.layout.is_temporary`) whose
+    newest content was modified before ``older_than`` (unix seconds), from one listing each
+    of the root, the store's write folder (``.wsidist-tmp/``) and ``pyramids/`` (a pyramid's
+    ``.part`` file and spool folder): never a walk of the whole output."""
     removed = []
-    for root in roots:
-        newest = max(m for k, m, _ in entries if k == root or k.startswith(root + "/"))
-        if newest < older_than:
-            store.remove(root, recursive=True, hidden=True)
-            removed.append(root)
+    for folder in ORPHAN_DIRS:
+        for key, modified, is_dir in store.entries(folder):
+            name = posixpath.basename(key)
+            if key == layout.TEMP_DIR or not (
+                folder == layout.TEMP_DIR or layout.is_temporary(name)
+            ):
+                continue
+            newest = (
+                max([modified] + [m for _, m, _ in store.find(key, hidden=True)])
+                if is_dir
+                else modified
+            )
+            if newest < older_than:
+                store.remove(key, recursive=is_dir, hidden=True)
+                removed.append(key)
     return removed
 
 
