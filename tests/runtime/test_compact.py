@@ -8,7 +8,10 @@ after its manifest swap leaves an output that reads the same.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -220,3 +223,20 @@ def test_compaction_on_s3(base, s3, s3_bucket):
         assert _sorted(read_slide_tiles(store, sid)) == _sorted(
             pq.read_table(base / layout.tiles_key(sid))
         )
+
+
+def test_the_compact_command(base, tmp_path):
+    out = _copy(base, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = [sys.executable, "-m", "wsidist.cli", "compact", str(out)]
+    bad = subprocess.run([*run, "--buckets", "0"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "buckets must be ≥ 1" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
+    good = subprocess.run([*run, "--buckets", "2"], capture_output=True, text=True, env=env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "2 bucket(s), 2 written" in good.stdout and "5 slide partition(s)" in good.stdout
+    assert bucket_counts(out) == hive_counts(base)
+    empty = subprocess.run(
+        [*run[:-1], str(tmp_path / "nothing")], capture_output=True, text=True, env=env
+    )
+    assert empty.returncode != 0 and "no tile tables" in empty.stdout + empty.stderr

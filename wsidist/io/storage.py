@@ -17,6 +17,7 @@ import errno
 import functools
 import io
 import json
+import os
 import posixpath
 import re
 import uuid
@@ -133,18 +134,28 @@ class Store:
         parent = posixpath.dirname(final)
         spool = posixpath.join(self.root, TEMP_DIR)
         tmp = posixpath.join(spool, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
-        fs = self.fs
+        fs, local = self.fs, self.is_local
         try:
-            if self.is_local:
+            if local:
                 fs.makedirs(parent, exist_ok=True)
-                fs.makedirs(spool, exist_ok=True)
-            write(fs, tmp)
+            for attempt in (0, 1):
+                if local:
+                    fs.makedirs(spool, exist_ok=True)
+                try:
+                    write(fs, tmp)
+                    break
+                except FileNotFoundError:  # another writer removed the emptied spool folder
+                    if attempt or not local:
+                        raise
             fs.mv(tmp, final)
         except Exception as exc:
             with contextlib.suppress(Exception):  # a partial temporary key is never left behind
                 if fs.exists(tmp):
                     fs.rm(tmp)
             raise output_error(exc, self._url_of(final)) from exc
+        if local:  # no empty folder left next to a user's file (fails while others write)
+            with contextlib.suppress(OSError):
+                os.rmdir(spool)
         return final
 
     def _url_of(self, path: str) -> str:
