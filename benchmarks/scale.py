@@ -40,6 +40,7 @@ import psutil
 from wsidist import layout
 from wsidist.demo.spec import SynthSpec
 from wsidist.demo.synth import write_synthetic_slide
+from wsidist.io.remote import local_path, source_version
 from wsidist.io.storage import Store
 from wsidist.query.select import select
 from wsidist.runtime.cluster import dask_client
@@ -75,7 +76,9 @@ def clone_outputs(store: Store, inputs: list[str], done: int) -> None:
 
     def clone(url: str) -> None:
         slide_id = Path(url).stem
-        row = {**status, "url": url, "slide_id": slide_id}
+        # each uploaded copy has its own time on S3 (hard links share theirs locally)
+        version = source_version(url) if local_path(url) is None else status["source_version"]
+        row = {**status, "url": url, "slide_id": slide_id, "source_version": version}
         store.write_json(layout.status_key(slide_id), row)
         store.write_bytes(layout.tiles_key(slide_id), tiles)
 
