@@ -16,17 +16,23 @@ tile table under their own ids (so 10,000 slides fit in minutes: the rerun, sele
 table then work on N slides).
 
     python benchmarks/scale.py --n 1000 --backend local s3 [--size-px 1024] [--json out.json]
+    python benchmarks/scale.py --n 10000 --compact --real 20 --size-px 1024 --backend local s3
+
+``--compact`` measures only ``select --top 20`` and one slide's tiles (best of ``--repeats``)
+on the partitioned layout, then ``wsidist compact``, then the same on the compacted layout.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -34,6 +40,7 @@ import psutil
 from wsidist import layout
 from wsidist.demo.spec import SynthSpec
 from wsidist.demo.synth import write_synthetic_slide
+from wsidist.io.remote import local_path, source_version
 from wsidist.io.storage import Store
 from wsidist.query.select import select
 from wsidist.runtime.cluster import dask_client
@@ -66,11 +73,17 @@ def clone_outputs(store: Store, inputs: list[str], done: int) -> None:
     another id), as if stage 1 had run on them: what a rerun, select and the table then read."""
     status = json.loads(store.read_bytes(layout.status_key("slide-000000")))
     tiles = store.read_bytes(layout.tiles_key("slide-000000"))
-    for url in inputs[done:]:
+
+    def clone(url: str) -> None:
         slide_id = Path(url).stem
-        row = {**status, "url": url, "slide_id": slide_id}
+        # each uploaded copy has its own time on S3 (hard links share theirs locally)
+        version = source_version(url) if local_path(url) is None else status["source_version"]
+        row = {**status, "url": url, "slide_id": slide_id, "source_version": version}
         store.write_json(layout.status_key(slide_id), row)
         store.write_bytes(layout.tiles_key(slide_id), tiles)
+
+    with ThreadPoolExecutor(1 if store.is_local else 16) as pool:
+        list(pool.map(clone, inputs[done:]))
 
 
 def measure(
@@ -99,7 +112,12 @@ def measure(
         n = len(inputs)
         if real < n:
             start = time.perf_counter()
-            clone_outputs(Store(out.rstrip("/"), storage_options), inputs, real)
+            clone_store = Store(out.rstrip("/"), storage_options)
+            clone_outputs(clone_store, inputs, real)
+            write_job_table(
+                clone_store, layout.SLIDES_TABLE, [], SLIDES_SCHEMA, CONFIG,
+                status_dir=layout.STATUS_DIR,
+            )  # fmt: skip  # as a run over all N would have left it: the rerun's steady state
             result["clone_s"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         again = run_stage1(inputs, out, CONFIG, client=client, storage_options=storage_options)
@@ -127,7 +145,58 @@ def measure(
     return result
 
 
-def on_s3(paths: list[str], work: Path, workers: int) -> dict:
+def best_of(repeats: int, fn) -> tuple[float, object]:
+    times, value = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), value
+
+
+def measure_compaction(
+    inputs: list[str], out: str, storage_options: dict, workers: int, *, real: int, repeats: int
+) -> dict:
+    """``select --top 20`` and one slide's tiles on the partitioned layout, then
+    ``compact_tiles``, then the same on the compacted layout (the answers must be equal)."""
+    from wsidist.runtime.compact import compact_tiles
+    from wsidist.runtime.tiletable import read_slide_tiles
+
+    n = len(inputs)
+    with dask_client(workers=workers) as client:
+        run_stage1(inputs[:real], out, CONFIG, client=client, storage_options=storage_options)
+    store = Store(out.rstrip("/"), storage_options)
+    start = time.perf_counter()
+    clone_outputs(store, inputs, real)
+    write_job_table(
+        store, layout.SLIDES_TABLE, [], SLIDES_SCHEMA, CONFIG, status_dir=layout.STATUS_DIR
+    )  # the cloned slides' rows: select keeps the ok slides of slides.parquet
+    result: dict = {"n": n, "processed": real, "clone_s": round(time.perf_counter() - start, 1)}
+    probe = [Path(u).stem for u in inputs[:: max(1, n // 20)]]
+
+    def one_slide() -> None:
+        for sid in probe:
+            assert read_slide_tiles(store, sid) is not None
+
+    before, want = best_of(repeats, lambda: select(out, top=20, storage_options=storage_options))
+    result["select_top20_partitioned_s"] = round(before, 3)
+    per_slide, _ = best_of(repeats, one_slide)
+    result["one_slide_partitioned_ms"] = round(1000 * per_slide / len(probe), 2)
+    start = time.perf_counter()
+    done = compact_tiles(store)
+    result["compact_s"] = round(time.perf_counter() - start, 2)
+    result["buckets"] = done.n_buckets
+    after, got = best_of(repeats, lambda: select(out, top=20, storage_options=storage_options))
+    assert got.equals(want), "select differs between the layouts"
+    result["select_top20_compacted_s"] = round(after, 3)
+    result["select_speedup"] = round(before / after, 1)
+    per_slide, _ = best_of(repeats, one_slide)
+    result["one_slide_compacted_ms"] = round(1000 * per_slide / len(probe), 2)
+    result["select_rows"] = got.num_rows
+    return result
+
+
+def on_s3(paths: list[str], work: Path, workers: int, run) -> dict:
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH
     from tests.helpers.s3server import start_s3_server
 
@@ -141,7 +210,7 @@ def on_s3(paths: list[str], work: Path, workers: int) -> dict:
         fs.put(paths, f"{bucket}/in/")
         upload = time.perf_counter() - start
         inputs = [f"{bucket}/in/{Path(p).name}" for p in paths]
-        result = measure(inputs, f"{bucket}/out", server.storage_options, workers)
+        result = run(inputs, f"{bucket}/out", server.storage_options, workers)
         result["upload_s"] = round(upload, 1)
         return result
     finally:
@@ -159,6 +228,10 @@ def main() -> None:
     parser.add_argument(
         "--real", type=int, help="process only this many slides; clone their outputs to N"
     )
+    parser.add_argument(
+        "--compact", action="store_true", help="only select before and after `wsidist compact`"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many (--compact)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wsidist-scale-") as tmp:
@@ -168,10 +241,15 @@ def main() -> None:
         print(f"generated {args.n} slides in {time.perf_counter() - start:.1f} s", flush=True)
         results = {}
         for backend in args.backend:
-            if backend == "local":
-                results[backend] = measure(paths, str(work / "out"), {}, args.workers, args.real)
+            real = args.real or (20 if args.compact else None)
+            if args.compact:
+                run = functools.partial(measure_compaction, real=real, repeats=args.repeats)
             else:
-                results[backend] = on_s3(paths, work, args.workers)
+                run = functools.partial(measure, real=real)
+            if backend == "local":
+                results[backend] = run(paths, str(work / "out"), {}, args.workers)
+            else:
+                results[backend] = on_s3(paths, work, args.workers, run)
             print(backend, json.dumps(results[backend]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

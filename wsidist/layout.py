@@ -9,6 +9,10 @@ Stage 1 (``wsidist score``)::
     slides.parquet                          one row per slide (the driver)
     tiles/slide_id=<id>/part-0.parquet      one row per tile (hive partition; slide_id in
                                             the path and file metadata, not a column)
+    tiles/slide_id=<id>/_removed            a slide re-run since compaction that has no tiles
+    tiles/_manifest.json                    ``wsidist compact``: the compacted files
+    tiles/_compacted/<gen>/bucket-<b>.parquet  compacted tiles: slides hashed into buckets,
+                                            sorted by slide_id (a column here)
     masks/<id>.png                          1-bit tissue mask at the filter scale
     contours/<id>.geojson                   tissue contours with holes, level-0 px (QuPath)
     thumbnails/<id>.jpg                     the scaled image the filters ran on
@@ -54,14 +58,16 @@ Report (``wsidist report``; keys under the report root, ``OUT/report`` by defaul
 
 Per-slide status files (``status/<id>.json``, ``pyramids/<id>.json``) are the source of truth:
 ``slides.parquet`` and ``pyramids.parquet`` are built from them. Temporary names (a write in
-progress, or an orphan of a crashed one): ``_tmp-<hex>-<name>`` (every store write),
+progress, or an orphan of a crashed one): ``.wsidist-tmp/_tmp-<hex>-<name>`` (every store write;
+``<dir>/_tmp-<hex>-<name>`` in outputs of earlier versions),
 ``<name>.part`` (a pyramid being written), ``.pyramid-<random>/`` (a pyramid writer's spool).
 """
 
 from __future__ import annotations
 
 # -- temporary names -------------------------------------------------------------------------
-TEMP_PREFIX = "_tmp-"  # a store write goes to <dir>/_tmp-<hex>-<name>, then is moved into place
+TEMP_PREFIX = "_tmp-"  # the start of every temporary name
+TEMP_DIR = ".wsidist-tmp"  # a store write goes to .wsidist-tmp/_tmp-<hex>-<name>, then is moved
 PART_SUFFIX = ".part"  # a file being written in place, renamed when complete
 PYRAMID_SPOOL_PREFIX = ".pyramid-"  # a pyramid writer's temporary folder, next to the pyramid
 WRITE_PROBE = "_tmp-probe"  # written and removed before a job starts (is the output writable?)
@@ -89,6 +95,21 @@ def tiles_partition(slide_id: str) -> str:
 
 def tiles_key(slide_id: str) -> str:
     return f"{tiles_partition(slide_id)}/part-0.parquet"
+
+
+TILES_REMOVED = "_removed"  # in a partition folder: the slide has no tiles (not compacted ones)
+TILES_MANIFEST = f"{TILES_DIR}/_manifest.json"  # the compacted layout's files and buckets
+COMPACTED_DIR = f"{TILES_DIR}/_compacted"
+
+
+def tiles_removed_key(slide_id: str) -> str:
+    """A marker: the slide was re-run after compaction and has no tiles now."""
+    return f"{tiles_partition(slide_id)}/{TILES_REMOVED}"
+
+
+def compacted_key(generation: str, bucket: int) -> str:
+    """One compacted tile file: the slides whose id hashes to ``bucket``."""
+    return f"{COMPACTED_DIR}/{generation}/bucket-{bucket:05d}.parquet"
 
 
 def mask_key(slide_id: str) -> str:
@@ -181,6 +202,9 @@ def pyramid_status_key(slide_id: str) -> str:
 
 # -- every job table of slide ids under a root, and the folder of its per-slide status JSONs ---
 ID_TABLES = ((SLIDES_TABLE, STATUS_DIR), (PYRAMIDS_TABLE, PYRAMIDS_DIR))
+# a column of those tables (as written, not as returned): the version of the status file its
+# row came from, so a rebuild or a rerun's skip decision reads only changed status files
+STATUS_VERSION_COLUMN = "status_version"
 # -- inference ---------------------------------------------------------------------------------
 INFERENCE_TABLE = "inference.parquet"
 REGIONS_TABLE = "regions.parquet"

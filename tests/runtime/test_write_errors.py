@@ -91,7 +91,7 @@ def test_a_full_output_stops_the_job_and_a_rerun_completes(client, real_slides_d
         # a writer that crashed long ago left orphans; one writing right now must be left alone
         old = time.time() - 3600
         orphans = [
-            out / "tiles" / "_tmp-0123abcd-part-0.parquet",
+            out / ".wsidist-tmp" / "_tmp-0123abcd-part-0.parquet",
             out / "pyramids" / "x.tiff.part",
             out / "pyramids" / ".pyramid-k3j2" / "tiles.spool",
         ]
@@ -101,7 +101,7 @@ def test_a_full_output_stops_the_job_and_a_rerun_completes(client, real_slides_d
             path.write_bytes(b"partial")
             os.utime(path, (old, old))
         os.utime(out / "pyramids" / ".pyramid-k3j2", (old, old))
-        live = out / "masks" / "_tmp-fffffff-live.png"
+        live = out / ".wsidist-tmp" / "_tmp-fffffff-live.png"
         live.parent.mkdir(parents=True, exist_ok=True)
         live.write_bytes(b"being written")
 

@@ -11,7 +11,7 @@ from typer.core import TyperCommand
 from wsidist.cli.evaluate import mask_from_tiles_cmd, metrics_cmd
 from wsidist.cli.infer import infer_cmd, stain_fit_cmd
 from wsidist.cli.info import info
-from wsidist.cli.query import extract_cmd, select_tiles, top_tiles_cmd
+from wsidist.cli.query import compact_cmd, extract_cmd, select_tiles, top_tiles_cmd
 from wsidist.cli.rails import rails_fit_cmd
 from wsidist.cli.report import report_cmd, stats_cmd, view_cmd
 from wsidist.cli.stage1 import demo, filters, score
@@ -96,6 +96,7 @@ COMMANDS = (  # name, function, one line for `wsidist --help`
     ("score", score, "Stage 1: tissue masks and scored tiles (Parquet) per slide."),
     ("filters", filters, "The tissue presets and the filters a spec can use."),
     ("select", select_tiles, "Select tiles with SQL (DuckDB), without reading pixels."),
+    ("compact", compact_cmd, "Rewrite the tile partitions into a few bucket files."),
     ("extract", extract_cmd, "Write the selected patches (files, tar shards, mosaics)."),
     ("top-tiles", top_tiles_cmd, "The best tiles straight from one slide, in memory."),
     ("mask-from-tiles", mask_from_tiles_cmd, "Selected tiles as one mask per slide."),

@@ -316,3 +316,33 @@ def top_tiles_cmd(
         [f"<id>_r<rank>_x<x>_y<y>.{fmt}  {len(paths)} tiles, best first"],
         [f"wsidist score {shell_words([slide])} --out out/   # keep every tile's score"],
     )
+
+
+def compact_cmd(
+    out: Annotated[str, typer.Argument(help="a stage-1 output folder or s3:// URL")],
+    buckets: Annotated[
+        int | None,
+        opt(help="bucket files  [default: the manifest's, or about 256 MB each]", metavar="N"),
+    ] = None,
+) -> None:
+    """Rewrite the per-slide tile partitions into a few bucket files with a manifest.
+
+    Slides are hashed into N buckets, each file sorted by slide_id with row-group statistics,
+    and OUT/tiles/_manifest.json lists them, so select, report and view read a few files
+    instead of one folder per slide. A slide re-run later wins over its compacted rows; run
+    compact again to fold it in (only the buckets it touches are rewritten).
+    """
+    from wsidist.io.storage import Store
+    from wsidist.runtime.compact import compact_tiles
+    from wsidist.runtime.preflight import output_root
+
+    with reported() as caught:
+        done = compact_tiles(Store(output_root(out)), buckets=buckets)
+    caught.exit_on_error()
+    written = [
+        f"tiles/{layout.TILES_MANIFEST.rpartition('/')[2]}  {done.n_buckets} bucket(s), "
+        f"{done.buckets_written} written, {done.rows} rows",
+        f"{done.slides_compacted} slide partition(s) folded in, {done.files_removed} file(s) "
+        "removed",
+    ]
+    print_closing(out, written, [f"wsidist select {shell_words([out])} --top 20"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from datetime import timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -61,6 +62,49 @@ def source_version(url: str, storage_options: dict | None = None) -> str | None:
         return _version(info) or None
     except Exception:  # noqa: BLE001 — a missing or unreadable source is never "current"
         return None
+
+
+def listed_versions(
+    urls: list[str], storage_options: dict | None = None, min_per_folder: int = 8
+) -> dict[str, str]:
+    """``url -> version`` of remote files from one listing per folder (folders holding at
+    least ``min_per_folder`` of ``urls``; local files and the rest are left out).
+
+    A listing's entry has the fields a HEAD gives, but a listing's time is finer than a HEAD's
+    (whole seconds): it is cut to whole UTC seconds, so that for the same object this gives
+    :func:`source_version`'s string on the servers tried. A caller compares and falls back to
+    :func:`source_version` when they differ, so an unusual server only costs the HEAD."""
+    folders: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for url in urls:
+        if local_path(url) is None:
+            parent, _, _ = url.rstrip("/").rpartition("/")
+            protocol = url.partition("://")[0]
+            folders.setdefault((protocol, parent), []).append((url, url.partition("://")[2]))
+    found: dict[str, str] = {}
+    for (_, parent), members in folders.items():
+        if len(members) < min_per_folder:
+            continue
+        try:
+            fs, rparent = fsspec.core.url_to_fs(parent, **(storage_options or {}))
+            fs.invalidate_cache(rparent)
+            infos = {i["name"].rstrip("/"): i for i in fs.ls(rparent, detail=True)}
+            fs.invalidate_cache(rparent)
+        except Exception:  # noqa: BLE001 — no listing: the callers ask per file
+            continue
+        for url, rpath in members:
+            info = infos.get(rpath.rstrip("/"))
+            if info is not None and info.get("type") == "file":
+                found[url] = _version(_whole_seconds(info))
+    return found
+
+
+def _whole_seconds(info: dict) -> dict:
+    out = dict(info)
+    for key in ("LastModified", "last_modified"):
+        value = out.get(key)
+        if hasattr(value, "astimezone"):
+            out[key] = value.astimezone(timezone.utc).replace(microsecond=0)
+    return out
 
 
 def _local_version(path: str) -> str:

@@ -3,7 +3,9 @@
 Everything a job writes goes through :class:`Store`: a root URL (a local folder or
 ``s3://bucket/prefix``) plus relative keys. Keys are checked so that no slide name can write
 outside the root, and every write goes to a temporary key first and is then moved into place,
-so a reader never sees a half-written file; a failed write removes its temporary key. A write
+so a reader never sees a half-written file; a failed write removes its temporary key. The
+temporary keys are all in one folder, ``.wsidist-tmp/`` under the root, so finding the orphans
+of a crashed run is one listing. A write
 that fails raises :class:`~wsidist.errors.OutputError`, ``permanent`` for errors a retry cannot
 fix (permission, read-only, no space, quota, a missing bucket or a file in the way).
 """
@@ -15,6 +17,7 @@ import errno
 import functools
 import io
 import json
+import os
 import posixpath
 import re
 import uuid
@@ -31,6 +34,7 @@ from wsidist.errors import OutputError, WsidistError
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._=-]+$")
 TEMP_PREFIX = "_tmp-"  # as wsidist.layout.TEMP_PREFIX (io does not import layout)
 WRITE_BLOCK_BYTES = 16 * 2**20  # a streamed upload's part size: 10,000 parts make 160 GiB
+TEMP_DIR = ".wsidist-tmp"  # as wsidist.layout.TEMP_DIR: every write in progress, one folder
 _PERMANENT_ERRNOS = frozenset(
     {
         errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
@@ -138,14 +142,13 @@ class Store:
         where = self._url_of(final)
         fs = self.fs
         target = final
-        if self.is_local:
-            parent = posixpath.dirname(final)
-            target = posixpath.join(
-                parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{key.rsplit('/')[-1]}"
-            )
+        if self.is_local:  # in the one folder of writes in progress, as every other write
+            spool = posixpath.join(self.root, TEMP_DIR)
+            target = posixpath.join(spool, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{key.rsplit('/')[-1]}")
         try:
             if self.is_local:
-                fs.makedirs(parent, exist_ok=True)
+                fs.makedirs(posixpath.dirname(final), exist_ok=True)
+                fs.makedirs(spool, exist_ok=True)
             fh = fs.open(target, "wb", block_size=block_size)
         except Exception as exc:
             raise output_error(exc, where) from exc
@@ -177,18 +180,30 @@ class Store:
     def _publish(self, write: Callable[[fsspec.AbstractFileSystem, str], Any], key: str) -> str:
         final = self.path(key)
         parent = posixpath.dirname(final)
-        tmp = posixpath.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
-        fs = self.fs
+        spool = posixpath.join(self.root, TEMP_DIR)
+        tmp = posixpath.join(spool, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{posixpath.basename(final)}")
+        fs, local = self.fs, self.is_local
         try:
-            if self.is_local:
+            if local:
                 fs.makedirs(parent, exist_ok=True)
-            write(fs, tmp)
+            for attempt in (0, 1):
+                if local:
+                    fs.makedirs(spool, exist_ok=True)
+                try:
+                    write(fs, tmp)
+                    break
+                except FileNotFoundError:  # another writer removed the emptied spool folder
+                    if attempt or not local:
+                        raise
             fs.mv(tmp, final)
         except Exception as exc:
             with contextlib.suppress(Exception):  # a partial temporary key is never left behind
                 if fs.exists(tmp):
                     fs.rm(tmp)
             raise output_error(exc, self._url_of(final)) from exc
+        if local:  # no empty folder left next to a user's file (fails while others write)
+            with contextlib.suppress(OSError):
+                os.rmdir(spool)
         return final
 
     def _url_of(self, path: str) -> str:
@@ -208,9 +223,10 @@ class Store:
         except Exception as exc:
             raise output_error(exc, where) from exc
 
-    def find(self, prefix: str = "") -> list[tuple[str, float, bool]]:
-        """``(key, modified unix time, is_dir)`` of everything under ``prefix`` (all: "")."""
-        base = self.path(prefix) if prefix else self.root
+    def find(self, prefix: str = "", hidden: bool = False) -> list[tuple[str, float, bool]]:
+        """``(key, modified unix time, is_dir)`` of everything under ``prefix`` (all: ""; a
+        folder whose name starts with a dot only with ``hidden``)."""
+        base = posixpath.join(self.root, check_key(prefix, hidden)) if prefix else self.root
         fs = self.fs
         fs.invalidate_cache(base)
         try:
@@ -223,6 +239,25 @@ class Store:
         for path, info in found.items():
             key = posixpath.relpath(path.rstrip("/"), self.root)
             if key != ".":
+                items.append((key, _modified(info), info.get("type") == "directory"))
+        return sorted(items)
+
+    def entries(self, prefix: str = "") -> list[tuple[str, float, bool]]:
+        """``(key, modified unix time, is_dir)`` of what is directly under ``prefix`` (the root:
+        ""; hidden folders too): one listing, not a walk."""
+        base = posixpath.join(self.root, check_key(prefix, hidden=True)) if prefix else self.root
+        fs = self.fs
+        fs.invalidate_cache(base)
+        try:
+            infos = fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return []
+        finally:
+            fs.invalidate_cache(base)
+        items = []
+        for info in infos:
+            key = posixpath.relpath(info["name"].rstrip("/"), self.root)
+            if key != "." and not key.startswith(".."):
                 items.append((key, _modified(info), info.get("type") == "directory"))
         return sorted(items)
 

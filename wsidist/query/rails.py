@@ -20,6 +20,7 @@ from wsidist.errors import WsidistError
 from wsidist.filters.rails import Rails
 from wsidist.io.annotations import class_column
 from wsidist.io.storage import Store
+from wsidist.runtime.tiletable import create_tiles_view
 
 __all__ = ["fit_rails"]
 
@@ -65,10 +66,13 @@ def fit_rails(
             con.register_filesystem(store.fs)
         quoted = url.replace("'", "''")
         try:
-            con.execute(
-                f"CREATE TEMP VIEW t AS SELECT * FROM read_parquet('{quoted}', "
-                "hive_partitioning = true, union_by_name = true)"
-            )
+            if store is not None:  # a stage-1 output: partitioned or compacted tiles
+                create_tiles_view(con, store, "t")
+            else:
+                con.execute(
+                    f"CREATE TEMP VIEW t AS SELECT * FROM read_parquet('{quoted}', "
+                    "hive_partitioning = true, union_by_name = true)"
+                )
             columns = [r[0] for r in con.execute("DESCRIBE t").fetchall()]
         except duckdb.Error as exc:
             raise WsidistError(f"{source}: cannot read tiles: {exc}") from None

@@ -1,6 +1,7 @@
 """Select tiles from a stage-1 output with DuckDB, without touching pixels.
 
-:func:`select` queries ``OUT/tiles/**/part-*.parquet`` joined with the ``ok`` rows of
+:func:`select` queries the tile table (``OUT/tiles/``: the per-slide partitions, or the
+compacted bucket files of ``wsidist compact`` and the partitions re-run since) joined with the ``ok`` rows of
 ``OUT/slides.parquet`` (failed slides are excluded), filters with a SQL ``where`` expression,
 and keeps the top-N tiles per slide and/or seed-000 style tissue strata. OUT is a local folder
 or any fsspec URL (``s3://bucket/prefix``); remote outputs are read through fsspec, so DuckDB
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 from wsidist import layout
 from wsidist.errors import WsidistError
 from wsidist.io.storage import Store
+from wsidist.runtime.tiletable import create_tiles_view
 
 # slides.parquet column -> name in the selection view (renamed where a tile column has its name)
 SLIDE_COLUMNS = {
@@ -80,7 +82,7 @@ def select(
     slides = _read_slides(store, out)
     con = _connect(store)
     try:
-        _create_view(con, slides, _tiles_url(store), out)
+        _create_view(con, slides, store, out)
         _lock_down(con, store.full_url(layout.TILES_DIR))
         columns = [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
         if where is not None and where.strip():
@@ -151,7 +153,7 @@ def open_tiles(out: str, store: Store) -> tuple[duckdb.DuckDBPyConnection, list[
     In-memory tables may still be registered; no other file can be opened."""
     con = _connect(store)
     try:
-        _create_view(con, _read_slides(store, out), _tiles_url(store), out)
+        _create_view(con, _read_slides(store, out), store, out)
         _lock_down(con, store.full_url(layout.TILES_DIR))
         return con, [r[0] for r in con.execute("DESCRIBE candidates").fetchall()]
     except BaseException:
@@ -177,10 +179,6 @@ def check_expression(con: duckdb.DuckDBPyConnection, expr: str, columns: list[st
 
 
 # -- internals ---------------------------------------------------------------------------------
-def _tiles_url(store: Store) -> str:
-    return f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}"
-
-
 def _root(out: str) -> str:
     return out.rstrip("/") if "://" in out else os.path.abspath(out)
 
@@ -252,15 +250,10 @@ def _connect(store: Store) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, slides: pa.Table, tiles_url: str, out: str):
+def _create_view(con: duckdb.DuckDBPyConnection, slides: pa.Table, store: Store, out: str):
     con.register("ok_slides", slides)
-    quoted = tiles_url.replace("'", "''")
     try:
-        con.execute(
-            "CREATE TEMP VIEW tiles AS SELECT * FROM read_parquet("
-            f"'{quoted}', hive_partitioning = true, union_by_name = true, "
-            "hive_types = {'slide_id': VARCHAR})"
-        )
+        create_tiles_view(con, store, "tiles")
         con.execute("SELECT count(*) FROM tiles LIMIT 0").fetchall()
     except duckdb.IOException as exc:
         raise WsidistError(f"{out}: no tile tables under tiles/ ({exc})") from None

@@ -18,6 +18,7 @@ import pyarrow as pa
 from wsidist import layout
 from wsidist.errors import WsidistError
 from wsidist.io.storage import Store
+from wsidist.runtime.tiletable import create_tiles_view
 
 # (key, label, kind, unit): kind is text | int | num | pct | bytes; shown in this order
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
@@ -109,15 +110,14 @@ def class_counts(store: Store, slide_ids: Sequence[str]) -> pa.Table | None:
     con.execute("SET autoload_known_extensions = false")
     if not store.is_local:
         con.register_filesystem(store.fs)
-    url = f"{store.full_url(layout.TILES_DIR)}/{layout.TILE_FILES}".replace("'", "''")
     try:
+        create_tiles_view(con, store, "tiles")
         return _fetch(
             con.sql(
-                f"SELECT slide_id, count(*) FILTER (tissue_class = 'high') AS n_high, "
+                "SELECT slide_id, count(*) FILTER (tissue_class = 'high') AS n_high, "
                 "count(*) FILTER (tissue_class = 'medium') AS n_medium, "
                 "count(*) FILTER (tissue_class = 'low') AS n_low "
-                f"FROM read_parquet('{url}', hive_partitioning = true, union_by_name = true, "
-                "hive_types = {'slide_id': VARCHAR}) GROUP BY slide_id"
+                "FROM tiles GROUP BY slide_id"
             )
         )
     except duckdb.Error:

@@ -37,6 +37,7 @@ from wsidist.report.config import ReportConfig
 from wsidist.report.pages import render_slide_page
 from wsidist.report.tables import slide_name
 from wsidist.runtime.tasks import SlideTask, run_slide_task, utc_now
+from wsidist.runtime.tiletable import read_slide_tiles
 
 Row = dict[str, Any]
 
@@ -180,8 +181,7 @@ def _flags(row: Row) -> list[str]:
 
 
 def _read_tiles(out: Store, sid: str) -> pa.Table | None:
-    key = layout.tiles_key(sid)
-    return out.read_parquet(key) if out.exists(key) else None
+    return read_slide_tiles(out, sid)
 
 
 def _read_polygons(out: Store, sid: str, row: Row) -> list:

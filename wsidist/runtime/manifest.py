@@ -28,6 +28,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wsidist import layout
 from wsidist.errors import ConfigError
 from wsidist.io.inputs import check_slide_id, expand_inputs
 from wsidist.io.remote import local_path
@@ -191,6 +192,7 @@ def labelled_schema(
             typ = pa.string()
         fields.append(pa.field(name, typ))
     taken = {f.name for f in fields}
+    taken.add(layout.STATUS_VERSION_COLUMN)  # written beside the rows, never one of them
     fields += [f for f in (stored or []) if f.name not in taken]
     return pa.schema(fields)
 

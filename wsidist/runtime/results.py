@@ -57,18 +57,30 @@ def prepare_output(store: Store, *, grace_s: float = ORPHAN_GRACE_S) -> list[str
     return remove_orphans(store, time.time() - grace_s)
 
 
+ORPHAN_DIRS = ("", layout.TEMP_DIR, layout.PYRAMIDS_DIR)  # where temporary names can be
+
+
 def remove_orphans(store: Store, older_than: float) -> list[str]:
-    """Remove every temporary file or folder (:func:`wsidist.layout.is_temporary`) under the
-    output whose newest content was modified before ``older_than`` (unix seconds)."""
-    entries = store.find()
-    roots = [k for k, _, _ in entries if layout.is_temporary(posixpath.basename(k))]
-    roots = [k for k in roots if not any(k.startswith(r + "/") for r in roots)]
+    """Remove the temporary files and folders (:func:`wsidist.layout.is_temporary`) whose
+    newest content was modified before ``older_than`` (unix seconds), from one listing each
+    of the root, the store's write folder (``.wsidist-tmp/``) and ``pyramids/`` (a pyramid's
+    ``.part`` file and spool folder): never a walk of the whole output."""
     removed = []
-    for root in roots:
-        newest = max(m for k, m, _ in entries if k == root or k.startswith(root + "/"))
-        if newest < older_than:
-            store.remove(root, recursive=True, hidden=True)
-            removed.append(root)
+    for folder in ORPHAN_DIRS:
+        for key, modified, is_dir in store.entries(folder):
+            name = posixpath.basename(key)
+            if key == layout.TEMP_DIR or not (
+                folder == layout.TEMP_DIR or layout.is_temporary(name)
+            ):
+                continue
+            newest = (
+                max([modified] + [m for _, m, _ in store.find(key, hidden=True)])
+                if is_dir
+                else modified
+            )
+            if newest < older_than:
+                store.remove(key, recursive=is_dir, hidden=True)
+                removed.append(key)
     return removed
 
 
@@ -205,7 +217,7 @@ def write_job_table(
         table = merge_by_slide_id(store, key, rows_to_table(rows, schema))
         store.write_parquet(key, _with_meta(table, config, {}))
         return table
-    stored, cache = _stored_rows(store, key)
+    stored, cache = stored_rows(store, key, status_dir)
     versions = store.signatures(status_dir, layout.STATUS_SUFFIX)
     for attempt in range(REBUILDS):
         table = _build_table(store, versions, cache, rows, stored, schema)
@@ -219,24 +231,37 @@ def write_job_table(
     return table
 
 
-def _stored_rows(store: Store, key: str) -> tuple[list[Row], dict[str, tuple[str, Row]]]:
-    """The stored table's rows, and those of them whose status version is recorded (a status
-    file still at that version need not be read again)."""
+def stored_rows(
+    store: Store, key: str, status_dir: str
+) -> tuple[list[Row], dict[str, tuple[str, Row]]]:
+    """The stored table's rows, and ``status key -> (version, row)`` of those whose status
+    version is recorded (a status file still at that version need not be read again): in the
+    ``status_version`` column, or in the footer of tables written before that column."""
     try:
         table = store.read_parquet(key)
     except Exception:  # noqa: BLE001 — missing or damaged: rebuilt from the status files
         return [], {}
-    meta = table.schema.metadata or {}
-    try:
-        versions = json.loads(meta.get(_VERSIONS_META.encode(), b"{}"))
-    except ValueError:
-        versions = {}
+    column = layout.STATUS_VERSION_COLUMN
+    recorded: dict[str, str | None] = {}
+    if column in table.column_names:
+        ids = table.column("slide_id").to_pylist()
+        for sid, version in zip(ids, table.column(column).to_pylist(), strict=True):
+            recorded[posixpath.join(status_dir, f"{sid}{layout.STATUS_SUFFIX}")] = version
+        table = table.drop_columns([column])
+    else:
+        meta = table.schema.metadata or {}
+        try:
+            old = json.loads(meta.get(_VERSIONS_META.encode(), b"{}"))
+        except ValueError:
+            old = {}
+        recorded = {status: version for status, (version, _) in old.items()}
     rows = table.to_pylist()
     by_id = {r.get("slide_id"): r for r in rows}
     cache = {}
-    for status, (version, slide_id) in versions.items():
-        if slide_id in by_id:
-            cache[status] = (version, by_id[slide_id])
+    for status, version in recorded.items():
+        sid = posixpath.basename(status)[: -len(layout.STATUS_SUFFIX)]
+        if version and sid in by_id:
+            cache[status] = (version, by_id[sid])
     return rows, cache
 
 
@@ -274,17 +299,21 @@ def _build_table(
 
 
 def _with_meta(table: pa.Table, config: HashedConfig | None, versions: dict[str, str]) -> pa.Table:
+    """The table as written: its schema version and config in the footer, and with
+    ``versions`` (status key -> version its row came from) the ``status_version`` column, so
+    a later build (or a rerun's skip decision) reuses rows whose status file is unchanged.
+    A column, not the footer: a footer map would grow ~100 bytes per slide past the Parquet
+    readers' footer limits near 10⁶ slides."""
     meta: dict[str, str] = {"wsidist.schema_version": SCHEMA_VERSION}
     if config is not None:
         meta["wsidist.config_hash"] = config.config_hash()
         meta["wsidist.config"] = config.model_dump_json()
     if versions:
-        ids = dict(zip(table.column("slide_id").to_pylist(), range(table.num_rows)))
-        # status key -> (version, slide id): a later build reuses rows whose status is unchanged
-        recorded = {}
-        for status, version in versions.items():
-            sid = posixpath.basename(status)[: -len(layout.STATUS_SUFFIX)]
-            if sid in ids:
-                recorded[status] = (version, sid)
-        meta[_VERSIONS_META] = json.dumps(recorded)
+        by_id = {
+            posixpath.basename(k)[: -len(layout.STATUS_SUFFIX)]: v for k, v in versions.items()
+        }
+        column = pa.array([by_id.get(s) for s in table.column("slide_id").to_pylist()], pa.string())
+        if layout.STATUS_VERSION_COLUMN in table.column_names:
+            table = table.drop_columns([layout.STATUS_VERSION_COLUMN])
+        table = table.append_column(layout.STATUS_VERSION_COLUMN, column)
     return table.replace_schema_metadata(meta)

@@ -27,6 +27,7 @@ from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
 from wsidist.runtime.tasks import SlideTask, run_slide_task
+from wsidist.runtime.tiletable import mark_removed
 from wsidist.stage1 import render
 from wsidist.stage1.analysis import SlideAnalysis, analyse_slide
 from wsidist.stage1.config import Stage1Config
@@ -115,6 +116,7 @@ def _scorer_name(config: Stage1Config, scorer: Scorer | None) -> str:
 def remove_outputs(store: Store, slide_id: str) -> None:
     """Remove a slide's stage-1 outputs (a failed slide leaves none that look current)."""
     store.remove(layout.tiles_partition(slide_id), recursive=True)
+    mark_removed(store, slide_id)  # its compacted rows, if any, no longer count
     store.remove(layout.mask_key(slide_id))
     store.remove(layout.thumbnail_key(slide_id))
     store.remove(layout.contours_key(slide_id))

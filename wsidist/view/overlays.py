@@ -21,6 +21,7 @@ from wsidist import layout
 from wsidist.imaging.contours import dumps, tissue_geojson
 from wsidist.imaging.figures import CLASS_COLORS, HEAT_ANCHORS, heat_colors
 from wsidist.io.storage import Store
+from wsidist.runtime.tiletable import read_slide_tiles
 
 MASK_RGBA = (0, 220, 90, 90)
 GRID_ALPHA = 150
@@ -36,8 +37,8 @@ class Grid:
 
 
 def read_tiles(out: Store, slide_id: str) -> pa.Table | None:
-    key = layout.tiles_key(slide_id)
-    return out.read_parquet(key) if out.exists(key) else None
+    """The slide's tile table in either layout (partitioned or compacted), or None."""
+    return read_slide_tiles(out, slide_id)
 
 
 def numeric_columns(tiles: pa.Table) -> list[str]:
