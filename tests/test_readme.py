@@ -356,6 +356,13 @@ def check_effects(wd: Workdir, name: str, params: dict, res: subprocess.Complete
         else:
             assert all(n in res.stdout for n in names), res.stdout
             assert "slide_stats" in res.stdout
+    elif name == "compact":  # every ok slide's tiles now in the manifest's bucket files
+        out = params["out"].rstrip("/")
+        manifest = json.loads((wd.root / out / "tiles" / "_manifest.json").read_text())
+        rows = sum(f["rows"] for f in manifest["files"].values())
+        slides = _table(wd, f"{out}/slides.parquet").to_pylist()
+        assert rows == sum(r["n_tiles"] for r in slides if r["status"] == "ok"), rows
+        assert not list((wd.root / out / "tiles").glob("slide_id=*/part-*.parquet"))
     elif name == "rails fit":
         rails = json.loads((wd.root / params["to"]).read_text())
         assert rails["kind"] == "wsidist.rails" and rails["label"] == params["label"]
