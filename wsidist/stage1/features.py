@@ -152,12 +152,11 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     return _histogram_entropy(gray, win, clogc) + 0.0
 
 
-def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.ndarray:
-    """Entropy per window from one gray-level histogram per window (bincount per class of
-    disjoint windows)."""
-    n_rows, n_cols = win.shape
-    out = np.zeros((n_rows, n_cols), np.float64)
-    area = win.area
+def _window_histograms(
+    gray: np.ndarray, win: Windows
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(window rows, window cols, counts (len(rows) * len(cols), 256)): one gray-level
+    histogram per window, by one bincount per band of a class of disjoint windows."""
     for row_map, col_map, rows, cols in _classes(win, gray.shape):
         nc = len(cols)
         band = max(1, _BINCOUNT_BINS // (256 * nc))
@@ -172,10 +171,18 @@ def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.
             key = np.add.outer((rm[keep_y] - i0) * (nc * 256), col_map[keep_x] * 256)
             key += g
             counts = np.bincount(key.reshape(-1), minlength=len(sub) * nc * 256)
-            nz = np.flatnonzero(counts)  # a window of k pixels has at most k levels
-            s = np.bincount(nz >> 8, weights=clogc[counts[nz]], minlength=len(sub) * nc)
-            n = area[np.ix_(sub, cols)].astype(np.float64)
-            out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), nc) / n
+            yield sub, cols, counts.reshape(len(sub) * nc, 256)
+
+
+def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.ndarray:
+    """Entropy per window from one gray-level histogram per window."""
+    out = np.zeros(win.shape, np.float64)
+    for sub, cols, counts in _window_histograms(gray, win):
+        flat = counts.reshape(-1)
+        nz = np.flatnonzero(flat)  # a window of k pixels has at most k levels
+        s = np.bincount(nz >> 8, weights=clogc[flat[nz]], minlength=len(counts))
+        n = win.area[np.ix_(sub, cols)].astype(np.float64)
+        out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), len(cols)) / n
     return out
 
 
@@ -183,27 +190,11 @@ def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) ->
     """(rows, cols) share of every window's pixels in its ``levels`` most populous gray levels:
     seed 004's background rule that survives stain normalisation (a flat background, white or
     not, piles its pixels into a few levels; tissue spreads them)."""
-    n_rows, n_cols = win.shape
-    out = np.zeros((n_rows, n_cols), np.float64)
-    area = win.area
-    for row_map, col_map, rows, cols in _classes(win, gray.shape):
-        nc = len(cols)
-        band = max(1, _BINCOUNT_BINS // (256 * nc))
-        for i0 in range(0, len(rows), band):
-            sub = rows[i0 : i0 + band]
-            y0, y1 = int(win.y0[sub[0]]), int(win.y1[sub[-1]])
-            rm = row_map[y0:y1]
-            keep_y, keep_x = rm >= 0, col_map >= 0
-            g = gray[y0:y1]
-            if not (keep_y.all() and keep_x.all()):
-                g = g[keep_y][:, keep_x]
-            key = np.add.outer((rm[keep_y] - i0) * (nc * 256), col_map[keep_x] * 256)
-            key += g
-            counts = np.bincount(key.reshape(-1), minlength=len(sub) * nc * 256)
-            counts = counts.reshape(len(sub) * nc, 256)
-            top = np.partition(counts, 256 - levels, axis=1)[:, 256 - levels :].sum(axis=1)
-            n = np.maximum(area[np.ix_(sub, cols)], 1).astype(np.float64)
-            out[np.ix_(sub, cols)] = top.reshape(len(sub), nc) / n
+    out = np.zeros(win.shape, np.float64)
+    for sub, cols, counts in _window_histograms(gray, win):
+        top = np.partition(counts, 256 - levels, axis=1)[:, 256 - levels :].sum(axis=1)
+        n = np.maximum(win.area[np.ix_(sub, cols)], 1).astype(np.float64)
+        out[np.ix_(sub, cols)] = top.reshape(len(sub), len(cols)) / n
     return out
 
 
