@@ -9,7 +9,7 @@ best of 3, in one run:
   mask and tiles; no pixel of the slide);
 * grid      — the same with seed 003's plain grid (``--sample``), for scale;
 * histolab  — ``GridTiler._grid_coordinates_generator(slide, TissueMask())`` in histolab's own
-  virtualenv (``/work/shared/tools/histolab-venv.sh``): its tissue mask from the thumbnail and
+  virtualenv (``../shared/tools/histolab-venv.sh``): its tissue mask from the thumbnail and
   a grid over each region's box (coordinates only, no tile read).
 
 Besides time, both placements are scored on wsidist's stage-1 mask: boxes, mean tissue share
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from tissue import histolab_python  # the histolab venv, as the tissue benchmark builds it
 
 from wsidist.demo.synth import SynthSpec, write_synthetic_slide
 from wsidist.query.placement import touched
@@ -62,15 +63,6 @@ def best_of(fn, n: int = 3):
         result = fn()
         times.append(time.perf_counter() - start)
     return min(times), result
-
-
-def histolab_python() -> str | None:
-    try:
-        out = subprocess.run(["bash", "/work/shared/tools/histolab-venv.sh"], check=True,
-                             capture_output=True, text=True)  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip().splitlines()[-1]
 
 
 def score(mask: np.ndarray, ds: float, xy: list[tuple[int, int]], size: int) -> dict:

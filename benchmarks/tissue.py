@@ -73,9 +73,10 @@ HISTOLAB_SCRIPT = textwrap.dedent(
 
 def histolab_python() -> str | None:
     try:
-        return subprocess.run(
+        out = subprocess.run(
             ["bash", str(HISTOLAB_VENV)], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        ).stdout
+        return out.strip().splitlines()[-1]  # the script's last line: the venv's python
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"histolab unavailable ({exc}); its rows are left out")
         return None
