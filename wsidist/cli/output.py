@@ -203,6 +203,15 @@ def slide_table(
     return fitted_table(title, headers, cells, width)
 
 
+def print_left_out(failed: list[dict]) -> None:
+    """The failed slides a selection left out, each with its error (nothing when none)."""
+    print_lines(
+        f"{len(failed)} failed slide(s) left out:",
+        (Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")) for r in failed),
+        style="bold red",
+    )
+
+
 def print_lines(head: str, lines: Iterable[str | Text], style: str = "bold") -> None:
     """``head`` then each line indented, never hard-wrapped inside a name or path."""
     lines = list(lines)

@@ -30,6 +30,7 @@ from wsidist.cli.output import (
     fitted_table,
     print_closing,
     print_fitted,
+    print_left_out,
     print_lines,
     progress_bar,
     reported,
@@ -143,11 +144,7 @@ def select_tiles(
     rows = [[r["slide_id"], str(r["n_tiles"])] for r in counts]
     title = f"{table.num_rows} tiles selected from {len(counts)} slide(s)"
     print_fitted(*fitted_table(title, ["slide_id", "tiles"], rows, console.width))
-    print_lines(
-        f"{len(excluded)} failed slide(s) left out:",
-        (Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")) for r in excluded),
-        style="bold red",
-    )  # fmt: skip
+    print_left_out(excluded)
     next_steps = [f"wsidist extract {shell_words([url])} --to patches/ --size 256"]
     if not table.num_rows:
         next_steps = ["loosen --where / --top / --stratum: nothing was selected"]

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from wsidist import layout
 from wsidist.cli.common import opt, shell_words
-from wsidist.cli.output import console, fitted_table, print_closing, print_fitted, print_lines
+from wsidist.cli.output import console, fitted_table, print_closing, print_fitted, print_left_out
 
 SampleOpt = Annotated[
     bool, opt("--sample", help="sample boxes on a grid over the stage-1 mask (seed 003)")
@@ -79,11 +79,7 @@ def run_sample(out: str, to: str | None, geojson: str | None, where: str | None,
     print_counts(result.counts, table.num_rows, config)
     for line in result.notes:
         console.print(Text.assemble(("note: ", "bold"), line))
-    print_lines(
-        f"{len(excluded)} failed slide(s) left out:",
-        (Text.assemble((r["slide_id"], "red"), ": ", str(r.get("error") or "")) for r in excluded),
-        style="bold red",
-    )  # fmt: skip
+    print_left_out(excluded)
     next_steps = [f"wsidist extract {shell_words([url])} --to patches/"]
     if not table.num_rows:
         next_steps = ["loosen --where / --min-tissue / --classes: nothing was sampled"]
