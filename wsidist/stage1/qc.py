@@ -4,7 +4,9 @@ Flags (``qc_flags`` in ``slides.parquet``; each comes with a readable line in ``
 
 - ``no_tissue``: the mask is empty.
 - ``low_tissue``: there is tissue, but no tile reaches ``min_tissue_frac``; the slide's best
-  tiles (by tissue fraction, then score) are marked ``tissue_tile`` instead.
+  tiles (by tissue fraction, then score) are marked ``tissue_tile`` instead, but only those
+  holding at least :data:`FALLBACK_REL_FLOOR` of the best tile's tissue fraction and at least
+  :data:`FALLBACK_ABS_FLOOR` (so glass with a pen stroke or a speck of debris is not a tile).
 - ``pen_heavy``: pen ink covers at least 5 % of the slide or 20 % as much as the tissue.
 - ``dark_background``: the background is dark (fluorescence); the ``fluorescence`` detector
   was used (by ``auto``), brightfield presets may not apply.
@@ -43,6 +45,8 @@ QC_FLAGS = (
     "out_of_focus",
     "bubble/debris",
 )
+FALLBACK_REL_FLOOR = 0.1  # a fallback tile holds >= this share of the best tile's tissue_frac
+FALLBACK_ABS_FLOOR = 0.01  # ... and >= this tissue_frac
 FOCUS_UM_PER_PX = 1.0
 DEFAULT_MPP = 0.5
 
@@ -59,12 +63,15 @@ def tissue_tiles(
     tissue_frac: np.ndarray, score: np.ndarray, min_frac: float, best: int
 ) -> tuple[np.ndarray, bool]:
     """Which tiles are tissue tiles: ``tissue_frac >= min_frac``; when none is but some tile
-    holds tissue, the ``best`` tiles by tissue fraction (then score). (mask, fell back)."""
+    holds tissue, the ``best`` tiles by tissue fraction (then score) among those at or above
+    the fallback floor (:data:`FALLBACK_REL_FLOOR` of the best fraction, and
+    :data:`FALLBACK_ABS_FLOOR`). (mask, fell back)."""
     chosen = tissue_frac >= min_frac
     if chosen.any() or not (tissue_frac > 0).any() or best <= 0:
         return chosen, False
+    floor = max(FALLBACK_REL_FLOOR * float(tissue_frac.max()), FALLBACK_ABS_FLOOR)
     order = np.lexsort((-score, -tissue_frac))
-    top = order[: min(best, int((tissue_frac > 0).sum()))]
+    top = order[: min(best, int((tissue_frac >= floor).sum()))]
     chosen[top] = True
     return chosen, True
 
@@ -99,11 +106,18 @@ def slide_qc(
     found: list[tuple[str, str]] = []
     if not det.mask.any():
         found.append(("no_tissue", "no tissue detected"))
+    elif fell_back and n_tissue_tiles == 0:
+        found.append((
+            "low_tissue",
+            f"no tile reaches min_tissue_frac {min_tissue_frac:g} nor holds "
+            f"{FALLBACK_ABS_FLOOR:g} tissue; no tile is marked tissue_tile",
+        ))  # fmt: skip
     elif fell_back:
         found.append((
             "low_tissue",
             f"no tile reaches min_tissue_frac {min_tissue_frac:g}; the {n_tissue_tiles} best "
-            "tiles are marked tissue_tile",
+            f"tiles (tissue_frac >= {FALLBACK_REL_FLOOR:g} x the best and >= "
+            f"{FALLBACK_ABS_FLOOR:g}) are marked tissue_tile",
         ))  # fmt: skip
     ink = float((det.ink & ~det.mask).sum())
     if ink >= 0.05 * area or (tissue > 0 and ink >= 0.2 * tissue):
