@@ -23,6 +23,8 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 
+from wsidist.imaging.raster import rasterise_geometry
+
 TISSUE_CLASS = {"name": "Tissue", "color": [0, 160, 60]}
 TILE_CLASS = {"name": "Tile", "color": [30, 110, 220]}
 _ID_NAMESPACE = uuid.UUID("5b7d6a4e-9f0c-4c55-8f1e-7b4a0d2c9e31")
@@ -197,15 +199,8 @@ def _assemble(rings: list[np.ndarray], downsample: float) -> list[Polygon]:
 
 def rasterise(polygons: Iterable[Polygon], shape_hw: tuple[int, int], downsample: float = 1.0):
     """bool ``shape_hw``: pixels whose centre lies inside any polygon (level-0 coordinates
-    divided by ``downsample``)."""
-    h, w = shape_hw
-    out = np.zeros((h, w), bool)
-    geoms = [g for g in polygons if not g.is_empty]
-    if not geoms:
-        return out
-    union = shapely.union_all(geoms)
-    ys, xs = np.mgrid[0:h, 0:w]
-    return shapely.contains_xy(union, (xs + 0.5) * downsample, (ys + 0.5) * downsample)
+    divided by ``downsample``; ties on edges by :mod:`wsidist.imaging.raster`'s rule)."""
+    return rasterise_geometry(polygons, shape_hw, downsample)
 
 
 def feature(

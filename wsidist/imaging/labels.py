@@ -2,8 +2,8 @@
 
 - :func:`rasterise_labels`: a uint8 class-index image, 0 = no class, ``k`` = the ``k``-th
   class name in sorted order. A pixel takes a class when its centre lies inside the class's
-  polygon (holes excluded); where classes overlap, the later name in sorted order wins.
-  Cost: a scanline fill, plus an exact centre test of the pixels along the outlines.
+  polygons (holes excluded; a centre on an edge by :mod:`wsidist.imaging.raster`'s tie
+  rule); where classes overlap, the later name in sorted order wins.
 - :func:`box_coverage`: the exact share of each box's area inside each class (shapely areas;
   boxes wholly inside or outside a class cost no intersection).
 - :func:`encode_label_png` / :func:`decode_label_png`: an indexed (palette) PNG with the legend
@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import shapely
-from PIL import Image, ImageDraw, PngImagePlugin
-from shapely.geometry import MultiPolygon, Polygon
+from PIL import Image, PngImagePlugin
 from shapely.geometry.base import BaseGeometry
+
+from wsidist.imaging.raster import rasterise_geometry
 
 __all__ = [
     "LEGEND_KEY",
@@ -42,67 +43,19 @@ _COLOURS = (
 )  # fmt: skip
 
 
-def _polygons(geom: BaseGeometry) -> list[Polygon]:
-    if isinstance(geom, Polygon):
-        return [] if geom.is_empty else [geom]
-    if isinstance(geom, MultiPolygon):
-        return [p for p in geom.geoms if not p.is_empty]
-    return [p for g in getattr(geom, "geoms", ()) for p in _polygons(g)]
-
-
 def rasterise_labels(
     classes: Mapping[str, BaseGeometry], shape: tuple[int, int], px0_per_px: float
 ) -> np.ndarray:
     """uint8 (h, w) class indices of ``classes`` (level-0 px) drawn at ``px0_per_px`` level-0
     px per output px; pixel (r, c) covers level-0 ``[c, c+1) × [r, r+1)`` times the scale.
-
-    Scanline fills (Pillow) draw each class; the pixels within two of its drawn edges are then
-    decided exactly by their centres (shapely), so the result is the centre test everywhere at
-    the cost of the fill plus the outline.
-    """
+    Each class is :func:`wsidist.imaging.raster.rasterise_geometry`; later names win."""
     names = sorted(classes)
     if len(names) > MAX_CLASSES:
         raise ValueError(f"{len(names)} classes: a label mask holds at most {MAX_CLASSES}")
     out = np.zeros(shape, np.uint8)
     for index, name in enumerate(names, start=1):
-        out[_class_mask(classes[name], shape, px0_per_px)] = index
+        out[rasterise_geometry(classes[name], shape, px0_per_px)] = index
     return out
-
-
-def _class_mask(geom: BaseGeometry, shape: tuple[int, int], px0_per_px: float) -> np.ndarray:
-    h, w = shape
-    image, edges = Image.new("1", (w, h), 0), Image.new("1", (w, h), 0)
-    draw, outline = ImageDraw.Draw(image), ImageDraw.Draw(edges)
-    # Larger outlines first, so an island inside another polygon's hole is drawn after it.
-    order = sorted(_polygons(geom), key=lambda p: -shapely.area(shapely.polygons(p.exterior)))
-    for poly in order:
-        for k, ring in enumerate([poly.exterior, *poly.interiors]):
-            xy = _pixel_xy(ring.coords, px0_per_px)
-            draw.polygon(xy, fill=0 if k else 1)
-            outline.line(xy, fill=1, width=1)
-    mask = np.array(image, dtype=bool)
-    # Away from every outline the fill is right; near one, the pixel centre decides.
-    rr, cc = _around(np.array(edges, dtype=bool))
-    if rr.size:
-        shapely.prepare(geom)
-        mask[rr, cc] = shapely.contains_xy(geom, (cc + 0.5) * px0_per_px, (rr + 0.5) * px0_per_px)
-    return mask
-
-
-def _around(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the pixels within one (8-neighbourhood) of a set pixel."""
-    h, w = edges.shape
-    r, c = np.nonzero(edges)
-    r = (r[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1])).ravel()
-    c = (c[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1])).ravel()
-    ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-    flat = np.unique(r[ok].astype(np.int64) * w + c[ok])
-    return np.divmod(flat, w)
-
-
-def _pixel_xy(coords, px0_per_px: float) -> list[tuple[float, float]]:
-    xy = np.asarray(coords, np.float64)[:, :2] / px0_per_px - 0.5  # pixel centres at integers
-    return xy.ravel().tolist()
 
 
 def box_coverage(classes: Mapping[str, BaseGeometry], boxes: np.ndarray) -> dict[str, np.ndarray]:
