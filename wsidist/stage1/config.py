@@ -7,6 +7,7 @@ that change outputs enter :meth:`Stage1Config.config_hash`; where and how the jo
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -15,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from wsidist.errors import ConfigError
 from wsidist.filters import Pipeline, TissueSpec, parse_pipeline
 from wsidist.runtime.jobconfig import SCHEMA_VERSION, JobSpec, StageConfig, load_yaml, merge_job
-from wsidist.stage1.scoring import resolve_scorer
+from wsidist.stage1.scoring import resolve_scorer, scorer_digest
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -81,6 +82,14 @@ class Stage1Config(StageConfig):
     def _scorer_resolves(cls, value: str) -> str:
         resolve_scorer(value)
         return value
+
+    def config_hash(self) -> str:
+        """The fields' hash, with the bounds of a ``rails:FILE`` scorer's file: editing the
+        file reruns the slides."""
+        digest = scorer_digest(self.scorer)
+        if digest is None:
+            return super().config_hash()
+        return hashlib.sha256(f"{super().config_hash()}:{digest}".encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _one_tile_unit(self) -> Stage1Config:

@@ -18,7 +18,9 @@ tile (non-tissue pixels black, as in the seed):
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -180,6 +182,22 @@ def vectorised_scorer(scorer: Scorer) -> Callable[[Mapping[str, np.ndarray]], np
 
 def _builtin_scorers() -> Mapping[str, Scorer]:
     return {"seed": seed_score, "tissue": tissue_fraction_score}
+
+
+def scorer_digest(spec: str) -> str | None:
+    """What of a scorer's files changes its scores, as a short hash (None: no file).
+
+    ``rails:FILE``: the rails' bounds (not their label, source or tile count), so editing the
+    bounds reruns the slides; an unreadable file gives ``"unreadable"`` (the slide then fails
+    with the reason when its scorer loads)."""
+    if not spec.startswith("rails:"):
+        return None
+    try:
+        rails = load_rails(spec[len("rails:") :])
+    except ValueError:
+        return "unreadable"
+    bounds = json.dumps(sorted((k, list(v)) for k, v in rails.features.items()))
+    return hashlib.sha256(bounds.encode()).hexdigest()[:16]
 
 
 def resolve_scorer(spec: str | Scorer) -> Scorer:
