@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -196,9 +197,10 @@ def stage1_closing(job, table) -> Closing:
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     steps = [f"wsidist select {out} --top 20"] if ok else []
     if ok:
-        steps.append(
-            f"wsidist rewrite {shell_words(job.inputs)} --out {out}   # glass-removed pyramids"
-        )
+        sources = [shell_words(job.inputs)] if job.inputs else []
+        if job.manifest:
+            sources.append(f"--manifest {shlex.quote(job.manifest)}")
+        steps.append(f"wsidist rewrite {' '.join(sources)} --out {out}   # glass-removed pyramids")
     return out, outputs, steps or ["fix the failed slides above and run the same command again"]
 
 
