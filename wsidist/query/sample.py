@@ -5,7 +5,8 @@ per ``scale`` level-0 px): seed 003's sampling grid (:func:`~wsidist.query.place
 grid_candidates`) or, with ``within_contours``, seed 001's windows covering each tissue region
 (:func:`~wsidist.query.placement.contour_boxes`). A candidate's ``class`` is a SQL expression
 (``class_by``; default ``label`` when the tile tables have it) evaluated by DuckDB on the
-stage-1 tile holding the box centre, and ``where`` filters on that tile too. With
+stage-1 tile holding the box centre, and ``where`` filters on that tile too (one query for
+the candidates of all slides, up to ``MAX_PROBE_BOXES`` boxes per query). With
 ``per_class`` N each class gets exactly N boxes per slide: drawn without replacement when it
 has N candidates or more, else all of them plus repeats (``draw`` ≥ 1) moved by a fresh
 perturbation. Boxes are perturbed by up to ±``jitter`` px and stay inside the slide; the
@@ -52,6 +53,7 @@ class SampleResult:
 
 
 MAX_REDRAWS = 16  # fresh offsets tried for a repeat that lands on a box already chosen
+MAX_PROBE_BOXES = 2_000_000  # candidate boxes classed by one query (bounds the driver's memory)
 SLIDE_FIELDS = ("slide_id", "url", "width", "height", "mpp_x", "scale", "level_count",
                 "tile_px0", "stride_px0")  # fmt: skip
 
@@ -81,6 +83,17 @@ def sample(
         if config.where:
             check_expression(con, config.where, columns, "where expression")
         parts, counts, notes = [], [], []
+        batch: list[tuple[dict[str, Any], dict, dict]] = []
+
+        def flush() -> None:  # one query classes the candidates of every slide in the batch
+            if not batch:
+                return
+            for (slide, _, extra), boxes in zip(batch, _classify(con, batch, config, class_by)):
+                table, rows = _choose(slide, boxes, config)
+                parts.append(table)
+                counts.extend({**row, **extra} for row in rows)
+            batch.clear()
+
         for slide in slides:
             sid = slide["slide_id"]
             mask, why = _read_png(store, layout.mask_key(sid), _decode_mask, "stage-1 mask")
@@ -92,11 +105,10 @@ def sample(
                 notes.append(f"{sid}: left out, {why}")
                 continue
             boxes, extra = _candidates(slide, mask, config, labels)
-            size = _geometry(slide, config)["size"]
-            boxes = _classify(con, slide, boxes, size, class_by, config.where)
-            table, rows = _choose(slide, boxes, config)
-            parts.append(table)
-            counts += [{**row, **extra} for row in rows]
+            if batch and sum(b["x"].size for _, b, _ in batch) + boxes["x"].size > MAX_PROBE_BOXES:
+                flush()
+            batch.append((slide, boxes, extra))
+        flush()
     finally:
         con.close()
     table = pa.concat_tables(parts) if parts else _empty()
@@ -196,9 +208,38 @@ def _box_tissue(mask, ds, x, y, size) -> np.ndarray:
     return box_sums(sat, y0, x0, y1, x1) / np.maximum((x1 - x0) * (y1 - y0), 1)
 
 
-def _classify(con, slide, boxes, size: int, class_by: str | None, where: str | None) -> dict:
-    """Adds ``class`` and ``score`` from the stage-1 tile holding each box centre (of the
-    tiles holding it, the one whose centre is nearest); drops boxes failing ``where``."""
+def _classify(con, batch, config: SampleConfig, class_by: str | None) -> list[dict]:
+    """Each slide's boxes with ``class`` and ``score`` from the stage-1 tile holding the box
+    centre (of the tiles holding it, the one whose centre is nearest), without the boxes
+    failing ``where``: one query for the whole batch of ``(slide, boxes, extra)``."""
+    probes = [_probe(k, slide, boxes, _geometry(slide, config)["size"])
+              for k, (slide, boxes, _) in enumerate(batch)]  # fmt: skip
+    try:
+        found = _tile_query(con, pa.concat_tables(probes), [s for s, _, _ in batch], class_by,
+                            config.where)  # fmt: skip
+    except WsidistError:
+        if len(batch) == 1:
+            raise
+        for one in batch:  # name the slide whose tiles the expression fails on
+            _classify(con, [one], config, class_by)
+        raise
+    cuts = np.searchsorted(found["s"], np.arange(len(batch) + 1))
+    out = []
+    for k, (_, boxes, _) in enumerate(batch):
+        part = slice(cuts[k], cuts[k + 1])
+        idx = np.asarray(found["i"][part], np.int64)
+        picked = {key: np.asarray(v)[idx] for key, v in boxes.items()}
+        picked["class"] = np.asarray([None if _null(v) else str(v) for v in found["class"][part]],
+                                     object)  # fmt: skip
+        if "label_class" in picked:
+            picked["class"] = picked.pop("label_class")
+        picked["score"] = np.ma.filled(np.ma.asarray(found["score"][part], float), np.nan)
+        out.append(picked)
+    return out
+
+
+def _probe(k: int, slide, boxes, size: int) -> pa.Table:
+    """One slide's box centres and the row and column of the tile nearest each."""
     n = boxes["x"].size
     tile, stride = int(slide.get("tile_px0") or 0), int(slide.get("stride_px0") or 0)
     stride = stride or tile
@@ -208,30 +249,30 @@ def _classify(con, slide, boxes, size: int, class_by: str | None, where: str | N
         tcol = np.floor((cx - tile / 2 + stride / 2) / stride).astype(np.int64).clip(0)
     else:
         trow = tcol = np.zeros(n, np.int64)
-    probe = pa.table({"i": np.arange(n), "cx": cx, "cy": cy, "trow": trow, "tcol": tcol})
-    con.register("probe", probe)
+    return pa.table({"s": np.full(n, k, np.int64), "probe_slide": [slide["slide_id"]] * n,
+                     "i": np.arange(n, dtype=np.int64), "cx": np.asarray(cx, np.float64),
+                     "cy": np.asarray(cy, np.float64), "trow": trow, "tcol": tcol})  # fmt: skip
+
+
+def _tile_query(con, probe: pa.Table, slides, class_by: str | None, where: str | None):
     label = f"CAST(({class_by}) AS VARCHAR)" if class_by else "NULL::VARCHAR"
     keep = f"WHERE coalesce(({where}), false)" if where else ""
-    sid = slide["slide_id"].replace("'", "''")
+    ids = ", ".join("'" + s["slide_id"].replace("'", "''") + "'" for s in slides)
     sql = (
-        f"SELECT p.i, {label} AS class, t.score::DOUBLE AS score "
-        "FROM probe p LEFT JOIN (SELECT * FROM candidates WHERE slide_id = "
-        f"'{sid}') t ON t.row = p.trow AND t.col = p.tcol AND t.x <= p.cx AND p.cx < t.x + t.w "
-        f"AND t.y <= p.cy AND p.cy < t.y + t.h {keep} ORDER BY p.i"
+        f"SELECT p.s, p.i, {label} AS class, t.score::DOUBLE AS score "
+        f"FROM probe p LEFT JOIN (SELECT * FROM candidates WHERE slide_id IN ({ids})) t "
+        "ON t.slide_id = p.probe_slide AND t.row = p.trow AND t.col = p.tcol "
+        "AND t.x <= p.cx AND p.cx < t.x + t.w AND t.y <= p.cy AND p.cy < t.y + t.h "
+        f"{keep} ORDER BY p.s, p.i"
     )
+    con.register("probe", probe)
     try:
-        found = con.sql(sql).fetchnumpy()
+        return con.sql(sql).fetchnumpy()
     except Exception as exc:  # noqa: BLE001 — a runtime error of the user's expression
-        raise WsidistError(f"{slide['slide_id']}: sampling query failed: {exc}") from None
+        names = ", ".join(s["slide_id"] for s in slides)
+        raise WsidistError(f"{names}: sampling query failed: {exc}") from None
     finally:
         con.unregister("probe")
-    idx = np.asarray(found["i"], np.int64)
-    picked = {k: np.asarray(v)[idx] for k, v in boxes.items()}
-    picked["class"] = np.asarray([None if _null(v) else str(v) for v in found["class"]], object)
-    if "label_class" in picked:
-        picked["class"] = picked.pop("label_class")
-    picked["score"] = np.ma.filled(np.ma.asarray(found["score"], float), np.nan)
-    return picked
 
 
 def _null(value) -> bool:
