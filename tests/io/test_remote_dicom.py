@@ -152,18 +152,24 @@ def test_large_instance_without_a_table_is_staged_alone(s3, bucket, series, tmp_
 def test_stage1_from_s3_equals_local_and_reads_the_level_it_decodes(
     s3, s3_client, bucket, series, tmp_path
 ):
+    urls = [put_folder(s3, series[kind], f"{bucket}/stage1/{kind}") for kind in OFFSETS]
+    local_out, remote_out = tmp_path / "local", f"{bucket}/out-stage1"
+    local = run_stage1(
+        [str(series[k][0].parent) for k in OFFSETS], str(local_out), client=s3_client
+    )
+    remote = run_stage1(urls, remote_out, client=s3_client)
+    lrows = {r["slide_id"]: r for r in local.to_pylist()}
+    rrows = {r["slide_id"]: r for r in remote.to_pylist()}
+    assert len(rrows) == len(lrows) == len(OFFSETS)
+    fs = s3.filesystem()
     for kind in OFFSETS:
         paths = series[kind]
-        url = put_folder(s3, paths, f"{bucket}/stage1/{kind}")
-        local_out, remote_out = tmp_path / kind, f"{bucket}/out-stage1-{kind}"
-        local = run_stage1([str(paths[0].parent)], str(local_out), client=s3_client)
-        remote = run_stage1([url], remote_out, client=s3_client)
-        lrow, rrow = local.to_pylist()[0], remote.to_pylist()[0]
+        (sid,) = [s for s, r in rrows.items() if r["url"].endswith(f"/{kind}")]
+        lrow, rrow = lrows[sid], rrows[sid]
         assert rrow["status"] == "ok", rrow["error"]
         assert {k: v for k, v in rrow.items() if k not in VOLATILE} == {
             k: v for k, v in lrow.items() if k not in VOLATILE
         }
-        fs, sid = s3.filesystem(), rrow["slide_id"]
         mask = fs.cat(f"{remote_out}/{layout.mask_key(sid)}")
         assert mask == (local_out / layout.mask_key(sid)).read_bytes()
         ltiles = pq.read_table(local_out / layout.tiles_key(sid))
