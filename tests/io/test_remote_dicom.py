@@ -27,6 +27,7 @@ from wsidist.stage1.driver import run_stage1
 VOLATILE = {"url", "worker", "started_at", "finished_at", "seconds", "source_version",
             "bytes_read", "read_requests"}  # fmt: skip
 OFFSETS = ("bot", "eot", "none")
+KINDS = (*OFFSETS, "native")
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,10 @@ def tissue_rgb(tmp_path_factory) -> np.ndarray:
 def series(tmp_path_factory, tissue_rgb) -> dict:
     """One series per offset-table kind: 4 levels (1, 2, 4, 8), 128-px frames."""
     root = tmp_path_factory.mktemp("rdseries")
-    return {
-        kind: write_dicom_series(root / kind, pyramid(tissue_rgb, 4), frame=128, offsets=kind)
-        for kind in OFFSETS
-    }
+    levels = pyramid(tissue_rgb, 4)
+    found = {k: write_dicom_series(root / k, levels, frame=128, offsets=k) for k in OFFSETS}
+    found["native"] = write_dicom_series(root / "native", levels[1:], frame=128, codec="native")
+    return found
 
 
 def put_folder(s3, paths, url: str) -> str:
@@ -75,6 +76,8 @@ def frame_bytes(path) -> int:
     """The bytes of all frames of one instance (what decoding its level reads)."""
     inst = read_instance(str(path))
     try:
+        if inst.index is None:  # native pixels
+            return inst.n_frames * inst.frame_w * inst.frame_h * inst.samples
         return int(inst.index.lengths.sum())
     finally:
         inst.close()
@@ -116,7 +119,7 @@ def test_shared_series_every_level_identical_to_local(s3, bucket):
             assert_same_slide(remote, local)
 
 
-@pytest.mark.parametrize("kind", OFFSETS)
+@pytest.mark.parametrize("kind", KINDS)
 def test_generated_series_identical_to_local_and_reads_one_level(s3, bucket, series, kind):
     paths = series[kind]
     url = put_folder(s3, paths, f"{bucket}/gen/{kind}")
