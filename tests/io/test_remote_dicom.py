@@ -206,3 +206,22 @@ def test_extract_with_an_offset_table_reads_only_the_frames_of_its_boxes(
     frames = sum(int(lengths[r * across + c]) for r, c in cells)
     assert frames <= moved <= frames + 8 * len(cells) + header_allowance(paths), (moved, frames)
     assert moved < paths[0].stat().st_size / 4
+
+
+def test_two_series_in_a_folder_and_a_deleted_instance_are_clear_errors(
+    s3, bucket, series, tissue_rgb, tmp_path
+):
+    from wsidist.errors import SlideError
+
+    paths = series["bot"]
+    other = write_dicom_series(tmp_path / "o", [tissue_rgb[:300, :400]], prefix="other")
+    url = put_folder(s3, [*paths, *other], f"{bucket}/two")
+    with pytest.raises(SlideError, match="holds 2 DICOM series"):
+        open_slide(url)
+    with open_slide(f"{url}/{other[0].name}") as s:  # one file names its series
+        assert s.dimensions == (400, 300) and s.remote_read == "range"
+    with open_slide(f"{url}/{paths[1].name}") as s:
+        assert s.dimensions == (2304, 1792) and s.level_count == 4
+        s3.filesystem().rm(f"{url}/{paths[0].name}")
+        with pytest.raises(SlideError, match="deleted while it was being read"):
+            s.read_level(0, 0, 0, 512, 512)

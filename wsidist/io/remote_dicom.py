@@ -24,9 +24,10 @@ import contextvars
 import hashlib
 import posixpath
 import struct
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ class RemoteInstance(Instance):
     version: str = ""
     _local: Instance | None = None
     _lease: Lease | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def frame_bytes(self, i: int) -> bytes:
         if not 0 <= i < self.n_frames:
@@ -114,6 +116,11 @@ class RemoteInstance(Instance):
     def _locate(self) -> None:
         if self.spans is not None or self._local is not None:
             return
+        with self._lock:  # a slide shared by a process's tasks: located once
+            if self.spans is None and self._local is None:
+                self._locate_now()
+
+    def _locate_now(self) -> None:
         src = self.source
         if self.size <= WHOLE_INSTANCE_BYTES:  # the header's read may hold a part of it already
             start = max([e for s, e in src.fetched if s <= self.pixel_pos] + [self.pixel_pos])
