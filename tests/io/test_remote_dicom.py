@@ -225,3 +225,17 @@ def test_two_series_in_a_folder_and_a_deleted_instance_are_clear_errors(
         s3.filesystem().rm(f"{url}/{paths[0].name}")
         with pytest.raises(SlideError, match="deleted while it was being read"):
             s.read_level(0, 0, 0, 512, 512)
+
+
+@pytest.mark.parametrize("offsets", ("bot", "none"))
+def test_series_without_number_of_frames_reads_like_local(
+    s3, bucket, tissue_rgb, tmp_path, offsets
+):
+    small = np.ascontiguousarray(tissue_rgb[:600, :800])
+    paths = write_dicom_series(
+        tmp_path / "s", pyramid(small, 2), frame=128, offsets=offsets, drop=["NumberOfFrames"]
+    )
+    url = put_folder(s3, paths, f"{bucket}/no-frames-{offsets}")
+    with open_slide(url) as remote, open_slide(str(paths[0])) as local:
+        assert remote.level_count == local.level_count == 2
+        assert_same_slide(remote, local)

@@ -66,6 +66,7 @@ class RemoteInstance(Instance):
     size: int = 0
     pixel_pos: int = 0  # offset of the pixel data element
     first: int = 0  # offset of the first fragment item (after the basic offset table)
+    bot_len: int = 0  # bytes of the basic offset table (read on the first read)
     spans: np.ndarray | None = None  # (n_frames, 2) byte spans; None: not located yet
     itemised: bool = True  # spans hold fragment items (encapsulated), not raw pixels
     cache: CacheSpec | None = None
@@ -122,6 +123,10 @@ class RemoteInstance(Instance):
 
     def _locate_now(self) -> None:
         src = self.source
+        if self.bot_len:
+            table = np.frombuffer(src.pread(self.bot_len, self.pixel_pos + 20), "<u4")
+            if _set_spans(self, table.astype(np.int64), None):
+                return
         if self.size <= WHOLE_INSTANCE_BYTES:  # the header's read may hold a part of it already
             start = max([e for s, e in src.fetched if s <= self.pixel_pos] + [self.pixel_pos])
             src.prefetch([(start, self.size - start)])
@@ -132,9 +137,11 @@ class RemoteInstance(Instance):
             self.spans = np.stack(
                 [index.offsets[first] - 8, index.offsets[last] + index.lengths[last]], axis=1
             )
+            self.n_frames = self.n_frames or len(self.spans)
             return
         self._lease = _stage_one(self)
         self._local = read_instance(self._lease.path)
+        self.n_frames = self.n_frames or self._local.n_frames
 
 
 def _stage_one(inst: RemoteInstance) -> Lease:
@@ -206,36 +213,45 @@ def _read_file(fs, rpath: str, info: dict, meter: ReadMeter, cache: CacheSpec | 
 
 
 def _locate_by_table(inst: RemoteInstance, ds, ts: str) -> None:
-    """Frame spans from the offset table (or the layout) when they are known without a scan."""
-    src, n = inst.source, inst.n_frames
+    """Frame spans when they are known without reading pixel data: native pixels, an Extended
+    Offset Table (in the header), one frame; a Basic Offset Table is read on the first read."""
     if inst.codec == "native":
         base = inst.pixel_pos + (12 if _NATIVE[ts] else 8)
-        inst.n_frames = n = n or 1
+        inst.n_frames = n = inst.n_frames or 1
         stride = inst.frame_w * inst.frame_h * inst.samples
         starts = base + stride * np.arange(n, dtype=np.int64)
         inst.spans, inst.itemised = np.stack([starts, starts + stride], axis=1), False
         return
-    tag, bot_len = struct.unpack("<II", src.pread(8, inst.pixel_pos + 12))
+    tag, bot_len = struct.unpack("<II", inst.source.pread(8, inst.pixel_pos + 12))
     if tag != _ITEM:
         raise SlideError(f"{inst.path}: encapsulated pixel data without a basic offset table")
-    inst.first = first = inst.pixel_pos + 20 + bot_len
-    eot = ds.get("ExtendedOffsetTable")
+    inst.first, inst.bot_len = inst.pixel_pos + 20 + bot_len, bot_len
+    eot, lengths = ds.get("ExtendedOffsetTable"), ds.get("ExtendedOffsetTableLengths")
     if eot:
         table = np.frombuffer(eot, "<u8").astype(np.int64)
+        _set_spans(inst, table, np.frombuffer(lengths, "<u8") if lengths else None)
     elif bot_len:
-        table = np.frombuffer(src.pread(bot_len, inst.pixel_pos + 20), "<u4").astype(np.int64)
-    else:
-        table = np.zeros(1, np.int64) if n <= 1 else None  # one frame: the rest of the file
-    if table is None or not len(table) or len(table) != (n or len(table)):
-        return  # located by a scan when first read
-    if np.any(np.diff(table) <= 0) or first + int(table[-1]) + 8 > inst.size:
-        return  # a table that cannot be right: scan instead
-    starts = first + table
-    ends = np.append(starts[1:], inst.size)
-    lengths = ds.get("ExtendedOffsetTableLengths")
-    if eot and lengths:  # one fragment per frame: the last one ends exactly
-        ends[-1] = min(inst.size, int(starts[-1]) + 8 + int(np.frombuffer(lengths, "<u8")[-1]))
+        inst.n_frames = inst.n_frames or bot_len // 4
+    elif inst.n_frames == 1:  # one frame: the rest of the file
+        _set_spans(inst, np.zeros(1, np.int64), None)
+    if inst.n_frames == 0:  # how many frames only a scan tells: now
+        inst.prefetch_frames([])
+
+
+def _set_spans(inst: RemoteInstance, table: np.ndarray, lengths: np.ndarray | None) -> bool:
+    """Spans from an offset table (item offsets from the first fragment); False when the table
+    cannot be right (then the frames are found by a scan)."""
+    size = inst.size
+    if not len(table) or len(table) != (inst.n_frames or len(table)):
+        return False
+    if np.any(np.diff(table) <= 0) or inst.first + int(table[-1]) + 8 > size:
+        return False
+    starts = inst.first + table
+    ends = np.append(starts[1:], size)
+    if lengths is not None and len(lengths) == len(table):  # one fragment per frame
+        ends[-1] = min(size, int(starts[-1]) + 8 + int(lengths[-1]))
     inst.spans, inst.n_frames = np.stack([starts, ends], axis=1), len(table)
+    return True
 
 
 # -- the series -------------------------------------------------------------------------------
