@@ -54,8 +54,10 @@ def test_memory_dicom_directory_is_staged(tmp_path):
     root = f"/wsidist-test-{uuid.uuid4().hex}/cmu-dicom"
     for f in DICOM.glob("*.dcm"):
         fs.pipe(f"{root}/{f.name}", f.read_bytes())
-    with open_slide(f"memory://{root}", cache_dir=str(tmp_path)) as s:
-        assert s.vendor == "dicom" and s.level_count == 12
+    with open_slide(f"memory://{root}", cache_dir=str(tmp_path), remote_read="stage") as s:
+        assert s.vendor == "dicom" and s.level_count == 12 and s.remote_read == "stage"
+    with open_slide(f"memory://{root}", cache_dir=str(tmp_path)) as s:  # or read by ranges
+        assert s.vendor == "dicom" and s.level_count == 12 and s.remote_read == "range"
     fs.rm(root, recursive=True)
 
 

@@ -70,9 +70,11 @@ def test_real_pen_thumbnails_lose_their_ink(tmp_path):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="colours now match (frames decoded as YCbCr), but the series' own reduced levels "
-    "come from its converter's resampling: IoU 0.93 at scale 16 read from its 1/8 level, 0.96 "
-    "from 1/4, 0.99 from level 0",
+    reason="in the data: the converter's reduced levels are not area reductions of its level 0 "
+    "(its 1/8 level differs from one by 11 per channel, with 2x the Laplacian energy), and "
+    "the auto mask on a 139x186 grid moves with such changes: a JPEG q90 re-encode of the "
+    "SVS's own 1/16 thumbnail alone gives IoU 0.94. IoU 0.93 from the series' 1/8 level, "
+    "0.99 from its level 0; area levels made from its level 0 give 0.96 (next test)",
 )
 def test_dicom_series_gives_the_same_mask_as_its_svs(real_slides_dir):
     svs = _analyse(real_slides_dir / "CMU-1-Small-Region.svs", scale=16)
@@ -81,3 +83,19 @@ def test_dicom_series_gives_the_same_mask_as_its_svs(real_slides_dir):
     inter = (svs.tissue & dicom.tissue).sum()
     union = (svs.tissue | dicom.tissue).sum()
     assert inter / union >= 0.95
+
+
+def test_dicom_series_with_area_levels_gives_the_same_mask_as_its_svs(real_slides_dir, tmp_path):
+    """The DICOM path is not what differs: the series' own level 0, written again with
+    lossless area-reduced levels, gives the SVS's mask from its 1/16 level."""
+    from wsidist.demo.dicom import pyramid, write_dicom_series
+
+    with open_slide(str(real_slides_dir / "dicom" / "cmu-1-small-region")) as d:
+        level0 = d.read_level(0, 0, 0, *d.dimensions)
+    write_dicom_series(tmp_path / "s", pyramid(level0, 5), frame=512, mpp=0.499, codec="native")
+    svs = _analyse(real_slides_dir / "CMU-1-Small-Region.svs", scale=16)
+    with open_slide(str(tmp_path / "s")) as s:
+        assert s.best_level_for_downsample(16) == 4  # read from its 1/16 level, not level 0
+        dicom = analyse_slide(s, Stage1Config(scale=16))
+    assert svs.tissue.shape == dicom.tissue.shape
+    assert (svs.tissue & dicom.tissue).sum() / (svs.tissue | dicom.tissue).sum() >= 0.95

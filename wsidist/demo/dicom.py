@@ -8,6 +8,7 @@ pixels that went in. The options reproduce the classes of files met in the wild:
   each with any ``photometric`` tag: JFIF frames tagged ``RGB`` are the mis-tag some
   converters write (readers that follow the tag show false colours);
 - ``offsets="bot" | "none" | "eot"``: basic, empty or extended offset table;
+- ``codec="native"``: uncompressed frames (explicit VR little endian), lossless pixels;
 - ``organisation=None`` (no DimensionOrganizationType), ``wsm=False`` (a generic secondary
   capture image instead of a slide), ``drop`` (attributes left out): non-conformant files;
 - ``series_uid`` and ``prefix``: several series in one folder.
@@ -25,9 +26,12 @@ import numpy as np
 WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 
 
-def _frames(rgb: np.ndarray, fw: int, fh: int, jpeg: str, quality: int) -> list[bytes]:
+def _frames(
+    rgb: np.ndarray, fw: int, fh: int, jpeg: str, quality: int, codec: str = "jpeg"
+) -> list[bytes]:
     h, w = rgb.shape[:2]
     out = []
     for r in range(math.ceil(h / fh)):
@@ -35,6 +39,9 @@ def _frames(rgb: np.ndarray, fw: int, fh: int, jpeg: str, quality: int) -> list[
             tile = np.full((fh, fw, 3), 255, np.uint8)
             part = rgb[r * fh : (r + 1) * fh, c * fw : (c + 1) * fw]
             tile[: part.shape[0], : part.shape[1]] = part
+            if codec == "native":
+                out.append(tile.tobytes())
+                continue
             kw = {"colorspace": "RGB", "outcolorspace": "RGB"} if jpeg == "rgb" else {}
             out.append(imagecodecs.jpeg8_encode(tile, level=quality, **kw))
     return out
@@ -56,6 +63,7 @@ def write_dicom_series(
     wsm: bool = True,
     drop: Sequence[str] = (),
     label: np.ndarray | None = None,
+    codec: str = "jpeg",
 ) -> list[Path]:
     """Write one DICOM series (one file per level, plus ``label``) into ``folder``; return
     the paths. ``levels`` are uint8 RGB arrays, largest first."""
@@ -66,6 +74,11 @@ def write_dicom_series(
 
     if jpeg not in ("jfif", "rgb") or offsets not in ("bot", "none", "eot"):
         raise ValueError(f"jpeg must be jfif or rgb, offsets bot, none or eot: {jpeg}, {offsets}")
+    if codec not in ("jpeg", "native"):
+        raise ValueError(f"codec must be jpeg or native: {codec}")
+    native = codec == "native"
+    if native:
+        photometric = "RGB"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
@@ -78,11 +91,11 @@ def write_dicom_series(
         # frames of `frame` px; a level (or label) smaller than that is one exact frame
         tiled = wsm and kind == "VOLUME" and min(w, h) >= frame
         fw, fh = (frame, frame) if tiled else (w, h)
-        frames = _frames(rgb, fw, fh, jpeg, quality)
+        frames = _frames(rgb, fw, fh, jpeg, quality, codec)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = WSM_SOP_CLASS if wsm else SECONDARY_CAPTURE
         meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = JPEG_BASELINE
+        meta.TransferSyntaxUID = EXPLICIT_LITTLE if native else JPEG_BASELINE
         path = folder / f"{prefix}-{k}.dcm"
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID = meta.MediaStorageSOPClassUID
@@ -97,7 +110,7 @@ def write_dicom_series(
         )  # fmt: skip
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
         ds.Rows, ds.Columns, ds.NumberOfFrames = fh, fw, len(frames)
-        ds.LossyImageCompression = "01"
+        ds.LossyImageCompression = "00" if native else "01"
         if wsm:
             ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows = w, h
             ds.TotalPixelMatrixFocalPlanes, ds.NumberOfOpticalPaths = 1, 1
@@ -115,14 +128,18 @@ def write_dicom_series(
                 shared = FileDataset(None, {})
                 shared.PixelMeasuresSequence = DicomSequence([pixel])
                 ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
-        if offsets == "eot":
-            data, table, lengths = encapsulate_extended(frames)
-            ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = table, lengths
+        if native:
+            ds.PixelData = b"".join(frames)
+            ds["PixelData"].VR = "OB"
         else:
-            data = encapsulate(frames, has_bot=offsets == "bot")
-        ds.PixelData = data
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
+            if offsets == "eot":
+                data, table, lengths = encapsulate_extended(frames)
+                ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = table, lengths
+            else:
+                data = encapsulate(frames, has_bot=offsets == "bot")
+            ds.PixelData = data
+            ds["PixelData"].VR = "OB"
+            ds["PixelData"].is_undefined_length = True
         for name in drop:
             if name in ds:
                 delattr(ds, name)

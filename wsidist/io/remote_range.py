@@ -238,10 +238,16 @@ def _try_backend(backend_name: str, reader: RangeReader, url: str, name: str) ->
     return impl
 
 
-def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, RemoteObject] | None:
+def open_ranged_url(
+    url: str, backend: str, meter: ReadMeter, cache_dir: Any = None
+) -> tuple[Any, Any] | None:
     """The range-reading backend of ``url`` and the pinned object; None: stage it."""
     try:
         obj = remote_object(url, None, meter)
+        if not obj.is_file or obj.path.lower().endswith(".dcm"):  # a DICOM series
+            from wsidist.io.remote_dicom import open_dicom_ranged
+
+            return open_dicom_ranged(obj, backend, meter, cache_dir)
         opened = open_ranged(obj, backend)
     except FileNotFoundError as exc:
         raise SlideError(f"slide not found: {url}") from exc

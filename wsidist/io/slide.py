@@ -353,7 +353,7 @@ def open_slide(
     mode = remote_read_mode(remote_read) if remote else None
     kwargs = {"cache_dir": cache_dir, "backend": backend, "meter": meter, "remote_read": mode}
     if mode == "range":
-        opened = open_ranged_url(url, backend, meter)
+        opened = open_ranged_url(url, backend, meter, cache_dir)
         if opened is not None:
             impl, obj = opened
             return Slide(url, url, impl, remote_object=obj, **kwargs)

@@ -98,16 +98,25 @@ class DicomBackend:
     name = "dicom"
     vendor = "dicom"
 
-    def __init__(self, path: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        path: str,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        opened: tuple[tuple[str, ...], list[Instance], list[str]] | None = None,
+    ) -> None:
+        """``opened``: the series' files, instances and problems read elsewhere (a remote
+        series read by ranges); else the files of ``path``'s folder are read here."""
         self.path = path
-        self.files = _series_files(path)
-        instances = []
-        problems = []
-        for f in self.files:
-            try:
-                instances.append(read_instance(f))
-            except SlideError as exc:
-                problems.append(str(exc))
+        if opened is None:
+            self.files = _series_files(path)
+            instances, problems = [], []
+            for f in self.files:
+                try:
+                    instances.append(read_instance(f))
+                except SlideError as exc:
+                    problems.append(str(exc))
+        else:
+            self.files, instances, problems = opened[0], list(opened[1]), list(opened[2])
         volumes = [i for i in instances if i.kind == "VOLUME"]
         if not volumes:
             volumes = [i for i in instances if i.kind not in ASSOCIATED]
@@ -130,19 +139,54 @@ class DicomBackend:
         self.objective_power = base.objective_power
         self.tile_size = (base.frame_w, base.frame_h)
         self.compression = base.codec
-        self.warnings = tuple(dict.fromkeys(w for i in instances for w in i.warnings))
+        self._instances = instances
+        smallest = self._levels[-1].parts[0][0]
+        smallest.ensure_colour()  # the colour space, from the smallest level's first frame
         self.properties = MappingProxyType(
             {
                 "dicom.SeriesInstanceUID": base.series_uid or "",
                 "dicom.PhotometricInterpretation": base.photometric,
                 "dicom.TransferSyntaxUID": base.transfer_syntax,
-                "dicom.decoded-as": base.decode_as or base.photometric,
+                "dicom.decoded-as": smallest.decode_as or smallest.photometric,
                 "dicom.files": str(len(self.files)),
             }
         )
         self._cache = TileCache(cache_bytes)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Each instance's warnings (a remote one's once a frame of it is decoded)."""
+        return tuple(dict.fromkeys(w for i in self._instances for w in i.warnings))
+
     # -- tiles --------------------------------------------------------------------------------
+    def _prefetch(self, level: int, boxes: list[tuple[int, int, int, int]]) -> None:
+        """Ask each instance at once for the frames of the level px boxes (x0, y0, x1, y1) that
+        are not decoded yet (coalesced range requests for a remote series; nothing locally)."""
+        lv = self._levels[level]
+        keys: dict[tuple[int, int, int], None] = {}
+        for x0, y0, x1, y1 in boxes:
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, lv.width), min(y1, lv.height)
+            for row in range(y0 // lv.tile_h, (y1 - 1) // lv.tile_h + 1) if y1 > y0 else ():
+                for col in range(x0 // lv.tile_w, (x1 - 1) // lv.tile_w + 1) if x1 > x0 else ():
+                    keys[(level, row, col)] = None
+        found = self._cache.lookup(list(keys))
+        wanted: dict[Instance, list[int]] = {}
+        for key in keys:
+            hit = None if key in found else lv.locate(key[1], key[2])
+            if hit is not None:
+                wanted.setdefault(hit[0], []).append(hit[1])
+        for inst, frames in wanted.items():
+            inst.prefetch_frames(frames)
+
+    def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
+        """Fetch at once the frames that ``read_region`` of each (x, y level 0, w, h) needs."""
+        ds = self.level_downsamples[level]
+        boxes = []
+        for x, y, w, h in regions:
+            lx, ly = round(x / ds), round(y / ds)
+            boxes.append((lx, ly, lx + int(w), ly + int(h)))
+        self._prefetch(level, boxes)
+
     def _tile(self, level: int, row: int, col: int) -> np.ndarray | None:
         key = (level, row, col)
         found = self._cache.lookup([key])
@@ -161,6 +205,7 @@ class DicomBackend:
         x1, y1 = min(x + w, lv.width), min(y + h, lv.height)
         if x1 <= x0 or y1 <= y0:
             return out
+        self._prefetch(level, [(x0, y0, x1, y1)])
         for row in range(y0 // lv.tile_h, (y1 - 1) // lv.tile_h + 1):
             for col in range(x0 // lv.tile_w, (x1 - 1) // lv.tile_w + 1):
                 tile = self._tile(level, row, col)

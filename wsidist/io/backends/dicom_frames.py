@@ -83,6 +83,7 @@ class Instance:
     decode_as: str | None = None  # JPEG colour space to decode with (None: the stream's)
     warnings: list[str] = field(default_factory=list)
     _fd: int = -1
+    _colour_done: bool = False
 
     # -- bytes and pixels ---------------------------------------------------------------------
     def frame_bytes(self, i: int) -> bytes:
@@ -100,9 +101,19 @@ class Instance:
             for k in range(a, b)
         )
 
+    def prefetch_frames(self, indices: list[int]) -> None:
+        """Make frames ``indices`` cheap to read (a local file needs nothing)."""
+
+    def ensure_colour(self) -> None:
+        """Choose the JPEG colour space now (from frame 0) if no frame was decoded yet."""
+        if self.codec == "jpeg" and not self._colour_done:
+            _choose_jpeg_colorspace(self)
+
     def decode_frame(self, i: int) -> np.ndarray:
         """uint8 (frame_h, frame_w, 3) RGB of frame ``i``."""
         data = self.frame_bytes(i)
+        if self.codec == "jpeg" and not self._colour_done:
+            _choose_jpeg_colorspace(self, data)
         try:
             arr = self._decode(data)
         except Exception as exc:  # noqa: BLE001 — codec errors become SlideError
@@ -127,6 +138,10 @@ class Instance:
         if self.planar == 1:
             return arr.reshape(self.samples, self.frame_h, self.frame_w).transpose(1, 2, 0)
         return arr.reshape(self.frame_h, self.frame_w, self.samples)
+
+    def release(self) -> None:
+        """Close the file descriptor until the next read (after a look at open)."""
+        self.close()
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
@@ -165,18 +180,27 @@ def _ycbcr_to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 # -- reading a header and indexing the pixel data -------------------------------------------------
-def read_instance(path: str) -> Instance:
-    """The :class:`Instance` of one file (header and frame index; no pixel data read)."""
+def read_dataset(fh, path: str):
+    """``(dataset, transfer syntax UID, offset of the pixel data element, its first 12 bytes)``
+    of the open file ``fh``: the header only, read up to (not including) the pixel data."""
     import pydicom
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every non-conformant value
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    pixel_pos = fh.tell()
+    head = fh.read(12)
+    ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    return ds, ts, pixel_pos, head
+
+
+def read_instance(path: str) -> Instance:
+    """The :class:`Instance` of one file (header and frame index; no pixel data read)."""
     try:
         with open(path, "rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on every non-conformant value
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            pixel_pos = fh.tell()
-            head = fh.read(12)
-            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
-            inst = _instance_from(path, ds, ts)
+            warnings.simplefilter("ignore")
+            ds, ts, pixel_pos, head = read_dataset(fh, path)
+            inst = instance_from(path, ds, ts)
             if head[:4] != _PIXEL_TAG:
                 raise SlideError(f"{path}: no pixel data")
             if inst.codec == "native":
@@ -184,18 +208,18 @@ def read_instance(path: str) -> Instance:
                 inst.native_offset = pixel_pos + (12 if explicit else 8)
                 inst.n_frames = inst.n_frames or 1
             else:
-                inst.index = _index_fragments(fh, pixel_pos + 12, inst.n_frames, ds, path)
+                size = os.fstat(fh.fileno()).st_size
+                inst.index = index_fragments(fh, pixel_pos + 12, inst.n_frames, ds, path, size)
                 inst.n_frames = len(inst.index.starts) - 1
     except SlideError:
         raise
     except Exception as exc:  # noqa: BLE001 — pydicom raises many types on bad files
         raise SlideError(f"{path}: not a readable DICOM image: {exc}") from exc
-    if inst.codec == "jpeg":
-        _choose_jpeg_colorspace(inst)
+    inst.ensure_colour()
     return inst
 
 
-def _instance_from(path: str, ds, ts: str) -> Instance:
+def instance_from(path: str, ds, ts: str, cls: type = Instance, **extra) -> Instance:
     if ts not in _NATIVE and ts not in _CODECS:
         from pydicom.uid import UID
 
@@ -210,7 +234,7 @@ def _instance_from(path: str, ds, ts: str) -> Instance:
     mpp_y, mpp_x = _pixel_spacing_um(ds, width, height)
     optical = ds.get("OpticalPathSequence")
     power = optical[0].get("ObjectiveLensPower") if optical else None
-    inst = Instance(
+    inst = cls(
         path=path, kind=image_kind(ds.get("ImageType")),
         series_uid=str(ds.get("SeriesInstanceUID") or "") or None,
         width=width, height=height, frame_w=frame_w, frame_h=frame_h, n_frames=n_frames,
@@ -221,7 +245,7 @@ def _instance_from(path: str, ds, ts: str) -> Instance:
         objective_power=float(power) if power else None,
         instance_number=int(ds.get("InstanceNumber") or 0),
         concat_uid=str(ds.get("ConcatenationUID") or "") or None,
-        concat_offset=int(ds.get("ConcatenationFrameOffsetNumber") or 0),
+        concat_offset=int(ds.get("ConcatenationFrameOffsetNumber") or 0), **extra,
     )  # fmt: skip
     organisation = str(ds.get("DimensionOrganizationType") or "").upper()
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -258,8 +282,9 @@ def _sparse_positions(per_frame, path: str) -> list[tuple[int, int]]:
     return out
 
 
-def _index_fragments(fh, pos: int, n_frames: int, ds, path: str) -> FrameIndex:
-    """Walk the encapsulated items after the pixel data header and group them into frames."""
+def index_fragments(fh, pos: int, n_frames: int, ds, path: str, size: int) -> FrameIndex:
+    """Walk the encapsulated items after the pixel data header (``fh`` of ``size`` bytes) and
+    group them into frames."""
     fh.seek(pos)
     tag, length = struct.unpack("<II", fh.read(8))
     if tag != _ITEM:
@@ -281,7 +306,6 @@ def _index_fragments(fh, pos: int, n_frames: int, ds, path: str) -> FrameIndex:
         fh.seek(length, os.SEEK_CUR)
     offs = np.asarray(offsets, np.int64)
     lens = np.asarray(lengths, np.int64)
-    size = os.fstat(fh.fileno()).st_size
     if len(offs) and int((offs + lens).max()) > size:
         complete = int((offs + lens <= size).sum())
         raise SlideError(
@@ -310,10 +334,12 @@ def _index_fragments(fh, pos: int, n_frames: int, ds, path: str) -> FrameIndex:
     return FrameIndex(offs, lens, starts[: n_frames + 1])
 
 
-def _choose_jpeg_colorspace(inst: Instance) -> None:
-    """Decode JPEG frames in the colour space their stream declares; warn when the tag differs."""
+def _choose_jpeg_colorspace(inst: Instance, data: bytes | None = None) -> None:
+    """Decode JPEG frames in the colour space their stream declares (from ``data``, else frame
+    0); warn when the tag differs."""
+    inst._colour_done = True
     try:
-        found = jpeg_stream_colorspace(inst.frame_bytes(0)[:65536])
+        found = jpeg_stream_colorspace((inst.frame_bytes(0) if data is None else data)[:65536])
     except SlideError:
         return
     tag = inst.photometric
@@ -324,4 +350,5 @@ def _choose_jpeg_colorspace(inst: Instance) -> None:
             f"DICOM PhotometricInterpretation says {tag} but the JPEG frames are "
             f"{found.colorspace} ({found.evidence}): decoded as {found.colorspace}"
         )
-    inst.close()
+    if data is None:
+        inst.release()
