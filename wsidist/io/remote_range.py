@@ -39,6 +39,7 @@ from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.backends.direct import DirectOpenSlideBackend
 from wsidist.io.ranged import RangeReader
+from wsidist.io.remote import head, info_version
 from wsidist.io.tiff_format import is_tiff_header
 
 __all__ = [
@@ -62,8 +63,7 @@ class RemoteObject:
         self.url = url
         self.fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.path = path.rstrip("/")
-        self.fs.invalidate_cache(self.path)  # a listing cached earlier may be stale
-        self.info = self.fs.info(self.path)  # FileNotFoundError when it is gone
+        self.info = head(self.fs, self.path, url)  # the task's one HEAD; FileNotFoundError: gone
         meter.add(0, 1)
         self.meter = meter
 
@@ -75,8 +75,14 @@ class RemoteObject:
     def size(self) -> int:
         return int(self.info.get("size") or 0)
 
+    @property
+    def version(self) -> str | None:
+        """:func:`~wsidist.io.remote.source_version` of the object as pinned."""
+        return info_version(self.info)
+
     def reader(self) -> RangeReader:
-        return RangeReader(self.fs, self.path, self.size, url=self.url, meter=self.meter)
+        etag = self.info.get("ETag") or self.info.get("etag")
+        return RangeReader(self.fs, self.path, self.size, url=self.url, meter=self.meter, etag=etag)
 
 
 REMOTE_READS = ("range", "stage")
