@@ -20,12 +20,16 @@ bytes) is dropped from the properties: computing it would read that level.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import math
 import os
 import posixpath
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from types import MappingProxyType
 from typing import Any
@@ -50,6 +54,7 @@ __all__ = [
     "open_ranged_url",
     "remote_object",
     "remote_read_mode",
+    "sweep_shadows",
 ]
 
 _STAGED_SUFFIXES = (".dcm", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".ndpi")
@@ -100,14 +105,56 @@ def remote_object(url: str, storage_options: dict | None, meter: ReadMeter) -> R
     return RemoteObject(url, storage_options, meter)
 
 
+SHADOW_PREFIX = "wsidist-range-"  # a shadow's folder in the temporary folder
+_SHADOW_LOCK = ".lock"  # held (flock) by the process whose shadow it is
+_UNLOCKED_GRACE_S = 60.0  # a folder without its lock file yet: being made, unless older
+
+
+def sweep_shadows(root: str | None = None) -> int:
+    """Remove the shadow folders no live process holds (a killed worker's) from ``root`` (the
+    temporary folder); return how many. A process holds its shadow's lock while it is open
+    (``flock`` locks end with their process), so a live one is never touched."""
+    removed = 0
+    for folder in glob.glob(os.path.join(root or tempfile.gettempdir(), SHADOW_PREFIX + "*")):
+        try:
+            fd = os.open(os.path.join(folder, _SHADOW_LOCK), os.O_RDWR)
+        except FileNotFoundError:  # being made now, or left by a writer without locks
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(folder).st_mtime > _UNLOCKED_GRACE_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its process is alive
+        finally:
+            os.close(fd)  # (closing also releases a lock just taken)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _release(fd: int, folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
+
+
 class _Shadow:
-    """A sparse local file of the object's size; ranges written in on demand, removed on close."""
+    """A sparse local file of the object's size; ranges written in on demand, removed on close
+    (or, when its process is killed, by the next process that opens one: :func:`sweep_shadows`)."""
 
     def __init__(self, reader: RangeReader, name: str) -> None:
         self.reader = reader
-        self.dir = tempfile.mkdtemp(prefix="wsidist-range-")
+        sweep_shadows()
+        self.dir = tempfile.mkdtemp(prefix=SHADOW_PREFIX)
+        lock = os.open(os.path.join(self.dir, "lock.new"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # locked before a sweeper can see it by its name
+        os.rename(os.path.join(self.dir, "lock.new"), os.path.join(self.dir, _SHADOW_LOCK))
         self.path = os.path.join(self.dir, name)
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, True)
+        self._cleanup = weakref.finalize(self, _release, lock, self.dir)
         with open(self.path, "wb") as fh:
             fh.truncate(reader.size)
         self._done: set[tuple[int, int]] = set()
