@@ -1,5 +1,6 @@
 """Range reads are pinned to the ETag taken at open (If-Match on every GET, which SeaweedFS
-honours), and a slide task sends one HEAD for its slide (version check and open share it)."""
+honours), a slide task sends one HEAD for its slide (version check and open share it), and the
+job's range settings bound the requests."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import s3fs
 
 from wsidist.demo.spec import SynthSpec
 from wsidist.demo.synth import write_synthetic_slide
+from wsidist.io.ranged import RangeSpec
 from wsidist.io.slide import open_slide
+from wsidist.io.staging_cache import CacheSpec
 from wsidist.io.storage import Store
 from wsidist.runtime.tasks import SlideTask, run_slide_task
 from wsidist.stage1.config import Stage1Config
@@ -64,3 +67,16 @@ def test_a_slide_task_sends_one_head(s3, url, tmp_path, monkeypatch):
     heads = [c for c in calls if c in ("head_object", "list_objects_v2", "list_objects")]
     assert heads == ["head_object"], calls
     assert "get_object" in calls
+
+
+def test_range_settings_bound_the_requests(s3, url):
+    """A smaller request cap (the job's ``--range-request-mb``) means more, smaller GETs."""
+    counts = {}
+    for cap in (8 * 2**20, 2**16):
+        spec = CacheSpec(range_reads=RangeSpec(2, cap, 4 * 2**20 if cap < 2**20 else 32 * 2**20))
+        with open_slide(url, cache_dir=spec) as slide:
+            before = slide.meter.read_requests
+            w, h = slide.level_dimensions[0]
+            slide.read_region(0, 0, 0, (w, h // 2))
+            counts[cap] = slide.meter.read_requests - before
+    assert counts[2**16] > 4 * counts[8 * 2**20]

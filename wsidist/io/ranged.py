@@ -23,6 +23,7 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import fsspec
 import fsspec.asyn
@@ -30,13 +31,36 @@ import fsspec.asyn
 from wsidist.errors import SlideError
 from wsidist.io.accounting import ReadMeter
 
-__all__ = ["RangeReader", "coalesce"]
+__all__ = ["RangeReader", "RangeSpec", "coalesce"]
 
 DEFAULT_BLOCK_BYTES = 4 * 2**10  # read-ahead of a directory read (an IFD and its values)
 DEFAULT_SPAN_CACHE_BYTES = 32 * 2**20
 DEFAULT_GAP_BYTES = 0
 DEFAULT_MAX_REQUEST_BYTES = 8 * 2**20
 DEFAULT_MAX_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    """How a slide is read by ranges (a job's ``--range-*`` options; picklable): at most
+    ``max_concurrency`` requests in flight per open slide, coalesced requests of at most
+    ``max_request_bytes``, and a span cache of ``cache_bytes`` per open slide (at least one
+    request). Checked when built: a ValueError names the bad value."""
+
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    cache_bytes: int = DEFAULT_SPAN_CACHE_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_concurrency <= 256:
+            raise ValueError(f"range concurrency must be in 1..256, got {self.max_concurrency}")
+        if self.max_request_bytes < 2**16:
+            raise ValueError(f"range request cap must be >= 64 KiB, got {self.max_request_bytes}")
+        if self.cache_bytes < self.max_request_bytes:
+            raise ValueError(
+                f"range cache ({self.cache_bytes} bytes) must hold one request "
+                f"({self.max_request_bytes} bytes)"
+            )
 
 
 def coalesce(

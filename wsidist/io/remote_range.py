@@ -42,7 +42,7 @@ from wsidist.errors import SlideError
 from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.backends.direct import DirectOpenSlideBackend
-from wsidist.io.ranged import RangeReader
+from wsidist.io.ranged import RangeReader, RangeSpec
 from wsidist.io.remote import head, info_version
 from wsidist.io.tiff_format import is_tiff_header
 
@@ -64,8 +64,15 @@ _DROPPED_PROPERTIES = ("openslide.quickhash-1",)
 class RemoteObject:
     """One remote file pinned at open: filesystem, path, size and version (ETag)."""
 
-    def __init__(self, url: str, storage_options: dict | None, meter: ReadMeter) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict | None,
+        meter: ReadMeter,
+        ranges: RangeSpec | None = None,
+    ) -> None:
         self.url = url
+        self.ranges = ranges or RangeSpec()
         self.fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.path = path.rstrip("/")
         self.info = head(self.fs, self.path, url)  # the task's one HEAD; FileNotFoundError: gone
@@ -87,7 +94,12 @@ class RemoteObject:
 
     def reader(self) -> RangeReader:
         etag = self.info.get("ETag") or self.info.get("etag")
-        return RangeReader(self.fs, self.path, self.size, url=self.url, meter=self.meter, etag=etag)
+        r = self.ranges
+        return RangeReader(
+            self.fs, self.path, self.size, url=self.url, meter=self.meter, etag=etag,
+            cache_bytes=r.cache_bytes, max_request_bytes=r.max_request_bytes,
+            max_concurrency=r.max_concurrency,
+        )  # fmt: skip
 
 
 REMOTE_READS = ("range", "stage")
@@ -101,8 +113,10 @@ def remote_read_mode(mode: str | None = None) -> str:
     return mode
 
 
-def remote_object(url: str, storage_options: dict | None, meter: ReadMeter) -> RemoteObject:
-    return RemoteObject(url, storage_options, meter)
+def remote_object(
+    url: str, storage_options: dict | None, meter: ReadMeter, ranges: RangeSpec | None = None
+) -> RemoteObject:
+    return RemoteObject(url, storage_options, meter, ranges)
 
 
 SHADOW_PREFIX = "wsidist-range-"  # a shadow's folder in the temporary folder
@@ -291,10 +305,13 @@ def _try_backend(backend_name: str, reader: RangeReader, url: str, name: str) ->
     return impl
 
 
-def open_ranged_url(url: str, backend: str, meter: ReadMeter) -> tuple[Any, RemoteObject] | None:
-    """The range-reading backend of ``url`` and the pinned object; None: stage it."""
+def open_ranged_url(
+    url: str, backend: str, meter: ReadMeter, ranges: RangeSpec | None = None
+) -> tuple[Any, RemoteObject] | None:
+    """The range-reading backend of ``url`` (read as ``ranges`` say) and the pinned object;
+    None: stage it."""
     try:
-        obj = remote_object(url, None, meter)
+        obj = remote_object(url, None, meter, ranges)
         opened = open_ranged(obj, backend)
     except FileNotFoundError as exc:
         raise SlideError(f"slide not found: {url}") from exc

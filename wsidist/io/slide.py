@@ -26,7 +26,7 @@ from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
 from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
-from wsidist.io.remote import CacheSpec, Lease, lease, local_path, source_version
+from wsidist.io.remote import CacheSpec, Lease, as_cache, lease, local_path, source_version
 from wsidist.io.remote_range import REMOTE_READS, open_ranged_url, remote_read_mode
 
 __all__ = [
@@ -353,7 +353,7 @@ def open_slide(
     mode = remote_read_mode(remote_read) if remote else None
     kwargs = {"cache_dir": cache_dir, "backend": backend, "meter": meter, "remote_read": mode}
     if mode == "range":
-        opened = open_ranged_url(url, backend, meter)
+        opened = open_ranged_url(url, backend, meter, as_cache(cache_dir).range_reads)
         if opened is not None:
             impl, obj = opened
             return Slide(url, url, impl, remote_object=obj, **kwargs)
