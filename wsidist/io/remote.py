@@ -173,7 +173,7 @@ def lease(
         return Lease(path)
     fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
     rpath = rpath.rstrip("/")
-    info = fs.info(rpath)  # raises FileNotFoundError
+    info = head(fs, rpath, url)  # the task's one HEAD; raises FileNotFoundError
     looked = 1  # metadata requests: info, then a listing for a folder, a series or a companion
     name = posixpath.basename(rpath) or "slide"
     if info.get("type") == "directory":  # a DICOM series folder: all of it
