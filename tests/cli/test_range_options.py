@@ -43,3 +43,13 @@ def test_the_job_carries_the_range_settings_to_its_workers(tmp_path):
     spec = pickle.loads(pickle.dumps(job.cache()))  # as a task ships it to a worker
     assert spec.range_reads == RangeSpec(3, 2**19, 4 * 2**20)
     assert build_job(inputs=["a.svs"], out=str(tmp_path)).cache().range_reads == RangeSpec()
+
+
+def test_shown_defaults_are_the_jobs():
+    from wsidist.runtime.jobconfig import JobSpec
+
+    text = RUNNER.invoke(app, ["score", "--help"], env={"COLUMNS": "200"}).output
+    job = JobSpec()
+    assert f"[default: {job.range_concurrency}]" in text
+    assert f"[default: {job.range_request_mb:g} MiB]" in text
+    assert f"[default: {job.range_cache_mb:g} MiB]" in text
