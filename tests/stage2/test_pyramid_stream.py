@@ -187,3 +187,17 @@ def test_a_failed_stream_leaves_no_object(s3, source, monkeypatch):
             workers=1, output=functools.partial(open_head_last, store, "p.tiff"),
         )  # fmt: skip
     assert not store.exists("p.tiff") and store.find() == []
+
+
+def test_head_last_locally_and_on_other_stores(tmp_path):
+    """Locally a temporary file (head written into the gap); other fsspec stores spool the
+    body. Either way the head comes first and nothing appears before ``finish``."""
+    for store in (Store(str(tmp_path / "out")), Store(f"memory://hl-{secrets.token_hex(4)}")):
+        with open_head_last(store, "a/b.bin", 4) as out:
+            out.write(b"body" * 3)
+            assert not store.exists("a/b.bin")
+            out.finish(b"HEAD")
+        assert store.read_bytes("a/b.bin") == b"HEAD" + b"body" * 3
+        with pytest.raises(OutputError, match="reserved"), open_head_last(store, "c", 4) as out:
+            out.finish(b"toolong")
+        assert not store.exists("c")
