@@ -8,7 +8,8 @@ in a child process per tree and mode (``PYTHONPATH`` set to the tree), with ``TM
 folder: ``rewrite`` (JPEG q90, glass kept, so the pyramid is large) and ``transcode`` (its JPEG
 tiles losslessly to JPEG-XL, glass dropped). The parent samples that folder's size every 10 ms
 (peak local scratch); the child reports its peak RSS (``ru_maxrss``), the seconds and the bytes
-written. Without ``--before`` only this tree is measured. Each mode's source slide is local,
+written, and its CPU seconds (less noisy than wall time on a shared machine). Without
+``--before`` only this tree is measured. Each mode's source slide is local,
 so the scratch is the writer's alone.
 """
 
@@ -47,9 +48,10 @@ def _child(slide: str, out: str, mode: str) -> None:
         Store(out, opts), Store(tempfile.mkdtemp(), {}), overwrite=True,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    use = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"status": row["status"], "error": row.get("error"), "seconds": seconds,
-                      "rss": rss, "bytes": row.get("output_bytes")}))  # fmt: skip
+                      "cpu": use.ru_utime + use.ru_stime, "rss": use.ru_maxrss * 1024,
+                      "bytes": row.get("output_bytes")}))  # fmt: skip
 
 
 def _dir_bytes(root: Path) -> int:
@@ -119,7 +121,7 @@ def main() -> None:
         print(f"slide {width}×{height}, {slide.stat().st_size / 1e6:.1f} MB; rewrite: JPEG q90 "
               "glass kept; transcode: JPEG → lossless JPEG-XL, glass dropped")  # fmt: skip
         print(f"{'mode':10} {'tree':22} {'output MB':>10} {'peak scratch MB':>16} "
-              f"{'peak RSS MB':>12} {'s (best)':>9}")  # fmt: skip
+              f"{'peak RSS MB':>12} {'s (best)':>9} {'CPU s (best)':>13}")  # fmt: skip
         for (m, name), runs in rows.items():
             best = min(runs, key=lambda r: r["seconds"])
             if best["status"] != "ok":
@@ -127,7 +129,8 @@ def main() -> None:
                 continue
             print(f"{m:10} {name:22} {best['bytes'] / 1e6:10.1f} "
                   f"{max(r['scratch'] for r in runs) / 1e6:16.1f} "
-                  f"{max(r['rss'] for r in runs) / 1e6:12.0f} {best['seconds']:9.1f}")  # fmt: skip
+                  f"{max(r['rss'] for r in runs) / 1e6:12.0f} {best['seconds']:9.1f} "
+                  f"{min(r['cpu'] for r in runs):13.1f}")  # fmt: skip
     finally:
         server.stop()
 
