@@ -1,13 +1,16 @@
-"""Peak local disk and RSS of a rewrite to s3://: streamed (this tree) beside another tree.
+"""Peak local disk and RSS of a rewrite and a transcode to s3://: this tree beside another.
 
     python benchmarks/remote_write.py [--before /path/to/other/checkout] [--size 8000x6000]
-                                      [--runs 1]
+                                      [--runs 1] [--modes rewrite,transcode]
 
-Starts a SeaweedFS S3 server, generates one slide, and rewrites it (JPEG q90, glass kept, so
-the pyramid is large) to ``s3://bench/`` in a child process per tree (``PYTHONPATH`` set to the
-tree), with ``TMPDIR`` a fresh folder. The parent samples that folder's size every 10 ms (peak
-local scratch); the child reports its peak RSS (``ru_maxrss``), the seconds and the bytes
-written. Without ``--before`` only this tree is measured.
+Starts a SeaweedFS S3 server, generates one slide, and writes its pyramid to ``s3://bench/``
+in a child process per tree and mode (``PYTHONPATH`` set to the tree), with ``TMPDIR`` a fresh
+folder: ``rewrite`` (JPEG q90, glass kept, so the pyramid is large) and ``transcode`` (its JPEG
+tiles losslessly to JPEG-XL, glass dropped). The parent samples that folder's size every 10 ms
+(peak local scratch); the child reports its peak RSS (``ru_maxrss``), the seconds and the bytes
+written, and its CPU seconds (less noisy than wall time on a shared machine). Without
+``--before`` only this tree is measured. Each mode's source slide is local,
+so the scratch is the writer's alone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 
 
-def _child(slide: str, out: str) -> None:
+def _child(slide: str, out: str, mode: str) -> None:
     import resource
 
     from wsidist.io.storage import Store
@@ -36,14 +39,19 @@ def _child(slide: str, out: str) -> None:
 
     opts = json.loads(os.environ["BENCH_S3"])
     t0 = time.perf_counter()
+    config = (
+        RewriteConfig(transcode=True) if mode == "transcode"
+        else RewriteConfig(codec="jpeg", glass="keep")
+    )  # fmt: skip
     row = rewrite_slide(
-        SlideTask(slide, "bench"), RewriteConfig(codec="jpeg", glass="keep"),
+        SlideTask(slide, "bench"), config,
         Store(out, opts), Store(tempfile.mkdtemp(), {}), overwrite=True,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    use = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"status": row["status"], "error": row.get("error"), "seconds": seconds,
-                      "rss": rss, "bytes": row.get("output_bytes")}))  # fmt: skip
+                      "cpu": use.ru_utime + use.ru_stime, "rss": use.ru_maxrss * 1024,
+                      "bytes": row.get("output_bytes")}))  # fmt: skip
 
 
 def _dir_bytes(root: Path) -> int:
@@ -54,7 +62,7 @@ def _dir_bytes(root: Path) -> int:
     return total
 
 
-def _measure(tree: Path, slide: str, out: str, env: dict[str, str]) -> dict:
+def _measure(tree: Path, slide: str, out: str, mode: str, env: dict[str, str]) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="bench-scratch-"))
     child_env = {**env, "PYTHONPATH": str(tree), "TMPDIR": str(scratch)}
     peak, done = [0], threading.Event()
@@ -67,7 +75,7 @@ def _measure(tree: Path, slide: str, out: str, env: dict[str, str]) -> dict:
     watcher.start()
     try:
         res = subprocess.run(
-            [sys.executable, __file__, "--child", slide, out], env=child_env, cwd=tree,
+            [sys.executable, __file__, "--child", slide, out, mode], env=child_env, cwd=tree,
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     finally:
@@ -82,7 +90,8 @@ def main() -> None:
     ap.add_argument("--before", type=Path, help="another checkout to compare with")
     ap.add_argument("--size", default="8000x6000")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--modes", default="rewrite,transcode")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
@@ -99,22 +108,29 @@ def main() -> None:
     try:
         bucket = server.make_bucket("bench")
         env = {**os.environ, **server.env, "BENCH_S3": json.dumps(server.storage_options)}
-        trees = [("streamed (this tree)", HERE)]
+        trees = [("head last (this tree)", HERE)]
         if args.before:
             trees.insert(0, ("before", args.before.resolve()))
-        rows = {name: [] for name, _ in trees}
+        modes = args.modes.split(",")
+        rows = {(m, name): [] for m in modes for name, _ in trees}
         for _ in range(args.runs):
-            for name, tree in trees:
-                rows[name].append(_measure(tree, str(slide), f"{bucket}/{name[:6]}", env))
-        print(f"slide {width}×{height}, {slide.stat().st_size / 1e6:.1f} MB; JPEG q90 glass kept")
-        print(f"{'tree':24} {'output MB':>10} {'peak scratch MB':>16} {'peak RSS MB':>12} {'s':>6}")
-        for name, runs in rows.items():
+            for m in modes:
+                for name, tree in trees:
+                    out = f"{bucket}/{m}-{name.split()[0]}"
+                    rows[m, name].append(_measure(tree, str(slide), out, m, env))
+        print(f"slide {width}×{height}, {slide.stat().st_size / 1e6:.1f} MB; rewrite: JPEG q90 "
+              "glass kept; transcode: JPEG → lossless JPEG-XL, glass dropped")  # fmt: skip
+        print(f"{'mode':10} {'tree':22} {'output MB':>10} {'peak scratch MB':>16} "
+              f"{'peak RSS MB':>12} {'s (best)':>9} {'CPU s (best)':>13}")  # fmt: skip
+        for (m, name), runs in rows.items():
             best = min(runs, key=lambda r: r["seconds"])
             if best["status"] != "ok":
-                print(f"{name:24} failed: {best['error']}")
+                print(f"{m:10} {name:22} failed: {best['error']}")
                 continue
-            print(f"{name:24} {best['bytes'] / 1e6:10.1f} {max(r['scratch'] for r in runs) / 1e6:16.1f}"
-                  f" {max(r['rss'] for r in runs) / 1e6:12.0f} {best['seconds']:6.1f}")  # fmt: skip
+            print(f"{m:10} {name:22} {best['bytes'] / 1e6:10.1f} "
+                  f"{max(r['scratch'] for r in runs) / 1e6:16.1f} "
+                  f"{max(r['rss'] for r in runs) / 1e6:12.0f} {best['seconds']:9.1f} "
+                  f"{min(r['cpu'] for r in runs):13.1f}")  # fmt: skip
     finally:
         server.stop()
 

@@ -102,6 +102,18 @@ CacheMaxGbOpt = Annotated[
     float | None,
     opt(help=default("bound of that cache (LRU; open slides stay)", "20 GB"), metavar="GB"),
 ]
+RangeConcurrencyOpt = Annotated[
+    int | None,
+    opt(help=default("range reads: requests in flight per open slide", 8), metavar="N"),
+]
+RangeRequestMbOpt = Annotated[
+    float | None,
+    opt(help=default("range reads: largest coalesced request", "8 MiB"), metavar="MIB"),
+]
+RangeCacheMbOpt = Annotated[
+    float | None,
+    opt(help=default("range reads: span cache per open slide", "32 MiB"), metavar="MIB"),
+]
 MppOpt = Annotated[
     float | None,
     opt(help="µm per level-0 px, overrides the slides'  [default: the slide's]", metavar="UM"),
@@ -140,14 +152,22 @@ RewriteConfigOpt = Annotated[
 ]
 
 
-def cache_spec(cache_dir: str | None, cache_max_gb: float | None) -> Any:
-    """The staging cache of a command without a job file (exit 2 naming a bad bound)."""
+def cache_spec(cache_dir: str | None, cache_max_gb: float | None, **ranges: float | None) -> Any:
+    """The staging cache (and the range reads, ``range_concurrency``, ``range_request_mb``,
+    ``range_cache_mb``) of a command without a job file (exit 2 naming a bad value)."""
+    from pydantic import ValidationError
+
     from wsidist.io.staging_cache import DEFAULT_CACHE_MAX_GB, CacheSpec
+    from wsidist.runtime.jobconfig import JobSpec, describe_validation
 
     gb = DEFAULT_CACHE_MAX_GB if cache_max_gb is None else cache_max_gb
     if not gb > 0:
         raise fail(f"--cache-max-gb must be > 0, got {gb:g}")
-    return CacheSpec(cache_dir, gb)
+    try:
+        spec = JobSpec(**{k: v for k, v in ranges.items() if v is not None}).range_spec()
+    except ValidationError as exc:
+        raise fail(describe_validation(exc)) from None
+    return CacheSpec(cache_dir, gb, range_reads=spec)
 
 
 def run_slide_job(

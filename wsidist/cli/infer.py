@@ -12,6 +12,9 @@ from wsidist.cli.common import (
     CacheMaxGbOpt,
     OutOpt,
     OverwriteOpt,
+    RangeCacheMbOpt,
+    RangeConcurrencyOpt,
+    RangeRequestMbOpt,
     RemoteReadOpt,
     SchedulerOpt,
     WorkersOpt,
@@ -97,6 +100,9 @@ def infer_cmd(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    range_concurrency: RangeConcurrencyOpt = None,
+    range_request_mb: RangeRequestMbOpt = None,
+    range_cache_mb: RangeCacheMbOpt = None,
     cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
     """Run a model over overlapping patches: heatmaps, uncertainty, predictions, regions."""
@@ -105,7 +111,8 @@ def infer_cmd(
 
     fields = dict(
         inputs=source or None, out=out, scheduler=scheduler, workers=workers,
-        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, models=tuple(model) if model else None,
+        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, range_concurrency=range_concurrency,
+        range_request_mb=range_request_mb, range_cache_mb=range_cache_mb, models=tuple(model) if model else None,
         patch_px=patch_px, patch_um=patch_um, overlap=overlap, level=level, mpp=mpp,
         tta=_split(tta), heatmap_scale=heatmap_scale, tissue=tissue, min_tissue=min_tissue,
         thresholds=tuple(threshold) if threshold else None,

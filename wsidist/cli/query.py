@@ -14,6 +14,9 @@ from wsidist.cli.common import (
     CacheDirOpt,
     CacheMaxGbOpt,
     MppOpt,
+    RangeCacheMbOpt,
+    RangeConcurrencyOpt,
+    RangeRequestMbOpt,
     RemoteReadOpt,
     ScaleOpt,
     SchedulerOpt,
@@ -192,6 +195,9 @@ def extract_cmd(
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    range_concurrency: RangeConcurrencyOpt = None,
+    range_request_mb: RangeRequestMbOpt = None,
+    range_cache_mb: RangeCacheMbOpt = None,
     cache_dir: CacheDirOpt = None,
     cache_max_gb: CacheMaxGbOpt = None,
 ) -> None:
@@ -203,7 +209,10 @@ def extract_cmd(
     """
     from wsidist.query.extract import extract
 
-    cache = cache_spec(cache_dir, cache_max_gb)
+    cache = cache_spec(
+        cache_dir, cache_max_gb, range_concurrency=range_concurrency,
+        range_request_mb=range_request_mb, range_cache_mb=range_cache_mb,
+    )  # fmt: skip
 
     def count(summary, counts) -> None:
         for name in counts:

@@ -18,6 +18,9 @@ from wsidist.cli.common import (
     MppOpt,
     OutOpt,
     OverwriteOpt,
+    RangeCacheMbOpt,
+    RangeConcurrencyOpt,
+    RangeRequestMbOpt,
     RemoteReadOpt,
     ScaleOpt,
     SchedulerOpt,
@@ -80,6 +83,9 @@ def score(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    range_concurrency: RangeConcurrencyOpt = None,
+    range_request_mb: RangeRequestMbOpt = None,
+    range_cache_mb: RangeCacheMbOpt = None,
     cache_max_gb: CacheMaxGbOpt = None,
     manifest: ManifestOpt = None,
     annotations: Annotated[
@@ -109,7 +115,8 @@ def score(
         inputs=slides or None, out=out, scheduler=scheduler, workers=workers, scale=scale,
         tissue=tissue, refine=refine, tile_size=tile_size, tile_um=tile_um, overlap=overlap,
         edge=edge, mpp=mpp, scorer=scorer, batch=batch, qc=qc, overwrite=overwrite,
-        cache_dir=cache_dir, cache_max_gb=cache_max_gb, manifest=manifest, annotations=annotations,
+        cache_dir=cache_dir, cache_max_gb=cache_max_gb, range_concurrency=range_concurrency,
+        range_request_mb=range_request_mb, range_cache_mb=range_cache_mb, manifest=manifest, annotations=annotations,
         cluster=cluster, dashboard=dashboard, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     raise typer.Exit(_run(lambda: _with_annotations(build_job(config, **fields))))

@@ -17,6 +17,9 @@ from wsidist.cli.common import (
     MppOpt,
     OutOpt,
     OverwriteOpt,
+    RangeCacheMbOpt,
+    RangeConcurrencyOpt,
+    RangeRequestMbOpt,
     RemoteReadOpt,
     RewriteConfigOpt,
     SchedulerOpt,
@@ -108,6 +111,9 @@ def rewrite_cmd(
     overwrite: OverwriteOpt = None,
     cache_dir: CacheDirOpt = None,
     remote_read: RemoteReadOpt = None,  # noqa: ARG001 — applied by its callback
+    range_concurrency: RangeConcurrencyOpt = None,
+    range_request_mb: RangeRequestMbOpt = None,
+    range_cache_mb: RangeCacheMbOpt = None,
     cache_max_gb: CacheMaxGbOpt = None,
     manifest: ManifestOpt = None,
     cluster: ClusterOpt = None,
@@ -126,7 +132,8 @@ def rewrite_cmd(
 
     fields = dict(
         inputs=slides or None, out=out, masks=masks, scheduler=scheduler, workers=workers,
-        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, codec=codec, distance=distance,
+        overwrite=overwrite, cache_dir=cache_dir, cache_max_gb=cache_max_gb, range_concurrency=range_concurrency,
+        range_request_mb=range_request_mb, range_cache_mb=range_cache_mb, codec=codec, distance=distance,
         match_source=match_source, effort=effort, lossless=lossless, jpeg_quality=jpeg_quality,
         glass=glass, margin_um=margin_um, tile=tile, transcode=transcode, tissue=tissue, mpp=mpp,
         manifest=manifest, cluster=cluster, dashboard=dashboard, tls_ca=tls_ca,

@@ -7,6 +7,10 @@ staging download) is added to the reader's own meter and to the current meter of
 that asked for it, wherever the slide was opened (a slide shared by the tasks of a process is
 charged to the task that reads). The current meter is held in a
 :class:`contextvars.ContextVar`, so concurrent tasks in one process each count their own.
+
+A meter also remembers the remote objects' HEADs (``info``) taken in its block
+(:meth:`ReadMeter.remember_info`), so a slide task's version check and its opening of the
+slide share one HEAD; reads are pinned to that ETag (If-Match), so a change after it is seen.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class ReadMeter:
     read_requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _outer: ReadMeter | None = field(default=None, repr=False, compare=False)
+    _infos: dict[str, dict] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, nbytes: int, requests: int = 1) -> None:
         """Count a read here and in the current context's meter (when that is another)."""
@@ -42,6 +47,17 @@ class ReadMeter:
             self.read_requests += int(requests)
         if self._outer is not None:  # a metering block inside another counts in both
             self._outer._count(nbytes, requests)
+
+    def remember_info(self, url: str, info: dict) -> None:
+        """Keep ``url``'s HEAD for the rest of this block."""
+        with self._lock:
+            self._infos[url] = dict(info)
+
+    def recall_info(self, url: str) -> dict | None:
+        """The HEAD of ``url`` taken in this block, or None."""
+        with self._lock:
+            info = self._infos.get(url)
+        return None if info is None else dict(info)
 
     def as_row(self) -> dict[str, int]:
         return {"bytes_read": self.bytes_read, "read_requests": self.read_requests}

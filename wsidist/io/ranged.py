@@ -9,30 +9,58 @@ tiles a read needs, coalesces adjacent ones (gaps up to ``gap_bytes``) into requ
 ``max_concurrency`` in flight per slide), so a read moves the tiles' bytes and little else.
 Every request and byte received is counted in the reader's :class:`ReadMeter`.
 
-The object is pinned at open: its size and ETag are taken once; if it disappears, a read raises
-:class:`SlideError` saying so.
+The object is pinned at open: its size and ETag are taken once. On S3 (s3fs) every range GET
+carries ``If-Match: <ETag>``, so an object replaced mid-read (even by one of the same size)
+fails the read; elsewhere a short read is the only sign. Either way, and when the object
+disappears, a read raises :class:`SlideError` saying so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import io
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import fsspec
+import fsspec.asyn
 
 from wsidist.errors import SlideError
 from wsidist.io.accounting import ReadMeter
 
-__all__ = ["RangeReader", "coalesce"]
+__all__ = ["RangeReader", "RangeSpec", "coalesce"]
 
 DEFAULT_BLOCK_BYTES = 4 * 2**10  # read-ahead of a directory read (an IFD and its values)
 DEFAULT_SPAN_CACHE_BYTES = 32 * 2**20
 DEFAULT_GAP_BYTES = 0
 DEFAULT_MAX_REQUEST_BYTES = 8 * 2**20
 DEFAULT_MAX_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    """How a slide is read by ranges (a job's ``--range-*`` options; picklable): at most
+    ``max_concurrency`` requests in flight per open slide, coalesced requests of at most
+    ``max_request_bytes``, and a span cache of ``cache_bytes`` per open slide (at least one
+    request). Checked when built: a ValueError names the bad value."""
+
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    cache_bytes: int = DEFAULT_SPAN_CACHE_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_concurrency <= 256:
+            raise ValueError(f"range concurrency must be in 1..256, got {self.max_concurrency}")
+        if self.max_request_bytes < 2**16:
+            raise ValueError(f"range request cap must be >= 64 KiB, got {self.max_request_bytes}")
+        if self.cache_bytes < self.max_request_bytes:
+            raise ValueError(
+                f"range cache ({self.cache_bytes} bytes) must hold one request "
+                f"({self.max_request_bytes} bytes)"
+            )
 
 
 def coalesce(
@@ -51,6 +79,13 @@ def coalesce(
     return [(s, e) for s, e in merged]
 
 
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3's 412 for an If-Match that no longer holds."""
+    cause = getattr(exc, "__cause__", None)
+    code = str(getattr(cause, "response", {}).get("Error", {}).get("Code", ""))
+    return code in ("PreconditionFailed", "412") or "pre-condition" in str(exc).lower()
+
+
 class RangeReader(io.RawIOBase):
     """Read-only, seekable view of ``path`` on ``fs`` (``size`` bytes) through range requests."""
 
@@ -67,8 +102,10 @@ class RangeReader(io.RawIOBase):
         gap_bytes: int = DEFAULT_GAP_BYTES,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        etag: str | None = None,
     ) -> None:
         super().__init__()
+        self.etag = etag
         self.fs, self.rpath, self.size, self.url = fs, path, int(size), url
         self.name = path
         self.meter = meter
@@ -132,7 +169,9 @@ class RangeReader(io.RawIOBase):
             batch = requests[i : i + self.max_concurrency]
             n = len(batch)
             try:
-                if n == 1:
+                if self.etag and hasattr(self.fs, "_call_s3"):
+                    blobs = fsspec.asyn.sync(self.fs.loop, self._get_if_match, batch)
+                elif n == 1:
                     blobs = [self.fs.cat_file(self.rpath, start=batch[0][0], end=batch[0][1])]
                 else:
                     blobs = self.fs.cat_ranges(
@@ -144,6 +183,11 @@ class RangeReader(io.RawIOBase):
             for (start, end), blob in zip(batch, blobs, strict=True):
                 if isinstance(blob, FileNotFoundError):
                     raise self._gone(blob) from blob
+                if isinstance(blob, BaseException) and _precondition_failed(blob):
+                    raise SlideError(
+                        f"{self.url}: the object changed while it was being read (its ETag is "
+                        f"no longer {self.etag}); run it again to read the new one"
+                    ) from blob
                 if isinstance(blob, BaseException):
                     raise SlideError(f"{self.url}: reading bytes {start}–{end} failed: {blob}")
                 self.meter.add(len(blob))
@@ -154,6 +198,22 @@ class RangeReader(io.RawIOBase):
                     )
                 self.fetched.append((start, end))
                 self._store(start, bytes(blob))
+
+    async def _get_if_match(self, batch: list[tuple[int, int]]) -> list[bytes | BaseException]:
+        """The ranges of ``batch`` by concurrent S3 GETs conditional on the pinned ETag."""
+        bucket, key, _ = self.fs.split_path(self.rpath)
+
+        async def one(start: int, end: int) -> bytes:
+            resp = await self.fs._call_s3(
+                "get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}",
+                IfMatch=self.etag,
+            )  # fmt: skip
+            try:
+                return await resp["Body"].read()
+            finally:
+                resp["Body"].close()
+
+        return await asyncio.gather(*(one(s, e) for s, e in batch), return_exceptions=True)
 
     def _gone(self, exc: BaseException) -> SlideError:
         return SlideError(f"{self.url}: the object was deleted while it was being read ({exc})")

@@ -19,13 +19,14 @@ from urllib.parse import unquote, urlparse
 
 import fsspec
 
+from wsidist.io.accounting import current_meter
 from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache, default_cache_dir
 
 _VERSION_KEYS = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5", "created")
 
 
-__all__ = ["CacheSpec", "Lease", "default_cache_dir", "lease", "local_path", "source_version",
-           "stage"]  # fmt: skip
+__all__ = ["CacheSpec", "Lease", "default_cache_dir", "head", "info_version", "lease", "local_path",
+           "source_version", "stage"]  # fmt: skip
 
 
 def local_path(url: str) -> str | None:
@@ -54,7 +55,7 @@ def source_version(url: str, storage_options: dict | None = None) -> str | None:
             return _local_version(path)
         fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
         rpath = rpath.rstrip("/")
-        info = fs.info(rpath)
+        info = head(fs, rpath, url)
         if info.get("type") == "directory":
             found = sorted(fs.find(rpath, detail=True).items())
             digest = hashlib.sha256(";".join(f"{p}:{_version(i)}" for p, i in found).encode())
@@ -62,6 +63,24 @@ def source_version(url: str, storage_options: dict | None = None) -> str | None:
         return _version(info) or None
     except Exception:  # noqa: BLE001 — a missing or unreadable source is never "current"
         return None
+
+
+def info_version(info: dict) -> str | None:
+    """:func:`source_version`'s string for a remote file's HEAD ``info``."""
+    return _version(info) or None
+
+
+def head(fs: fsspec.AbstractFileSystem, rpath: str, url: str) -> dict:
+    """``fs.info`` of ``rpath``, fresh (no cached listing), once per slide task: a HEAD taken
+    inside the current :func:`~wsidist.io.accounting.metering` block is reused."""
+    meter = current_meter()
+    info = meter.recall_info(url) if meter is not None else None
+    if info is None:
+        fs.invalidate_cache(rpath)
+        info = fs.info(rpath)  # FileNotFoundError when it is gone
+        if meter is not None and info.get("type") != "directory":
+            meter.remember_info(url, info)
+    return info
 
 
 def listed_versions(
@@ -154,7 +173,7 @@ def lease(
         return Lease(path)
     fs, rpath = fsspec.core.url_to_fs(url, **(storage_options or {}))
     rpath = rpath.rstrip("/")
-    info = fs.info(rpath)  # raises FileNotFoundError
+    info = head(fs, rpath, url)  # the task's one HEAD; raises FileNotFoundError
     looked = 1  # metadata requests: info, then a listing for a folder, a series or a companion
     name = posixpath.basename(rpath) or "slide"
     if info.get("type") == "directory":  # a DICOM series folder: all of it

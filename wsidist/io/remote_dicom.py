@@ -181,8 +181,11 @@ def _read_file(fs, rpath: str, info: dict, meter: ReadMeter, cache: CacheSpec | 
     """``(DicomHeader, RemoteInstance or None, problem or None)`` of one remote file."""
     url = fs.unstrip_protocol(rpath)
     size = int(info.get("size") or 0)
+    ranges = as_cache(cache).range_reads
     reader = RangeReader(
-        fs, rpath, size, url=url, meter=meter, block_bytes=HEADER_BLOCK_BYTES
+        fs, rpath, size, url=url, meter=meter, block_bytes=HEADER_BLOCK_BYTES,
+        etag=info.get("ETag") or info.get("etag"), cache_bytes=ranges.cache_bytes,
+        max_request_bytes=ranges.max_request_bytes, max_concurrency=ranges.max_concurrency,
     )  # fmt: skip
     header = None
     try:

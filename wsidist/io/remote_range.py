@@ -20,12 +20,16 @@ bytes) is dropped from the properties: computing it would read that level.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import math
 import os
 import posixpath
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from types import MappingProxyType
 from typing import Any
@@ -38,7 +42,9 @@ from wsidist.errors import SlideError
 from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
 from wsidist.io.backends.direct import DirectOpenSlideBackend
-from wsidist.io.ranged import RangeReader
+from wsidist.io.ranged import RangeReader, RangeSpec
+from wsidist.io.remote import head, info_version
+from wsidist.io.staging_cache import as_cache
 from wsidist.io.tiff_format import is_tiff_header
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "open_ranged_url",
     "remote_object",
     "remote_read_mode",
+    "sweep_shadows",
 ]
 
 _STAGED_SUFFIXES = (".dcm", ".mrxs", ".vms", ".vmu", ".scn", ".bif", ".ndpi")
@@ -58,12 +65,18 @@ _DROPPED_PROPERTIES = ("openslide.quickhash-1",)
 class RemoteObject:
     """One remote file pinned at open: filesystem, path, size and version (ETag)."""
 
-    def __init__(self, url: str, storage_options: dict | None, meter: ReadMeter) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict | None,
+        meter: ReadMeter,
+        ranges: RangeSpec | None = None,
+    ) -> None:
         self.url = url
+        self.ranges = ranges or RangeSpec()
         self.fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.path = path.rstrip("/")
-        self.fs.invalidate_cache(self.path)  # a listing cached earlier may be stale
-        self.info = self.fs.info(self.path)  # FileNotFoundError when it is gone
+        self.info = head(self.fs, self.path, url)  # the task's one HEAD; FileNotFoundError: gone
         meter.add(0, 1)
         self.meter = meter
 
@@ -75,8 +88,19 @@ class RemoteObject:
     def size(self) -> int:
         return int(self.info.get("size") or 0)
 
+    @property
+    def version(self) -> str | None:
+        """:func:`~wsidist.io.remote.source_version` of the object as pinned."""
+        return info_version(self.info)
+
     def reader(self) -> RangeReader:
-        return RangeReader(self.fs, self.path, self.size, url=self.url, meter=self.meter)
+        etag = self.info.get("ETag") or self.info.get("etag")
+        r = self.ranges
+        return RangeReader(
+            self.fs, self.path, self.size, url=self.url, meter=self.meter, etag=etag,
+            cache_bytes=r.cache_bytes, max_request_bytes=r.max_request_bytes,
+            max_concurrency=r.max_concurrency,
+        )  # fmt: skip
 
 
 REMOTE_READS = ("range", "stage")
@@ -90,18 +114,62 @@ def remote_read_mode(mode: str | None = None) -> str:
     return mode
 
 
-def remote_object(url: str, storage_options: dict | None, meter: ReadMeter) -> RemoteObject:
-    return RemoteObject(url, storage_options, meter)
+def remote_object(
+    url: str, storage_options: dict | None, meter: ReadMeter, ranges: RangeSpec | None = None
+) -> RemoteObject:
+    return RemoteObject(url, storage_options, meter, ranges)
+
+
+SHADOW_PREFIX = "wsidist-range-"  # a shadow's folder in the temporary folder
+_SHADOW_LOCK = ".lock"  # held (flock) by the process whose shadow it is
+_UNLOCKED_GRACE_S = 60.0  # a folder without its lock file yet: being made, unless older
+
+
+def sweep_shadows(root: str | None = None) -> int:
+    """Remove the shadow folders no live process holds (a killed worker's) from ``root`` (the
+    temporary folder); return how many. A process holds its shadow's lock while it is open
+    (``flock`` locks end with their process), so a live one is never touched."""
+    removed = 0
+    for folder in glob.glob(os.path.join(root or tempfile.gettempdir(), SHADOW_PREFIX + "*")):
+        try:
+            fd = os.open(os.path.join(folder, _SHADOW_LOCK), os.O_RDWR)
+        except FileNotFoundError:  # being made now, or left by a writer without locks
+            with contextlib.suppress(OSError):
+                if time.time() - os.stat(folder).st_mtime > _UNLOCKED_GRACE_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its process is alive
+        finally:
+            os.close(fd)  # (closing also releases a lock just taken)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _release(fd: int, folder: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
 
 
 class _Shadow:
-    """A sparse local file of the object's size; ranges written in on demand, removed on close."""
+    """A sparse local file of the object's size; ranges written in on demand, removed on close
+    (or, when its process is killed, by the next process that opens one: :func:`sweep_shadows`)."""
 
     def __init__(self, reader: RangeReader, name: str) -> None:
         self.reader = reader
-        self.dir = tempfile.mkdtemp(prefix="wsidist-range-")
+        sweep_shadows()
+        self.dir = tempfile.mkdtemp(prefix=SHADOW_PREFIX)
+        lock = os.open(os.path.join(self.dir, "lock.new"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # locked before a sweeper can see it by its name
+        os.rename(os.path.join(self.dir, "lock.new"), os.path.join(self.dir, _SHADOW_LOCK))
         self.path = os.path.join(self.dir, name)
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, True)
+        self._cleanup = weakref.finalize(self, _release, lock, self.dir)
         with open(self.path, "wb") as fh:
             fh.truncate(reader.size)
         self._done: set[tuple[int, int]] = set()
@@ -241,9 +309,10 @@ def _try_backend(backend_name: str, reader: RangeReader, url: str, name: str) ->
 def open_ranged_url(
     url: str, backend: str, meter: ReadMeter, cache_dir: Any = None
 ) -> tuple[Any, Any] | None:
-    """The range-reading backend of ``url`` and the pinned object; None: stage it."""
+    """The range-reading backend of ``url`` (read as ``cache_dir``'s range settings say) and
+    the pinned object; None: stage it."""
     try:
-        obj = remote_object(url, None, meter)
+        obj = remote_object(url, None, meter, as_cache(cache_dir).range_reads)
         if not obj.is_file or obj.path.lower().endswith(".dcm"):  # a DICOM series
             from wsidist.io.remote_dicom import open_dicom_ranged
 

@@ -43,11 +43,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SlideRef:
-    """What opens a slide again elsewhere (a few strings: cheap to pickle, opens nothing).
-
-    ``version`` is the source's identity when the reference was taken: a worker that finds
-    another file at the URL refuses to read it (:meth:`open`).
-    """
+    """What opens a slide again elsewhere (a few strings: cheap to pickle, opens nothing);
+    ``version``, the source's identity then: :meth:`open` refuses another file at the URL."""
 
     url: str
     cache_dir: str | CacheSpec | None = None
@@ -59,7 +56,7 @@ class SlideRef:
         slide = open_slide(
             self.url, cache_dir=self.cache_dir, backend=self.backend, remote_read=self.remote_read
         )
-        if self.version is not None and source_version(self.url) != self.version:
+        if self.version is not None and slide.source_version() != self.version:
             slide.close()
             raise SlideError(f"{self.url}: the file changed while it was being read")
         return slide
@@ -118,7 +115,6 @@ class Slide:
         self.meter = meter or ReadMeter()  # bytes and requests moved from a remote source
         self.remote_read = remote_read  # "range" | "stage" for a remote URL, else None
         self._object = remote_object  # the pinned remote object, when read by ranges
-        # the remote object's size, when read by ranges
         self.file_bytes: int | None = remote_object.size if remote_object is not None else None
         self._reopen_args = (url, cache_dir, backend, remote_read)
         self._closed = False
@@ -254,7 +250,11 @@ class Slide:
     def ref(self) -> SlideRef:
         """A :class:`SlideRef` to this slide's URL, with the source's identity now."""
         url, cache_dir, backend, remote_read = self._reopen_args
-        return SlideRef(url, cache_dir, backend, source_version(url), remote_read)
+        return SlideRef(url, cache_dir, backend, self.source_version(), remote_read)
+
+    def source_version(self) -> str | None:
+        """The source's identity: as pinned at open (read by ranges: If-Match), else now."""
+        return self._object.version if self._object is not None else source_version(self.url)
 
     def close(self) -> None:
         if not self._closed:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsidist.errors import StagingError
+from wsidist.io.ranged import RangeSpec
 
 DEFAULT_CACHE_MAX_GB = 20.0
 DEFAULT_WAIT_S = 300.0
@@ -50,11 +51,14 @@ def default_cache_dir() -> str:
 
 @dataclass(frozen=True)
 class CacheSpec:
-    """Where remote slides are staged and how many bytes they may take there (picklable)."""
+    """Where remote slides are staged and how many bytes they may take there, and how the ones
+    read by ranges are read (:class:`~wsidist.io.ranged.RangeSpec`); picklable, carried by a
+    job to every worker that opens a slide."""
 
     dir: str | None = None
     max_gb: float = DEFAULT_CACHE_MAX_GB
     wait_s: float = DEFAULT_WAIT_S  # how long a download waits for room held by open slides
+    range_reads: RangeSpec = field(default_factory=RangeSpec)
 
     def __post_init__(self) -> None:
         if not self.max_gb > 0:

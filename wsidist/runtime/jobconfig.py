@@ -18,6 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wsidist.errors import ConfigError
+from wsidist.io.ranged import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_SPAN_CACHE_BYTES,
+    RangeSpec,
+)
 from wsidist.io.staging_cache import DEFAULT_CACHE_MAX_GB, CacheSpec
 from wsidist.runtime.budget import DEFAULT_MEMORY_BUDGET_MB
 
@@ -66,6 +72,18 @@ class JobSpec(BaseModel):
     cache_max_gb: float = Field(
         DEFAULT_CACHE_MAX_GB, gt=0, description="bound of the cache of staged remote slides, GB"
     )
+    range_concurrency: int = Field(
+        DEFAULT_MAX_CONCURRENCY, ge=1, le=256,
+        description="range reads: requests in flight per open remote slide",
+    )  # fmt: skip
+    range_request_mb: float = Field(
+        DEFAULT_MAX_REQUEST_BYTES / 2**20, ge=0.0625, le=1024,
+        description="range reads: largest coalesced request, MiB",
+    )  # fmt: skip
+    range_cache_mb: float = Field(
+        DEFAULT_SPAN_CACHE_BYTES / 2**20, gt=0, le=65536,
+        description="range reads: span cache per open remote slide, MiB (holds one request)",
+    )  # fmt: skip
     storage_options: dict[str, Any] = Field(default_factory=dict)
     cluster: Literal["local", "slurm", "pbs", "lsf"] = "local"  # without a scheduler
     dashboard: bool = False
@@ -83,6 +101,11 @@ class JobSpec(BaseModel):
         for name in given:
             if not Path(tls[name]).is_file():
                 raise ValueError(f"{name}: no such file {tls[name]!r}")
+        if self.range_cache_mb < self.range_request_mb:
+            raise ValueError(
+                f"range_cache_mb ({self.range_cache_mb:g}) must hold one request: at least "
+                f"range_request_mb ({self.range_request_mb:g})"
+            )
         if self.scheduler and self.cluster != "local":
             raise ValueError(f"give a scheduler or cluster {self.cluster!r}, not both")
         if given and self.scheduler and not self.scheduler.startswith("tls://"):
@@ -92,8 +115,16 @@ class JobSpec(BaseModel):
         return self
 
     def cache(self) -> CacheSpec:
-        """Where this job's workers stage remote slides, and the bound of that cache."""
-        return CacheSpec(self.cache_dir, self.cache_max_gb)
+        """Where this job's workers stage remote slides, the bound of that cache, and how they
+        read slides by ranges."""
+        return CacheSpec(self.cache_dir, self.cache_max_gb, range_reads=self.range_spec())
+
+    def range_spec(self) -> RangeSpec:
+        return RangeSpec(
+            self.range_concurrency,
+            int(self.range_request_mb * 2**20),
+            int(self.range_cache_mb * 2**20),
+        )
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`wsidist.runtime.cluster.dask_client` for this job."""

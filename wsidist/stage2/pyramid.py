@@ -7,17 +7,20 @@ stored with zero bytes (``glass="empty"``: readers see them as missing, i.e. whi
 shared encoded white tile (``"white"``) or with their original pixels (``"keep"``).
 
 Work is split into blocks of tiles (:mod:`wsidist.stage2.blocks`), encoded in parallel on Dask
-workers or threads; this process is the one writer: it spools encoded tiles to a temporary file
-as blocks finish, then writes the file front to back (:mod:`wsidist.stage2.tiff_stream`), to a
-local file or a stream such as an S3 multipart upload, never holding a local copy of the output.
+workers or threads; this process is the one writer: it writes each block's tiles as blocks
+finish (in block order, so the file is the same every run) after a head of every IFD, written
+last (:mod:`wsidist.stage2.tiff_stream`), to a local file or an S3 multipart upload whose part 1
+is the head (:mod:`wsidist.io.upload`): no spool, no local copy of the output.
 
-Memory: the blocks in flight (about 12 MB of pixels each), the spool index, and the first level
+Memory: the blocks in flight (about 12 MB of pixels each), the head and tile index, one upload
+part (16 MiB) plus up to 5 MiB held for part 1, and the first level
 no block encodes (1/4**(levels+1) of level 0; a temporary memory map when large).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import tempfile
@@ -26,7 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -36,11 +39,12 @@ from wsidist.errors import PyramidError
 from wsidist.imaging import TileCodec, any_reduce, area_reduce
 from wsidist.io.slide import Slide
 from wsidist.io.tiff_format import pyramid_description
+from wsidist.io.upload import HeadLastWriter, local_head_last
 from wsidist.runtime.parallel import Submit, bounded_map
 from wsidist.stage2.blocks import WHITE, BlockPlan, encode_block, padded_tile, psnr
 from wsidist.stage2.glass import quality_sample, tissue_tiles
 from wsidist.stage2.report import PyramidReport
-from wsidist.stage2.tiff_stream import Spool, stream_tiff
+from wsidist.stage2.tiff_stream import TiffHead, TileStream
 
 __all__ = ["PyramidError", "PyramidOptions", "PyramidReport", "tissue_tiles", "write_pyramid"]
 
@@ -115,7 +119,7 @@ def write_pyramid(
     workers: int | None = None,
     description_extra: dict[str, Any] | None = None,
     on_block: Callable[[int, int], None] | None = None,
-    output: Callable[[], contextlib.AbstractContextManager[BinaryIO]] | None = None,
+    output: Callable[[int], contextlib.AbstractContextManager[HeadLastWriter]] | None = None,
 ) -> PyramidReport:
     """Write ``slide`` as a glass-removed tiled pyramidal TIFF at ``path``; return a report.
 
@@ -127,11 +131,11 @@ def write_pyramid(
 
     Blocks of tiles are encoded in parallel through ``submit`` (``Client.submit`` of a Dask
     client, or an executor's ``submit``; default: a thread pool of ``workers``), at most
-    ``2 * workers`` at a time; this process assembles the file from a spool of encoded tiles.
-    ``on_block(done, total)`` is called as each block of tiles is spooled. With ``output``
-    (e.g. :meth:`~wsidist.io.storage.Store.open_write`: a multipart upload), the file streams
-    front to back into the stream it opens instead (``path`` then only names it), and the
-    spool of encoded tiles goes to the temporary folder.
+    ``2 * workers`` at a time; this process writes their tiles as they come.
+    ``on_block(done, total)`` is called as each block of tiles is written. With ``output``
+    (``output(head_bytes)``, e.g. :func:`~wsidist.io.upload.open_head_last`: a multipart
+    upload), the file goes to the head-last writer it opens instead (``path`` then only names
+    it); otherwise to ``path`` through a temporary name.
     """
     t0 = time.perf_counter()
     opts = options or PyramidOptions()
@@ -183,34 +187,33 @@ def write_pyramid(
                 **_resolution(mpp, width, height, lw, lh), **write_kw,
             )  # fmt: skip
 
-    scratch = str(path.parent) if output is None else None  # a remote output: the temp folder
+    bigtiff = width * height * 3 > 2**31
+    head = TiffHead(write_levels, [int(k.size) for k in keeps], bigtiff=bigtiff)
+    if all(k.all() for k in keeps):
+        glass_bytes = b""  # no glass tile: none written
+    open_out = output or functools.partial(local_head_last, os.fspath(path))
+    scratch = str(path.parent) if output is None else None  # memory maps of huge top levels
     with (
         tempfile.TemporaryDirectory(dir=scratch, prefix=layout.PYRAMID_SPOOL_PREFIX) as tmpdir,
         ThreadPoolExecutor(workers) as pool,
+        open_out(head.size) as out,
     ):
-        spool = Spool(Path(tmpdir) / "tiles.spool", [k.shape for k in keeps])
-        try:
-            top = (
-                _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir)
-                if plan.reduce_once_more
-                else None
-            )
-            stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
-                                   2 * workers, spool, top, on_block)  # fmt: skip
-            level_arr = top
-            for k in range(m + 1, len(dims)):  # the top levels, from the blocks' reduced pieces
-                for r, c, data in _array_tiles(level_arr, keeps[k], tile, tile_codec, pool):
-                    spool.add(k, r, c, data)
-                if k + 1 < len(dims):
-                    level_arr = _reduce_array(level_arr, level_factor, tile, tmpdir)
-            bigtiff = width * height * 3 > 2**31
-            if output is not None:
-                with output() as fh:
-                    out_bytes = stream_tiff(write_levels, spool, glass_bytes, fh, bigtiff=bigtiff)
-            else:
-                out_bytes = _write_local(path, write_levels, spool, glass_bytes, bigtiff)
-        finally:
-            spool.close()
+        stream = TileStream(head, out, glass_bytes)
+
+        def put(level: int, r: int, c: int, data: bytes) -> None:
+            stream.add(level, r * keeps[level].shape[1] + c, data)
+
+        top = _alloc((dims[m + 1][1], dims[m + 1][0], 3), tmpdir) if plan.reduce_once_more else None
+        stats = _encode_blocks(plan, keep0, quality_sample(tissue0, opts.quality_samples), submit or pool.submit,
+                               2 * workers, put, top, on_block)  # fmt: skip
+        level_arr = top
+        for k in range(m + 1, len(dims)):  # the top levels, from the blocks' reduced pieces
+            for r, c, data in _array_tiles(level_arr, keeps[k], tile, tile_codec, pool):
+                put(k, r, c, data)
+            if k + 1 < len(dims):
+                level_arr = _reduce_array(level_arr, level_factor, tile, tmpdir)
+        out_bytes = stream.finish()
+        del top, level_arr  # memory maps closed before their folder goes
 
     source_bytes = slide.file_bytes or (
         os.path.getsize(slide.path) if os.path.exists(slide.path) else 0
@@ -240,18 +243,6 @@ def write_pyramid(
         bytes_read=stats["bytes_read"],
         read_requests=stats["read_requests"],
     )
-
-
-def _write_local(path: Path, write_levels, spool: Spool, glass_bytes: bytes, bigtiff: bool) -> int:
-    """Stream the file to a temporary name next to ``path``, then rename it into place."""
-    tmp_path = path.with_name(path.name + layout.PART_SUFFIX)
-    try:
-        with open(tmp_path, "wb") as fh:
-            n = stream_tiff(write_levels, spool, glass_bytes, fh, bigtiff=bigtiff)
-        tmp_path.replace(path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    return n
 
 
 def _levels_and_blocks(
@@ -341,12 +332,12 @@ def _encode_blocks(
     sample: np.ndarray,
     submit: Submit,
     window: int,
-    spool: Spool,
+    put: Callable[[int, int, int, bytes], None],
     top: np.ndarray | None,
     on_block: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`encode_block` over every block with a kept tile, ``window`` at a time,
-    spooling tiles and pasting the reduced pieces into ``top`` as blocks complete."""
+    handing tiles to ``put(level, row, col, data)`` in block order and pasting the reduced pieces into ``top`` as blocks complete."""
     b = plan.block_tiles
     rows, cols = keep0.shape
     by_n, bx_n = -(-rows // b), -(-cols // b)
@@ -367,10 +358,10 @@ def _encode_blocks(
     }  # fmt: skip
     piece_px = plan.block_px0 // plan.factor ** (plan.levels + 1)
     total = sum(1 for _ in block_args()) if on_block else 0
-    results = bounded_map(submit, encode_block, block_args(), window, ordered=False)
+    results = bounded_map(submit, encode_block, block_args(), window, ordered=True)
     for done, res in enumerate(results, 1):
         for level, r, c, data in res.tiles:
-            spool.add(level, r, c, data)
+            put(level, r, c, data)
         if top is not None and res.reduced is not None:
             y, x = res.by * piece_px, res.bx * piece_px
             top[y : y + res.reduced.shape[0], x : x + res.reduced.shape[1]] = res.reduced

@@ -1,16 +1,15 @@
-"""A tiled TIFF written front to back, so it can stream to an object store as it is produced.
+"""A tiled TIFF written head last, so it streams to an object store as its tiles are encoded.
 
-tifffile seeks back to fill in each page's tile offsets and the chain of IFDs, which an S3
-multipart upload cannot do. Once every tile is encoded (the :class:`Spool`), every tile's length
-is known, and so is the whole file's layout. :func:`stream_tiff` therefore lets tifffile write
-the file once with zero placeholder tiles of the same lengths into a :class:`SparseFile` (which
-keeps only non-zero bytes: the header, the IFDs, the offset arrays), reads the tile offsets
-back from that skeleton, and then writes the real file in one forward pass: skeleton bytes
-between tiles, each tile's bytes from the spool. The result is byte-identical to what tifffile
-writes to a seekable file, and it needs no local copy of the output.
+tifffile seeks back to fill in each page's tile offsets, which an S3 multipart upload cannot
+do. The TIFF format lets tiles lie anywhere, so :class:`TiffHead` puts every IFD first: it lets
+tifffile write the file once with empty tiles into a :class:`SparseFile` (which keeps only
+non-zero bytes), which gives the head, whose size depends only on the tile counts, and where
+in it each level's tile offsets and byte counts go. :class:`TileStream` then writes tiles after
+the head in the order they are encoded, and the head (with those places filled in) last,
+through a head-last writer (:mod:`wsidist.io.upload`: the head is part 1 of the upload).
 
-Local scratch: the spool (the encoded tiles, about the size of the output). Memory: the
-skeleton (the IFDs and the offset arrays, 16 bytes per tile in a BigTIFF) and the spool index.
+Memory: the head (the IFDs and the offset arrays, 12–16 bytes per tile) and the tile index.
+Local scratch: none.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -90,66 +88,83 @@ class SparseFile(io.RawIOBase):
         return n
 
 
-class Spool:
-    """Encoded tiles of every level in one temporary file, indexed by (level, row, col)."""
-
-    def __init__(self, path: Path, grids: list[tuple[int, int]]):
-        self._fh = open(path, "w+b")  # noqa: SIM115 — closed by close()
-        self._offsets = [np.full(g, -1, np.int64) for g in grids]
-        self._lengths = [np.zeros(g, np.int64) for g in grids]
-
-    def add(self, level: int, row: int, col: int, data: bytes) -> None:
-        self._fh.seek(0, os.SEEK_END)
-        self._offsets[level][row, col] = self._fh.tell()
-        self._lengths[level][row, col] = len(data)
-        self._fh.write(data)
-
-    def placeholders(self, level: int, glass_len: int) -> Iterator[bytes]:
-        """Zero tiles of the level's tile lengths, row-major (glass: ``glass_len``)."""
-        lengths = np.where(self._offsets[level] < 0, glass_len, self._lengths[level])
-        for n in lengths.ravel().tolist():
-            yield bytes(n)
-
-    def tile(self, level: int, index: int, glass_bytes: bytes) -> bytes:
-        """Tile ``index`` (row-major) of ``level``; glass (never added) as ``glass_bytes``."""
-        off = int(self._offsets[level].flat[index])
-        if off < 0:
-            return glass_bytes
-        self._fh.seek(off)
-        return self._fh.read(int(self._lengths[level].flat[index]))
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 WriteLevels = Callable[[tifffile.TiffWriter, Callable[[int], Iterator[bytes]]], None]
+_TYPES = {3: "u2", 4: "u4", 16: "u8"}  # SHORT, LONG, LONG8
 
 
-def stream_tiff(
-    write_levels: WriteLevels, spool: Spool, glass_bytes: bytes, out: BinaryIO, *, bigtiff: bool
-) -> int:
-    """Write the TIFF ``write_levels(tw, tiles_of)`` describes to ``out`` front to back.
+class TiffHead:
+    """Every IFD of the TIFF ``write_levels(tw, tiles_of)`` describes, its tiles to follow.
 
-    ``write_levels`` calls ``tw.write(tiles_of(k), …)`` for each level ``k`` in order; the tiles
-    come from ``spool``. Returns the bytes written."""
-    skeleton = SparseFile()
-    with tifffile.TiffWriter(skeleton, bigtiff=bigtiff) as tw:
-        write_levels(tw, lambda k: spool.placeholders(k, len(glass_bytes)))
-    pieces = []
-    skeleton.seek(0)
-    with tifffile.TiffFile(skeleton) as tif:
-        for k, page in enumerate(tif.pages):
-            counts = page.databytecounts
-            pieces += [(o, n, k, i) for i, (o, n) in enumerate(zip(page.dataoffsets, counts)) if n]
-    pieces.sort()
-    pos = 0
-    for offset, n, level, index in pieces:
-        if offset > pos:
-            out.write(skeleton.read_at(pos, offset - pos))
-        data = spool.tile(level, index, glass_bytes)
-        if len(data) != n:
-            raise RuntimeError(f"tile {index} of level {level}: {len(data)} bytes, not {n}")
-        out.write(data)
-        pos = offset + n
-    out.write(skeleton.read_at(pos, skeleton.size - pos))
-    return skeleton.size
+    ``write_levels`` calls ``tw.write(tiles_of(k), …)`` for each level ``k`` in order, with
+    ``tile_counts[k]`` tiles. :attr:`size` is the head's length in bytes."""
+
+    def __init__(self, write_levels: WriteLevels, tile_counts: list[int], *, bigtiff: bool):
+        skeleton = SparseFile()
+        with tifffile.TiffWriter(skeleton, bigtiff=bigtiff) as tw:
+            write_levels(tw, lambda k: iter([b""] * tile_counts[k]))
+        self.size = skeleton.size
+        self._bytes = bytearray(skeleton.read_at(0, self.size))
+        self._slots: list[tuple[int, np.dtype, int, np.dtype]] = []
+        skeleton.seek(0)
+        with tifffile.TiffFile(skeleton) as tif:
+            order = tif.byteorder
+            for page in tif.pages:
+                off, cnt = page.tags["TileOffsets"], page.tags["TileByteCounts"]
+                self._slots.append((
+                    off.valueoffset, np.dtype(order + _TYPES[off.dtype]),
+                    cnt.valueoffset, np.dtype(order + _TYPES[cnt.dtype]),
+                ))  # fmt: skip
+        if len(self._slots) != len(tile_counts):
+            raise RuntimeError(f"{len(self._slots)} pages written, {len(tile_counts)} levels")
+        self._offsets = [np.zeros(n, np.int64) for n in tile_counts]
+        self._lengths = [np.full(n, -1, np.int64) for n in tile_counts]
+
+    def place(self, level: int, index: int, offset: int, length: int) -> None:
+        """Tile ``index`` (row-major) of ``level`` is at ``offset``, ``length`` bytes."""
+        self._offsets[level][index] = offset
+        self._lengths[level][index] = length
+
+    def render(self, unplaced: tuple[int, int] = (0, 0)) -> bytes:
+        """The head, with the tiles never placed at ``unplaced`` (offset, length)."""
+        for (at_off, t_off, at_len, t_len), offs, lens in zip(
+            self._slots, self._offsets, self._lengths, strict=True
+        ):
+            missing = lens < 0
+            offs = np.where(missing, unplaced[0], offs)
+            lens = np.where(missing, unplaced[1], lens)
+            for at, kind, values in ((at_off, t_off, offs), (at_len, t_len, lens)):
+                if values.size and int(values.max()) >= 2 ** (8 * kind.itemsize):
+                    raise ValueError(f"a tile offset or length does not fit the TIFF's {kind}")
+                data = values.astype(kind).tobytes()
+                self._bytes[at : at + len(data)] = data
+        return bytes(self._bytes)
+
+
+class TileStream:
+    """Tiles written after a :class:`TiffHead` as they come, then the head (``finish``).
+
+    ``out`` is a head-last writer (:mod:`wsidist.io.upload`) opened for ``head.size`` bytes.
+    Tiles never added are ``glass``: one copy written first, shared by all of them (none
+    when empty)."""
+
+    def __init__(self, head: TiffHead, out: Any, glass: bytes = b"") -> None:
+        self._head, self._out, self._pos = head, out, head.size
+        self._glass = (0, 0)
+        if glass:
+            self._glass = (self._pos, len(glass))
+            self._write(glass)
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._pos += len(data)
+
+    def add(self, level: int, index: int, data: bytes) -> None:
+        """Tile ``index`` (row-major) of ``level``; empty bytes make an empty tile."""
+        self._head.place(level, index, self._pos if data else 0, len(data))
+        if data:
+            self._write(data)
+
+    def finish(self) -> int:
+        """Write the head; return the file's length in bytes."""
+        self._out.finish(self._head.render(self._glass))
+        return self._pos

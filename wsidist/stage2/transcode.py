@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -41,9 +42,11 @@ from wsidist.io.tiff_format import (
     pyramid_description,
     resolution_kw,
 )
+from wsidist.io.upload import HeadLastWriter, local_head_last
 from wsidist.runtime.parallel import bounded_map
 from wsidist.stage2.glass import level_tissue, tissue_tiles
 from wsidist.stage2.report import PyramidReport
+from wsidist.stage2.tiff_stream import TiffHead, TileStream
 
 __all__ = ["encode_tile_batch", "source_levels", "transcode_pyramid"]
 
@@ -154,6 +157,7 @@ def transcode_pyramid(
     description_extra: dict | None = None,
     max_in_flight: int | None = None,
     slide: Slide | None = None,
+    output: Callable[[int], contextlib.AbstractContextManager[HeadLastWriter]] | None = None,
 ) -> PyramidReport:
     """Transcode the JPEG tiles of ``source_path`` to lossless JPEG-XL, dropping glass tiles.
 
@@ -163,11 +167,13 @@ def transcode_pyramid(
     executor's; default: a local thread pool), with at most ``max_in_flight`` batches pending
     (default 2 × CPUs). Raises PyramidError when the source is not a tiled JPEG TIFF or the mask
     has no tissue. ``slide``, the source already open, supplies vendor, mpp and objective
-    (otherwise the source is opened once more to read them).
+    (otherwise the source is opened once more to read them). The file is written head last
+    (:mod:`wsidist.stage2.tiff_stream`): to ``out_path`` through a temporary name, or with
+    ``output`` (``output(head_bytes)``, e.g. :func:`~wsidist.io.upload.open_head_last`) to the
+    writer it opens, an S3 multipart upload with no local copy (``out_path`` only names it).
     """
     t0 = time.perf_counter()
-    source_path = os.fspath(source_path)
-    out_path = Path(out_path)
+    source_path, shown = os.fspath(source_path), os.fspath(out_path)
     if batch_tiles < 1:
         raise PyramidError(f"batch_tiles must be >= 1, got {batch_tiles}")
     try:
@@ -219,40 +225,39 @@ def transcode_pyramid(
     window = max_in_flight or 2 * (os.cpu_count() or 1)
     stream = _BatchStream(source_path, levels, submit, batch_tiles, window)
     source_bytes = os.path.getsize(source_path)
-    tmp = out_path.with_name(out_path.name + ".part")
+
+    def write_levels(tw: tifffile.TiffWriter, tiles_of: Callable[[int], Iterator[bytes]]) -> None:
+        for k, page in enumerate(pages):
+            lw, lh = dims[k]
+            t = int(page.tilewidth)
+            res = resolution_kw(page) or _resolution_from_mpp(
+                meta["mpp"], meta["level_downsamples"][k]
+            )
+            tw.write(
+                tiles_of(k), shape=(lh, lw, 3), dtype=np.uint8, tile=(t, t),
+                compression="jpegxl", photometric="rgb", subfiletype=1 if k else 0,
+                description=pyramid_description(desc) if k == 0 else None, metadata=None,
+                software="wsidist", **res,
+            )  # fmt: skip
+
+    head = TiffHead(write_levels, [lv[4].size for lv in levels], bigtiff=source_bytes > 2**31)
+    open_out = output or functools.partial(local_head_last, shown)
     try:
-        with tifffile.TiffWriter(tmp, bigtiff=source_bytes > 2**31) as tw:
-            for k, page in enumerate(pages):
-                lw, lh = dims[k]
-                t = int(page.tilewidth)
-                res = resolution_kw(page) or _resolution_from_mpp(
-                    meta["mpp"], meta["level_downsamples"][k]
-                )
-                tw.write(
-                    stream.level_tiles(k),
-                    shape=(lh, lw, 3),
-                    dtype=np.uint8,
-                    tile=(t, t),
-                    compression="jpegxl",
-                    photometric="rgb",
-                    subfiletype=1 if k else 0,
-                    description=pyramid_description(desc) if k == 0 else None,
-                    metadata=None,
-                    software="wsidist",
-                    **res,
-                )
-        tmp.replace(out_path)
+        with open_out(head.size) as out:
+            tiles = TileStream(head, out)
+            for k in range(len(pages)):
+                for i, data in enumerate(stream.level_tiles(k)):
+                    tiles.add(k, i, data)
+            out_bytes = tiles.finish()
     finally:
         stream.cancel()
         if own_pool is not None:
             own_pool.shutdown(wait=True, cancel_futures=True)
-        tmp.unlink(missing_ok=True)
 
-    out_bytes = os.path.getsize(out_path)
     n = int(tissue[0].size)
     n_tissue = int(tissue[0].sum())
     return PyramidReport(
-        path=str(out_path),
+        path=shown,
         codec="jpegxl",
         glass="empty",
         source_bytes=source_bytes,

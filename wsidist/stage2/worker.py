@@ -11,15 +11,12 @@ the status JSON.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import io
 import math
 import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +28,7 @@ from wsidist.filters import FilterContext, tissue_mask
 from wsidist.io.remote import CacheSpec, source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
+from wsidist.io.upload import open_head_last
 from wsidist.runtime.budget import MB, check_memory
 from wsidist.runtime.cluster import cluster_submitter, progress_reporter
 from wsidist.runtime.tasks import SlideTask, run_slide_task
@@ -175,11 +173,11 @@ def _rewrite(
     with cluster_submitter() as (submit, workers):
         if config.transcode:
             margin_px0 = options.margin_for(options.mpp)
-            with _local_output(store, task.slide_id) as out_path:
-                report = transcode_pyramid(
-                    slide.local_file(), mask, downsample, out_path, margin_px0=margin_px0,
-                    submit=submit, description_extra=extra, slide=slide,
-                )  # fmt: skip
+            out_path, output = _streamed_output(store, task.slide_id)
+            report = transcode_pyramid(
+                slide.local_file(), mask, downsample, out_path, margin_px0=margin_px0,
+                submit=submit, description_extra=extra, slide=slide, output=output,
+            )  # fmt: skip
         else:
             out_path, output = _streamed_output(store, task.slide_id)
             report = write_pyramid(
@@ -260,30 +258,14 @@ def computed_mask(slide: Slide, config: RewriteConfig) -> np.ndarray:
 
 
 def _streamed_output(store: Store, slide_id: str) -> tuple[str, Any]:
-    """Where the pyramid goes: a local path, or the URL and the stream that uploads it as it is
-    written (:meth:`Store.open_write`: multipart, no local copy of the output)."""
+    """Where the pyramid goes: a local path, or the URL and the head-last writer that uploads it
+    as it is written (:func:`~wsidist.io.upload.open_head_last`: multipart, no local copy)."""
     key = layout.pyramid_key(slide_id)
     if store.is_local:
         final = store.path(key)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         return final, None
-    return store.full_url(key), functools.partial(store.open_write, key)
-
-
-@contextlib.contextmanager
-def _local_output(store: Store, slide_id: str) -> Iterator[str]:
-    """A local path to write a transcoded pyramid to (its writer seeks); uploaded (or moved)
-    to the store afterwards."""
-    key = layout.pyramid_key(slide_id)
-    if store.is_local:
-        final = store.path(key)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        yield final  # the writers write a temporary name and rename it into place
-        return
-    with tempfile.TemporaryDirectory(prefix="wsidist-pyramid-") as tmp:
-        path = os.path.join(tmp, f"{slide_id}.tiff")
-        yield path
-        store.put_file(path, key)
+    return store.full_url(key), functools.partial(open_head_last, store, key)
 
 
 def _report_columns(report: PyramidReport) -> dict[str, Any]:
