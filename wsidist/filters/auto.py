@@ -97,7 +97,8 @@ def _fill_holes(
     ok[0] = False
     if not ok.any():
         return out
-    small = ok[labels]
+    small = np.take(ok, labels)  # (np.take: a faster gather than indexing by int32)
+    inside = np.flatnonzero(small)
     rim = np.flatnonzero(square_max(small, 1) & mask)
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
@@ -108,7 +109,8 @@ def _fill_holes(
     wall_like = thin | (score.reshape(-1)[rim] < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    return ok[labels]
+    out.reshape(-1)[inside] = ok[labels.reshape(-1)[inside]]
+    return out
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +118,7 @@ def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     labels, n = ndimage.label(mask, _EIGHT)
     size = np.bincount(labels[mask], minlength=n + 1)
     keep = size >= max(int(min_px), 1)
-    return keep[labels], size[keep]
+    return np.take(keep, labels), size[keep]
 
 
 def detect_tissue(
@@ -152,7 +154,7 @@ def detect_tissue(
     low = max(low_sigma * bg.noise, floor_low)
     high = max(high_sigma * bg.noise, floor_high, low)
     seeded, labels, n = _hysteresis(score, low, high)
-    candidates = seeded[labels]
+    candidates = np.take(seeded, labels)
     put("candidates", candidates)
     shape = candidates.shape
     out = {
@@ -187,11 +189,17 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens
     if ink.any():  # pen edges, and strokes that continue over tissue: mostly ink is ink
         grow_by_unmixing(rgb, tissue0, ink, steps=_PEN_GROW_STEPS)
     blocked = ink | artefact
-    dark = darkness(rgb, bg, direction=tissue_direction(rgb, tissue0, bg))
+    # darkness where the unmixing looks: within 3 px of a candidate (or of a filled hole)
+    direction = tissue_direction(rgb, tissue0, bg)
+    dark = np.zeros(candidates.shape, np.float32)
+    near = square_max(candidates, 3)
+    _darkness_at(dark, rgb, bg, direction, near)
     spots, spot_cov = light_spots(rgb, tissue0, bg, dark=dark)
     tissue0 &= ~spots
     dense = float(np.median(score[tissue0])) if tissue0.any() else 0.0
     holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
+    if holes.any():
+        _darkness_at(dark, rgb, bg, direction, square_max(holes, 3) & ~near)
     tissue0 |= holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
@@ -202,6 +210,13 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens
     np.maximum(cov, np.multiply(mask, 128, dtype=np.uint8), out=cov)
     found = {"mask": mask, "coverage": cov, "ink": ink, "ink_class": ink_cls}
     return found | {"artefacts": artefact}, object_px
+
+
+def _darkness_at(dark, rgb, bg, direction, where) -> None:
+    """Fill ``dark`` (float32, flat view written in place) with :func:`darkness` on ``where``."""
+    index = np.flatnonzero(where)
+    if index.size:
+        dark.reshape(-1)[index] = darkness(rgb, bg, index, direction)
 
 
 def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
