@@ -24,9 +24,7 @@ from wsidist.stage1.config import Stage1Config
 SPECS = failure_specs(width=8000, height=6000)
 TISSUE_CLASSES = [name for name in SPECS if name != "empty"]
 CONFIG = Stage1Config(tile_size=256)
-# The fatty slide's fat regions end in a 4 µm cell wall; at 16 µm per scaled pixel the truth
-# boundary runs inside that one pixel, which no colour can place (see the report).
-DICE_FLOOR = {name: 0.98 for name in TISSUE_CLASSES} | {"fatty": 0.965}
+FATTY = [name for name in SPECS if name.startswith("fatty")]  # three cell sizes and pallors
 
 
 def _write(args):
@@ -65,7 +63,7 @@ def test_auto_dice_on_every_generated_tissue_slide(analyses, name):
     analysis, truth = analyses[name]
     dice, precision, recall = _scores(analysis.tissue, truth.tissue_mask(32))
     print(f"{name}: Dice {dice:.3f} precision {precision:.3f} recall {recall:.3f}")
-    assert dice >= DICE_FLOOR[name]
+    assert dice >= 0.98
 
 
 def test_fragments_carry_no_rim(analyses):
@@ -90,7 +88,7 @@ def test_pen_ink_kept_as_tissue_at_most_one_percent_per_colour(analyses):
         assert ink.sum() > 50 and kept <= 0.01, colour
 
 
-@pytest.mark.parametrize("name", ["faint_ihc", "fatty"])
+@pytest.mark.parametrize("name", ["faint_ihc", *FATTY])
 def test_faint_tissue_is_found(analyses, name):
     analysis, truth = analyses[name]
     _, _, recall = _scores(analysis.tissue, truth.tissue_mask(32))

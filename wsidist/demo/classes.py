@@ -2,7 +2,7 @@
 
 Each entry is a :class:`~wsidist.demo.synth.SynthSpec` that reproduces one way tissue
 detectors fail on real slides: many small fragments (blended rims), faint bluish IHC on tinted
-glass, pale fatty tissue, translucent pen ink of five colours (red, green, blue, navy, black)
+glass, pale fatty tissue (three cell sizes and pallors), translucent pen ink of five colours (red, green, blue, navy, black)
 across tissue, dark scanner borders and label shadows, air bubbles and dust, a dark-background
 fluorescence slide, out-of-focus regions, and an empty slide. Tests and
 ``benchmarks/tissue.py`` run every detector on all of them.
@@ -42,6 +42,10 @@ def failure_specs(width: int = 6000, height: int = 4500, seed: int = 0) -> dict[
         ),
         "blurry": replace(base, n_blobs=3, n_blur=3, pens=()),
         "empty": replace(base, n_blobs=0, pens=(), n_debris=30),
+        # pale fatty tissue, wider (last, so the seeds above stay): small pale adipocytes,
+        # and large ones over most of the tissue
+        "fatty_small": replace(base, n_blobs=3, fat=0.55, fat_um=50.0, faint=0.6, pens=()),
+        "fatty_large": replace(base, n_blobs=2, fat=0.8, fat_um=120.0, faint=1.0, pens=()),
     }  # fmt: skip
     return {
         name: replace(spec, seed=seed * 100 + i) for i, (name, spec) in enumerate(classes.items())

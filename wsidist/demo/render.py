@@ -93,13 +93,14 @@ def _fade(spec: SynthSpec, tis: np.ndarray) -> np.ndarray:
 
 
 def _fat(spec: SynthSpec, xs, ys, base: np.ndarray, key: int, edge: np.ndarray) -> np.ndarray:
-    """Adipose tissue: empty cells (glass) with ~4 µm eosin walls, cells ~50-110 µm across.
+    """Adipose tissue: empty cells (glass) with ~4 µm eosin walls, cells of ``spec.fat_um``
+    on average (0.6-1.4 x that across).
 
     Walls run between the cells of a jittered lattice and along ``edge`` (fat cells next to
     glass), so every fat cell is closed.
     """
     um = 1.0 / (spec.mpp or 0.5)
-    sp = 80 * um
+    sp = spec.fat_um * um
     gx, gy = xs / sp, ys / sp
     ix, iy = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
     d1 = np.full((ys.size, xs.size), np.inf, np.float32)

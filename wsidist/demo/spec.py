@@ -35,6 +35,7 @@ class SynthSpec:
     stain: Literal["he", "ihc", "fluorescence"] = "he"
     faint: float = 1.0  # stain optical density (or glow) relative to a normal slide
     fat: float = 0.0  # share of the blobs that is adipose tissue (empty cells, thin walls)
+    fat_um: float = 80.0  # mean fat cell (adipocyte) diameter, µm
     n_fragments: int = 0  # small separate pieces of tissue
     fragment_um: tuple[float, float] = (150.0, 450.0)  # their long axis, µm
     pen_style: Literal["opaque", "ink"] = "opaque"  # ink: translucent, multiplied over tissue
@@ -63,8 +64,8 @@ class SynthSpec:
             raise ValueError("jpeg_quality must be in 1..100")
         if self.stain not in ("he", "ihc", "fluorescence"):
             raise ValueError("stain must be 'he', 'ihc' or 'fluorescence'")
-        if not 0 < self.faint <= 2 or not 0 <= self.fat <= 1:
-            raise ValueError("faint must be in (0, 2] and fat in [0, 1]")
+        if not 0 < self.faint <= 2 or not 0 <= self.fat <= 1 or not self.fat_um > 0:
+            raise ValueError("faint must be in (0, 2], fat in [0, 1] and fat_um > 0")
         if self.pen_style not in ("opaque", "ink") or self.texture not in ("noise", "atlas"):
             raise ValueError("pen_style must be opaque|ink and texture noise|atlas")
         bad = [e for e in self.dark_borders if e not in _EDGES]

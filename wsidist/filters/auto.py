@@ -10,11 +10,14 @@
 4. **Not tissue.** Neutral objects touching the border (scanner borders, label shadows),
    neutral objects elsewhere (bubble rims, dust) and pen ink of every colour, on and off the
    tissue (:mod:`.artefacts`, :mod:`.ink`).
-5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`); a pixel is
+5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`), against the
+   colour of the tissue itself (not of filled fat cells, which look like glass); a pixel is
    tissue when at least half of it is, so fragments carry no blended rim.
 6. **Size.** Holes (glass enclosed by tissue, no ink in them) up to ``hole_px`` are filled (fat
-   cells, small tears); objects under ``min_px`` are dropped. Presets give both in µm² with a
-   level-0 pixel fallback for slides without mpp.
+   cells, small tears), counted as whole tissue; the membranes of fat cells are thinner than a
+   pixel and leave gaps under the threshold, so pixels above half of it beside the tissue
+   close the walls when holes are looked for. Objects under ``min_px`` are dropped. Presets
+   give both in µm² with a level-0 pixel fallback for slides without mpp.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluo
 _EIGHT = np.ones((3, 3), bool)
 _WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
 _PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
+_GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in hole walls
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -77,13 +81,21 @@ def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray,
 
 
 def _fill_holes(
-    mask: np.ndarray, blocked: np.ndarray, score: np.ndarray, max_px: int, wall: float
+    mask: np.ndarray,
+    blocked: np.ndarray,
+    score: np.ndarray,
+    max_px: int,
+    wall: float,
+    rim_of: np.ndarray | None = None,
+    thin: str = "any",
 ) -> np.ndarray:
     """Holes of ``mask`` (4-connected background not touching the border) of at most ``max_px``
     pixels, free of ``blocked`` pixels, that sit in thin or faint walls: at least 40 % of the
     rim (the mask pixels around the hole) is within two pixels of other glass or scores below
     ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
-    a tear in solid tissue stays open."""
+    a tear in solid tissue stays open. ``rim_of``: the pixels that count as rim (default
+    ``mask``); ``thin="holes"``: only a wall between two such holes counts as thin (not one
+    between a hole and the open glass)."""
     out = np.zeros(mask.shape, bool)
     if max_px <= 0:
         return out
@@ -97,18 +109,22 @@ def _fill_holes(
     ok[0] = False
     if not ok.any():
         return out
-    small = ok[labels]
-    rim = np.flatnonzero(square_max(small, 1) & mask)
+    small = np.take(ok, labels)  # (np.take: a faster gather than indexing by int32)
+    inside = np.flatnonzero(small)
+    rim = np.flatnonzero(square_max(small, 1) & (mask if rim_of is None else rim_of))
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
     owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
     # another background component within two pixels of a rim pixel: a thin wall
     around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
-    thin = ((around > 0) & (around != owner[:, None])).any(axis=1)
-    wall_like = thin | (score.reshape(-1)[rim] < wall)
+    other = (around > 0) & (around != owner[:, None])
+    if thin == "holes":
+        other &= ok[around]
+    wall_like = other.any(axis=1) | (score.reshape(-1)[rim] < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    return ok[labels]
+    out.reshape(-1)[inside] = ok[labels.reshape(-1)[inside]]
+    return out
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +132,7 @@ def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     labels, n = ndimage.label(mask, _EIGHT)
     size = np.bincount(labels[mask], minlength=n + 1)
     keep = size >= max(int(min_px), 1)
-    return keep[labels], size[keep]
+    return np.take(keep, labels), size[keep]
 
 
 def detect_tissue(
@@ -152,7 +168,7 @@ def detect_tissue(
     low = max(low_sigma * bg.noise, floor_low)
     high = max(high_sigma * bg.noise, floor_high, low)
     seeded, labels, n = _hysteresis(score, low, high)
-    candidates = seeded[labels]
+    candidates = np.take(seeded, labels)
     put("candidates", candidates)
     shape = candidates.shape
     out = {
@@ -169,7 +185,7 @@ def detect_tissue(
             slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
         )
         sub = (rgb[box], score[box], candidates[box], labels[box])
-        found, object_px = _inside(*sub, n, seeded, bg, min_px, hole_px, pens, clean)
+        found, object_px = _inside(*sub, n, seeded, bg, low, min_px, hole_px, pens, clean)
         for name, array in found.items():
             out[name][box] = array
     for name in ("ink", "artefacts", "coverage", "mask"):
@@ -180,28 +196,48 @@ def detect_tissue(
     )  # fmt: skip
 
 
-def _inside(rgb, score, candidates, labels, n, seeded, bg, min_px, hole_px, pens, clean):
+def _inside(rgb, score, candidates, labels, n, seeded, bg, low, min_px, hole_px, pens, clean):
     """The detector's work on the box around the candidates: arrays of the box, object sizes."""
     ink, ink_cls, artefact = _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean)
     tissue0 = candidates & ~ink & ~artefact
     if ink.any():  # pen edges, and strokes that continue over tissue: mostly ink is ink
         grow_by_unmixing(rgb, tissue0, ink, steps=_PEN_GROW_STEPS)
     blocked = ink | artefact
-    dark = darkness(rgb, bg, direction=tissue_direction(rgb, tissue0, bg))
+    # darkness where the unmixing looks: within 3 px of a candidate (or of a filled hole)
+    direction = tissue_direction(rgb, tissue0, bg)
+    dark = np.zeros(candidates.shape, np.float32)
+    near = square_max(candidates, 3)
+    _darkness_at(dark, rgb, bg, direction, near)
     spots, spot_cov = light_spots(rgb, tissue0, bg, dark=dark)
     tissue0 &= ~spots
     dense = float(np.median(score[tissue0])) if tissue0.any() else 0.0
     holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
-    tissue0 |= holes
+    # membranes thinner than a pixel blend under the threshold and leave gaps in the walls of
+    # fat cells: faint pixels beside the tissue close them (for finding holes only)
+    walls = tissue0 | ((score > _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
+    holes |= _fill_holes(walls, blocked, score, hole_px, 0.5 * dense, tissue0, thin="holes")
+    if holes.any():
+        _darkness_at(dark, rgb, bg, direction, square_max(holes, 3) & ~near)
+    material, tissue0 = tissue0, tissue0 | holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
-    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False, dark=dark)
+    # edges unmix against the tissue's own colour, not against filled holes (fat cells look
+    # like glass); filled holes are whole tissue, whatever their colour
+    cov = coverage_fraction(rgb, tissue0, bg, glass, clamp=False, dark=dark, material=material)
+    cov[holes] = 255
     cov[spots] = np.minimum(cov[spots], spot_cov[spots])
     mask, object_px = _objects(cov >= 128, min_px)
     cov[~mask & (cov >= 128)] = 0  # dropped objects
     np.maximum(cov, np.multiply(mask, 128, dtype=np.uint8), out=cov)
     found = {"mask": mask, "coverage": cov, "ink": ink, "ink_class": ink_cls}
     return found | {"artefacts": artefact}, object_px
+
+
+def _darkness_at(dark, rgb, bg, direction, where) -> None:
+    """Fill ``dark`` (float32, flat view written in place) with :func:`darkness` on ``where``."""
+    index = np.flatnonzero(where)
+    if index.size:
+        dark.reshape(-1)[index] = darkness(rgb, bg, index, direction)
 
 
 def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):

@@ -66,13 +66,16 @@ def coverage_fraction(
     radius_px: int = 2,
     clamp: bool = True,
     dark: np.ndarray | None = None,
+    material: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 (h, w) tissue coverage of each pixel (255 = all tissue).
 
     ``mask``: the tissue decision; ``glass``: pixels known to be background (default: not
     ``mask``). Pixels that are neither (ink, artefacts) count 0 and are never unmixed. With
     ``clamp``, coverage is >= 50 % exactly on ``mask``, so the two never disagree. ``dark``:
-    the :func:`darkness` image, when already at hand.
+    the :func:`darkness` image, when already at hand. ``material``: the mask pixels whose
+    colour is the tissue's, the tissue end of the unmixing (default all of ``mask``; not
+    filled holes, which look like glass).
     """
     mask = np.asarray(mask, bool)
     glass = ~mask if glass is None else np.asarray(glass, bool) & ~mask
@@ -86,7 +89,7 @@ def coverage_fraction(
     if band.size == 0:
         return cov
     h, w = mask.shape
-    interior = (mask & ~near_glass).reshape(-1)
+    interior = ((mask if material is None else material) & ~near_glass).reshape(-1)
     clean_glass = (glass & ~near_tissue).reshape(-1)
     nidx = neighbourhoods(band, (h, w), radius_px)
     if dark is None:

@@ -76,9 +76,12 @@ AUTO_STEPS: tuple[str, ...] = (
     "black, on tissue and off it, pen edges unmixed; neutral gray objects: scanner borders and "
     "label shadows at the image border, bubble rims and dust elsewhere.",
     "Holes: glass enclosed by thin or faint walls (fat cells, loose stroma) up to 20,000 µm² "
-    "is filled; lumens and tears in solid tissue stay open. Objects under 1,500 µm² are "
-    "dropped. Without mpp the sizes are 80,000 and 3,000 level-0 pixels.",
+    "is filled; lumens and tears in solid tissue stay open. Fat cell walls thinner than a "
+    "pixel leave gaps under the threshold: faint pixels beside the tissue close them for "
+    "finding holes. Filled holes are whole tissue. Objects under 1,500 µm² are dropped. "
+    "Without mpp the sizes are 80,000 and 3,000 level-0 pixels.",
     "Coverage: pixels at a tissue edge blend tissue and glass; each is unmixed along the "
-    "glass-to-tissue colour axis, and a mask pixel is tissue when at least half of it is. "
+    "glass-to-tissue colour axis (against the tissue's own colour, not that of filled holes), "
+    "and a mask pixel is tissue when at least half of it is. "
     "Tile tissue_frac is the mean of that coverage.",
 )

@@ -19,7 +19,15 @@ import numpy as np
 
 from wsidist.imaging import box_sums, rgb_to_gray, summed_area_table
 
-__all__ = ["Windows", "gray_of", "hsv_moments", "tile_entropy", "tile_peak_frac", "window_sums"]
+__all__ = [
+    "Windows",
+    "gray_of",
+    "hsv_moments",
+    "tile_entropy",
+    "tile_gray_stats",
+    "tile_peak_frac",
+    "window_sums",
+]
 
 _BINCOUNT_BINS = 1 << 22  # entropy histograms per pass (bounded memory)
 _GRAY_BAND_PX = 1 << 20  # pixels converted to gray (or sorted for the entropy) at a time
@@ -106,33 +114,45 @@ def _uniform(start: np.ndarray, stop: np.ndarray) -> int:
     return len(ok) if ok.all() else int(np.argmin(ok))
 
 
-def _sorted_entropy(gray: np.ndarray, win: Windows, n_y: int, n_x: int, clogc) -> np.ndarray:
-    """Entropy of the leading ``n_y x n_x`` equal, edge-to-edge windows: each window's pixels
-    in a row, sorted (radix sort on uint8), level counts as run lengths. Summed in the same
-    order as the histogram path (by level), so the values are the same."""
+def _sorted_stats(
+    gray: np.ndarray, win: Windows, n_y: int, n_x: int, clogc: np.ndarray, levels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and peak share of the leading ``n_y x n_x`` equal, edge-to-edge windows: each
+    window's pixels in a row, sorted (radix sort on uint8), level counts as run lengths. Summed
+    in the same order as the histogram path (by level), so the values are the same."""
     ky, kx = int(win.y1[0] - win.y0[0]), int(win.x1[0] - win.x0[0])
     x0, y0 = int(win.x0[0]), int(win.y0[0])
-    out = np.empty((n_y, n_x), np.float64)
-    band = max(1, _GRAY_BAND_PX // max(ky * kx * n_x, 1))
+    n_px = ky * kx
+    entropy, peak = np.empty((n_y, n_x), np.float64), np.empty((n_y, n_x), np.float64)
+    band = max(1, _GRAY_BAND_PX // max(n_px * n_x, 1))
+    k = min(levels, n_px)
     for i0 in range(0, n_y, band):
         rows = min(band, n_y - i0)
         part = gray[y0 + i0 * ky : y0 + (i0 + rows) * ky, x0 : x0 + n_x * kx]
-        px = part.reshape(rows, ky, n_x, kx).transpose(0, 2, 1, 3).reshape(rows * n_x, ky * kx)
+        px = part.reshape(rows, ky, n_x, kx).transpose(0, 2, 1, 3).reshape(rows * n_x, n_px)
         px = np.sort(px, axis=1, kind="stable")
         starts = np.ones(px.shape, bool)
         starts[:, 1:] = px[:, 1:] != px[:, :-1]
         window, at = np.nonzero(starts)
         length = np.r_[at[1:], 0] - at
-        length[np.r_[window[1:] != window[:-1], True]] += ky * kx  # the last run of a window
+        length[np.r_[window[1:] != window[:-1], True]] += n_px  # the last run of a window
         s = np.bincount(window, weights=clogc[length], minlength=rows * n_x)
-        out[i0 : i0 + rows] = (np.log2(ky * kx) - s / (ky * kx)).reshape(rows, n_x)
-    return out
+        entropy[i0 : i0 + rows] = (np.log2(n_px) - s / n_px).reshape(rows, n_x)
+        runs = np.zeros(px.shape, np.int32)  # each level's count at its run's start
+        runs[window, at] = length
+        top = np.partition(runs, n_px - k, axis=1)[:, n_px - k :].sum(axis=1)
+        peak[i0 : i0 + rows] = (top / float(n_px)).reshape(rows, n_x)
+    return entropy, peak
 
 
-def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
-    """(rows, cols) Shannon entropy (bits) of the gray levels in every window."""
+def tile_gray_stats(
+    gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) Shannon entropy (bits) of the gray levels in every window, and the share
+    of its pixels in its ``levels`` most populous gray levels (seed 004's background rule that
+    survives stain normalisation: a flat background, white or not, piles its pixels into a few
+    levels; tissue spreads them). One pass over the pixels for both."""
     n_rows, n_cols = win.shape
-    out = np.zeros((n_rows, n_cols), np.float64)
     area = win.area
     top = int(area.max()) if area.size else 1
     c = np.arange(top + 1, dtype=np.float64)
@@ -141,15 +161,30 @@ def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
     n_y, n_x = (_uniform(win.y0, win.y1), _uniform(win.x0, win.x1)) if area.size else (0, 0)
     # small windows of the usual grid (all alike but the last row and column): sort
     if n_y >= max(n_rows - 1, 1) and n_x >= max(n_cols - 1, 1) and area[0, 0] <= _SORT_MAX_PX:
-        out[:n_y, :n_x] = _sorted_entropy(gray, win, n_y, n_x, clogc)
+        entropy = np.zeros((n_rows, n_cols), np.float64)
+        peak = np.zeros((n_rows, n_cols), np.float64)
+        sorted_ = _sorted_stats(gray, win, n_y, n_x, clogc, levels)
+        entropy[:n_y, :n_x], peak[:n_y, :n_x] = sorted_
         if n_y < n_rows:
             last = Windows(win.x0, win.x1, win.y0[n_y:], win.y1[n_y:])
-            out[n_y:] = _histogram_entropy(gray, last, clogc)
+            entropy[n_y:], peak[n_y:] = _histogram_stats(gray, last, clogc, levels)
         if n_x < n_cols:
             last = Windows(win.x0[n_x:], win.x1[n_x:], win.y0[:n_y], win.y1[:n_y])
-            out[:n_y, n_x:] = _histogram_entropy(gray, last, clogc)
-        return out + 0.0
-    return _histogram_entropy(gray, win, clogc) + 0.0
+            entropy[:n_y, n_x:], peak[:n_y, n_x:] = _histogram_stats(gray, last, clogc, levels)
+        return entropy + 0.0, peak
+    entropy, peak = _histogram_stats(gray, win, clogc, levels)
+    return entropy + 0.0, peak
+
+
+def tile_entropy(gray: np.ndarray, win: Windows) -> np.ndarray:
+    """(rows, cols) Shannon entropy (bits) of the gray levels in every window."""
+    return tile_gray_stats(gray, win)[0]
+
+
+def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) -> np.ndarray:
+    """(rows, cols) share of every window's pixels in its ``levels`` most populous gray levels
+    (see :func:`tile_gray_stats`)."""
+    return tile_gray_stats(gray, win, levels)[1]
 
 
 def _window_histograms(
@@ -174,28 +209,21 @@ def _window_histograms(
             yield sub, cols, counts.reshape(len(sub) * nc, 256)
 
 
-def _histogram_entropy(gray: np.ndarray, win: Windows, clogc: np.ndarray) -> np.ndarray:
-    """Entropy per window from one gray-level histogram per window."""
-    out = np.zeros(win.shape, np.float64)
+def _histogram_stats(
+    gray: np.ndarray, win: Windows, clogc: np.ndarray, levels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and peak share per window from one gray-level histogram per window."""
+    entropy, peak = np.zeros(win.shape, np.float64), np.zeros(win.shape, np.float64)
     for sub, cols, counts in _window_histograms(gray, win):
         flat = counts.reshape(-1)
         nz = np.flatnonzero(flat)  # a window of k pixels has at most k levels
         s = np.bincount(nz >> 8, weights=clogc[flat[nz]], minlength=len(counts))
-        n = win.area[np.ix_(sub, cols)].astype(np.float64)
-        out[np.ix_(sub, cols)] = np.log2(n) - s.reshape(len(sub), len(cols)) / n
-    return out
-
-
-def tile_peak_frac(gray: np.ndarray, win: Windows, levels: int = PEAK_LEVELS) -> np.ndarray:
-    """(rows, cols) share of every window's pixels in its ``levels`` most populous gray levels:
-    seed 004's background rule that survives stain normalisation (a flat background, white or
-    not, piles its pixels into a few levels; tissue spreads them)."""
-    out = np.zeros(win.shape, np.float64)
-    for sub, cols, counts in _window_histograms(gray, win):
+        cell = np.ix_(sub, cols)
+        n = win.area[cell].astype(np.float64)
+        entropy[cell] = np.log2(n) - s.reshape(len(sub), len(cols)) / n
         top = np.partition(counts, 256 - levels, axis=1)[:, 256 - levels :].sum(axis=1)
-        n = np.maximum(win.area[np.ix_(sub, cols)], 1).astype(np.float64)
-        out[np.ix_(sub, cols)] = top.reshape(len(sub), len(cols)) / n
-    return out
+        peak[cell] = top.reshape(len(sub), len(cols)) / np.maximum(n, 1)
+    return entropy, peak
 
 
 def _hsv(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,8 +25,7 @@ from wsidist.stage1.features import (
     Windows,
     gray_of,
     hsv_moments,
-    tile_entropy,
-    tile_peak_frac,
+    tile_gray_stats,
     window_sums,
 )
 from wsidist.stage1.scoring import (
@@ -158,12 +157,13 @@ def tile_features(
     p_frac = window_sums(pen & ~tissue, win) / np.maximum(area, 1)
     m = hsv_moments(rgb, tissue, win, (HUE_MIN_DEG, HUE_MAX_DEG))
     gray = gray_of(rgb)
+    entropy, peak_frac = tile_gray_stats(gray, win)
     features = {
         "tissue_frac": t_frac,
         "pen_frac": p_frac,
         "background_frac": np.maximum(0.0, 1.0 - t_frac - p_frac),
-        "entropy": tile_entropy(gray, win),
-        "peak_frac": tile_peak_frac(gray, win),
+        "entropy": entropy,
+        "peak_frac": peak_frac,
         "color_factor": color_factors(m["n_hue"], m["sum_hue"], m["sum_hue2"]),
         "sv_factor": sv_factors(m, area),
         "quantity_factor": quantity_factors(t_frac),
