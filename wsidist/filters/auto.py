@@ -56,6 +56,9 @@ _EIGHT = np.ones((3, 3), bool)
 _WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
 _PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
 _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in hole walls
+# channels of a lone dark pixel inside tissue must agree within this share of their mean for
+# it to count as dust or a bubble rim (objects are judged by shares of pixels, at 0.2)
+_RIM_NEUTRAL_TOLERANCE = 0.12
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -260,7 +263,7 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
     px = rgb.reshape(-1, 3)[index]
     codes = ink_classes(px[None], ink_table())[0]
     od = channel_densities(px, channel_luts(bg))
-    neutral, dark_neutral = neutral_pixels(od)
+    neutral, _ = neutral_pixels(od)
     counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
 
     def share(flags: np.ndarray) -> np.ndarray:
@@ -284,6 +287,10 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         ink.reshape(-1)[index[whole]] = True
         ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
     if clean:  # dark neutral pixels left inside tissue objects (bubble rims, dust on tissue)
+        # judged one pixel at a time, so with a margin: stain pixels near the neutral bound
+        # (dark purple hematoxylin) cross a loose one under JPEG quantisation and chroma
+        # subsampling, and would be cut out of the tissue as dust
+        _, dark_neutral = neutral_pixels(od, tolerance=_RIM_NEUTRAL_TOLERANCE)
         rest = free & ~ink.reshape(-1)[index] & dark_neutral
         flat_art[index[rest]] = True
     return ink, ink_cls, artefact
