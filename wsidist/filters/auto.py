@@ -13,7 +13,7 @@
 5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`), against the
    colour of the tissue itself (not of filled fat cells, which look like glass); a pixel is
    tissue when at least half of it is, so fragments carry no blended rim.
-6. **Size.** Holes (glass enclosed by tissue, no ink in them) up to ``hole_px`` are filled (fat
+6. **Size.** Holes (glass enclosed by tissue, at most a tenth of it ink or artefact) up to ``hole_px`` are filled (fat
    cells, small tears), counted as whole tissue; the membranes of fat cells are thinner than a
    pixel and leave gaps under the threshold, so pixels above half of it beside the tissue
    close the walls when holes are looked for. Objects under ``min_px`` are dropped. Presets
@@ -59,6 +59,8 @@ _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in h
 # channels of a lone dark pixel inside tissue must agree within this share of their mean for
 # it to count as dust or a bubble rim (objects are judged by shares of pixels, at 0.2)
 _RIM_NEUTRAL_TOLERANCE = 0.12
+# a hole stays open when more than this share of it is ink or artefact pixels
+_BLOCKED_SHARE = 0.1
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -93,9 +95,10 @@ def _fill_holes(
     thin: str = "any",
 ) -> np.ndarray:
     """Holes of ``mask`` (4-connected background not touching the border) of at most ``max_px``
-    pixels, free of ``blocked`` pixels, that sit in thin or faint walls: at least 40 % of the
-    rim (the mask pixels around the hole) is within two pixels of other glass or scores below
-    ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
+    pixels, at most a tenth of them ``blocked`` (a pen loop or a bubble rim keeps its glass
+    open, a few stray ink or dust pixels in a lumen do not; they are not filled themselves),
+    that sit in thin or faint walls: at least 40 % of the rim (the mask pixels around the
+    hole) is within two pixels of other glass or scores below ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
     a tear in solid tissue stays open. ``rim_of``: the pixels that count as rim (default
     ``mask``); ``thin="holes"``: only a wall between two such holes counts as thin (not one
     between a hole and the open glass)."""
@@ -107,7 +110,7 @@ def _fill_holes(
         return out
     size = np.bincount(labels.reshape(-1), minlength=n + 1)
     hits = np.bincount(labels[blocked], minlength=n + 1)
-    ok = (size <= max_px) & (hits == 0)
+    ok = (size <= max_px) & (hits <= _BLOCKED_SHARE * size)
     ok[border_labels(labels, n)] = False
     ok[0] = False
     if not ok.any():
@@ -127,6 +130,7 @@ def _fill_holes(
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
     out.reshape(-1)[inside] = ok[labels.reshape(-1)[inside]]
+    out &= ~blocked
     return out
 
 
