@@ -5,7 +5,11 @@ linked in, ``wsidist`` on PATH). Shell lines run through bash (globs, quotes and
 user's shell has them) after the set-up block's ``wsidist demo --out demo-out``; each command
 is parsed by the CLI itself (a documented option that does not exist fails) and its documented
 outputs are checked (a path that is not written fails). ``s3://bucket`` and
-``tcp://host:8786`` are a real S3 server's bucket and a real scheduler. Python blocks run as
+``tcp://host:8786`` are a real S3 server's bucket and a real scheduler. The local ``score``,
+``rewrite``, ``infer``, ``extract`` and ``report`` examples get ``--scheduler`` of one
+LocalCluster for the module (started as wsidist starts its own, in a process whose working
+directory is the stand-in root); ``demo``, the ``# LocalCluster`` line and the Python example
+start their own. Python blocks run as
 scripts, the SQL block with DuckDB, the filter-spec block through the spec parser. Examples on
 the real slides, S3 or a scheduler are parsed always and run with ``WSIDIST_SLOW=1``.
 """
