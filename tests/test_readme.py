@@ -5,7 +5,11 @@ linked in, ``wsidist`` on PATH). Shell lines run through bash (globs, quotes and
 user's shell has them) after the set-up block's ``wsidist demo --out demo-out``; each command
 is parsed by the CLI itself (a documented option that does not exist fails) and its documented
 outputs are checked (a path that is not written fails). ``s3://bucket`` and
-``tcp://host:8786`` are a real S3 server's bucket and a real scheduler. Python blocks run as
+``tcp://host:8786`` are a real S3 server's bucket and a real scheduler. The local ``score``,
+``rewrite``, ``infer``, ``extract`` and ``report`` examples get ``--scheduler`` of one
+LocalCluster for the module (started as wsidist starts its own, in a process whose working
+directory is the stand-in root); ``demo``, the ``# LocalCluster`` line and the Python example
+start their own. Python blocks run as
 scripts, the SQL block with DuckDB, the filter-spec block through the spec parser. Examples on
 the real slides, S3 or a scheduler are parsed always and run with ``WSIDIST_SLOW=1``.
 """
@@ -77,6 +81,28 @@ def readme_steps() -> list[Step]:
 STEPS = readme_steps()
 
 
+# commands that take --scheduler; the README examples of these run on one shared LocalCluster
+SHARED_CLUSTER = ("score", "rewrite", "infer", "extract", "report")
+CLUSTER_SCRIPT = """import sys
+
+from wsidist.runtime.cluster import dask_client
+
+if __name__ == "__main__":
+    with dask_client(workers=2) as client:
+        print(client.scheduler.address, flush=True)
+        sys.stdin.read()  # until the test closes it
+"""
+
+
+def _stop_cluster(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Workdir:
     """The stand-in repository root, and the remote things some examples name."""
 
@@ -98,6 +124,7 @@ class Workdir:
             "COLUMNS": "80",
         }
         self.subs: dict[str, str] = {}
+        self.scheduler: str | None = None
         self.stack = contextlib.ExitStack()
 
     def remote(self, request, text: str) -> str:
@@ -119,6 +146,34 @@ class Workdir:
         for placeholder, real in self.subs.items():
             text = text.replace(placeholder, real)
         return text
+
+    def on_shared_cluster(self, cmd: str) -> str:
+        """``cmd`` with ``--scheduler`` of the module's one LocalCluster, for local commands
+        that take it and do not say they start their own (``# LocalCluster``; ``demo`` and the
+        Python example start theirs): a cluster start per example costs its worker processes'
+        start-up and proves nothing new."""
+        words = shlex.split(cmd, comments=True)
+        own = "--scheduler" in words or "LocalCluster" in cmd or "://" in cmd  # S3: its env
+        if words[1] not in SHARED_CLUSTER or own:
+            return cmd
+        head, sep, comment = cmd.partition("   #")
+        return f"{head.rstrip()} --scheduler {self.shared_scheduler()}{sep}{comment}"
+
+    def shared_scheduler(self) -> str:
+        """The address of a LocalCluster (2 worker processes) started as wsidist starts its
+        own, in a process of its own whose working directory is the stand-in root."""
+        if self.scheduler is None:
+            script = self.root.parent / "shared_cluster.py"
+            script.write_text(CLUSTER_SCRIPT)
+            proc = subprocess.Popen(
+                [sys.executable, str(script)], cwd=self.root, env=self.env, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+            self.stack.callback(_stop_cluster, proc)
+            line = proc.stdout.readline().strip()
+            assert line.startswith("tcp://"), f"the shared cluster did not start: {line!r}"
+            self.scheduler = line
+        return self.scheduler
 
     def run_shell(self, cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -539,7 +594,7 @@ def test_readme_example(step: Step, workdir: Workdir, request):
     if _heavy(text) and not os.environ.get("WSIDIST_SLOW"):
         parse(_words(workdir, text))  # its options exist; running it waits for WSIDIST_SLOW
         pytest.skip("real slides, S3 or a scheduler: set WSIDIST_SLOW=1 to run it too")
-    cmd = workdir.remote(request, text)
+    cmd = workdir.on_shared_cluster(workdir.remote(request, text))
     name, params = parse(_words(workdir, cmd))
     if name == "view":  # a server: checked while it runs, then stopped
         check_viewer(workdir, cmd, params)

@@ -83,6 +83,7 @@ def test_job_cluster_options(tmp_path):
         build_job(None, cluster="kubernetes")
 
 
+@pytest.mark.long  # tests/stage1/test_summary.py's score run asserts the same link
 def test_cli_prints_the_dashboard_link(synthetic_slides, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "wsidist.cli", "score", str(synthetic_slides[0].path), "--out",

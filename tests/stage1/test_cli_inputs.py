@@ -27,6 +27,20 @@ def cli(*args, cwd, timeout=300):
     return res
 
 
+def cli_in_process(*args, cwd, monkeypatch):
+    """``cli`` in this process, for commands that fail before any work starts (a subprocess
+    of each command runs elsewhere in this module): the exit code, stdout and stderr."""
+    from typer.testing import CliRunner
+
+    from wsidist.cli.app import app
+
+    monkeypatch.chdir(cwd)
+    res = CliRunner().invoke(app, [*map(str, args)], env={"COLUMNS": "80"})
+    assert res.exception is None or res.exception.__class__ is SystemExit, res.exception
+    assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+
 @pytest.fixture()
 def cmu(real_slides_dir):
     return real_slides_dir / "CMU-1-Small-Region.svs"
@@ -60,29 +74,35 @@ def test_broken_links_and_odd_names_in_a_folder_are_rows(client, cmu, tmp_path):
         (["--workers", "99999999999999999999"], "workers"),
     ],
 )
-def test_out_of_range_numbers_fail_before_any_work(cmu, tmp_path, args, named):
-    res = cli("score", cmu, "--out", "out", *args, cwd=tmp_path)
+def test_out_of_range_numbers_fail_before_any_work(cmu, tmp_path, monkeypatch, args, named):
+    res = cli_in_process("score", cmu, "--out", "out", *args, cwd=tmp_path, monkeypatch=monkeypatch)
     assert res.returncode == 2 and named in res.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_out_pointing_at_a_file_fails_naming_it(cmu, tmp_path):
+def test_out_pointing_at_a_file_fails_naming_it(cmu, tmp_path, monkeypatch):
     (tmp_path / "taken").write_text("x")
-    for out in ("taken", "taken/sub"):
-        res = cli("score", cmu, "--out", out, cwd=tmp_path)
+    for out, run in (("taken", cli), ("taken/sub", None)):  # the second in process
+        if run is None:
+            res = cli_in_process("score", cmu, "--out", out, cwd=tmp_path, monkeypatch=monkeypatch)
+        else:
+            res = run("score", cmu, "--out", out, cwd=tmp_path)
         assert res.returncode == 2 and "existing file" in res.stderr and "taken" in res.stderr
     assert (tmp_path / "taken").read_text() == "x"
 
 
-def test_job_file_whose_config_is_not_a_mapping(cmu, tmp_path):
+def test_job_file_whose_config_is_not_a_mapping(cmu, tmp_path, monkeypatch):
     (tmp_path / "job.yaml").write_text(f"inputs: [{cmu}]\nout: out\nconfig: 5\n")
-    res = cli("score", "--config", "job.yaml", cwd=tmp_path)
+    res = cli_in_process("score", "--config", "job.yaml", cwd=tmp_path, monkeypatch=monkeypatch)
     assert res.returncode == 2 and "config must be a mapping" in res.stderr
 
 
-def test_top_tiles_in_um_without_mpp_is_a_clear_error(real_slides_dir, tmp_path):
+def test_top_tiles_in_um_without_mpp_is_a_clear_error(real_slides_dir, tmp_path, monkeypatch):
     tcga = real_slides_dir / "tcga-cr-7395-01a-01-ts1.svs"
-    res = cli("top-tiles", tcga, "--out", "best", "--tile-um", "100", cwd=tmp_path)
+    res = cli_in_process(
+        "top-tiles", tcga, "--out", "best", "--tile-um", "100", cwd=tmp_path,
+        monkeypatch=monkeypatch,
+    )  # fmt: skip
     assert res.returncode == 2 and "microns per pixel" in res.stderr
 
 

@@ -32,24 +32,40 @@ def _write(args):
     return write_synthetic_slide(path, spec)
 
 
-@pytest.fixture(scope="module")
-def slides(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("failure-classes")
-    jobs = [(folder / f"{name}.svs", spec) for name, spec in SPECS.items()]
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
-        truths = list(pool.map(_write, jobs))
-    return {name: (path, truth) for (path, _), name, truth in zip(jobs, SPECS, truths)}
-
-
 def _analyse(path, config=CONFIG):
     with open_slide(str(path)) as slide:
         return analyse_slide(slide, config)
 
 
+def _analyse_job(args):
+    return _analyse(*args)
+
+
 @pytest.fixture(scope="module")
-def analyses(slides):
-    return {name: (_analyse(path), truth) for name, (path, truth) in slides.items()}
+def pool():
+    """Two spawned processes for the module's slide writes and analyses (one per core)."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
+        yield executor
+
+
+def _analysed(pool, *jobs):
+    """``analyse_slide`` of each (path, config) job, run side by side in the pool."""
+    return list(pool.map(_analyse_job, jobs))
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory, pool):
+    folder = tmp_path_factory.mktemp("failure-classes")
+    jobs = [(folder / f"{name}.svs", spec) for name, spec in SPECS.items()]
+    truths = list(pool.map(_write, jobs))
+    return {name: (path, truth) for (path, _), name, truth in zip(jobs, SPECS, truths)}
+
+
+@pytest.fixture(scope="module")
+def analyses(slides, pool):
+    done = _analysed(pool, *((path, CONFIG) for path, _ in slides.values()))
+    return {name: (a, truth) for (name, (_, truth)), a in zip(slides.items(), done)}
 
 
 def _scores(mask, truth_mask):
@@ -115,13 +131,14 @@ def test_slide_flags_say_why(analyses, name, flag):
     assert flag not in clean
 
 
-def test_tiny_fragments_and_low_tissue_fallback(slides):
-    path, truth = slides["fragments"]
-    analysis = _analyse(path, Stage1Config(tile_size=1024))
-    assert "tiny_fragments" in analysis.qc.flags
+def test_tiny_fragments_and_low_tissue_fallback(slides, pool):
+    fragments, analysis = _analysed(
+        pool,
+        (slides["fragments"][0], Stage1Config(tile_size=1024)),
+        (slides["faint_ihc"][0], Stage1Config(tile_size=4000, best_tiles=2)),
+    )
+    assert "tiny_fragments" in fragments.qc.flags
     # tiles of 2 mm: none is half tissue, so the best ones are returned and the slide flagged
-    path, truth = slides["faint_ihc"]
-    analysis = _analyse(path, Stage1Config(tile_size=4000, best_tiles=2))
     tiles = analysis.tiles.to_pylist()
     assert max(t["tissue_frac"] for t in tiles) < 0.5
     chosen = [t for t in tiles if t["tissue_tile"]]
@@ -138,10 +155,10 @@ def test_missing_mpp_is_flagged(tmp_path):
     assert "missing_mpp" in analysis.qc.flags and analysis.tissue.any()
 
 
-def test_qc_focus_flags_blurry_tiles(slides):
+def test_qc_focus_flags_blurry_tiles(slides, pool):
     config = Stage1Config(tile_size=256, qc=True)
     path, truth = slides["blurry"]
-    analysis = _analyse(path, config)
+    analysis, sharp = _analysed(pool, (path, config), (slides["typical"][0], config))
     discs = blur_discs(truth.spec)
     inside = []
     for t in analysis.tiles.to_pylist():
@@ -153,7 +170,6 @@ def test_qc_focus_flags_blurry_tiles(slides):
             inside.append(t["blurry"])
     assert len(inside) >= 10 and np.mean(inside) >= 0.9
     assert "out_of_focus" in analysis.qc.flags
-    sharp = _analyse(slides["typical"][0], config)
     measured = [t["blurry"] for t in sharp.tiles.to_pylist() if t["tissue_tile"]]
     assert len(measured) >= 10 and np.mean(measured) <= 0.05
     assert "out_of_focus" not in sharp.qc.flags

@@ -1,4 +1,5 @@
-"""``wsidist score`` names flagged slides in its summary; qc_flags reach slides.parquet."""
+"""``wsidist score`` names flagged slides in its summary; qc_flags reach slides.parquet; the
+run also prints its LocalCluster's dashboard link (``--dashboard``)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ def test_score_summary_names_flagged_slides_and_parquet_holds_the_flags(tmp_path
     )
     res = subprocess.run(
         [sys.executable, "-m", "wsidist.cli", "score", "glass.svs", "nompp.svs",
-         "--out", "out", "--workers", "1", "--qc"],
+         "--out", "out", "--workers", "1", "--qc", "--dashboard"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+    assert "Dask dashboard: http://127.0.0.1:" in res.stderr  # --dashboard on a LocalCluster
     assert "2 slide(s) flagged" in res.stderr
     assert "no_tissue" in res.stderr and "missing_mpp" in res.stderr
     assert "[no_tissue" in res.stderr  # the slide's note names its flags
