@@ -8,9 +8,6 @@ Slides are 8000 x 6000 level-0 px at 0.5 µm/px (4 x 3 mm), measured at 1/32 lik
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
-
 import numpy as np
 import pytest
 
@@ -21,15 +18,10 @@ from wsidist.io.slide import open_slide
 from wsidist.stage1.analysis import analyse_slide
 from wsidist.stage1.config import Stage1Config
 
-SPECS = failure_specs(width=8000, height=6000)
+SPECS = failure_specs(width=8000, height=6000)  # as the session's failure_slides
 TISSUE_CLASSES = [name for name in SPECS if name != "empty"]
 CONFIG = Stage1Config(tile_size=256)
 FATTY = [name for name in SPECS if name.startswith("fatty")]  # three cell sizes and pallors
-
-
-def _write(args):
-    path, spec = args
-    return write_synthetic_slide(path, spec)
 
 
 def _analyse(path, config=CONFIG):
@@ -42,11 +34,9 @@ def _analyse_job(args):
 
 
 @pytest.fixture(scope="module")
-def pool():
-    """Two spawned processes for the module's slide writes and analyses (one per core)."""
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as executor:
-        yield executor
+def pool(failure_pool):
+    """The session's two-process pool, for the module's analyses."""
+    return failure_pool
 
 
 def _analysed(pool, *jobs):
@@ -55,11 +45,8 @@ def _analysed(pool, *jobs):
 
 
 @pytest.fixture(scope="module")
-def slides(tmp_path_factory, pool):
-    folder = tmp_path_factory.mktemp("failure-classes")
-    jobs = [(folder / f"{name}.svs", spec) for name, spec in SPECS.items()]
-    truths = list(pool.map(_write, jobs))
-    return {name: (path, truth) for (path, _), name, truth in zip(jobs, SPECS, truths)}
+def slides(failure_slides):
+    return failure_slides
 
 
 @pytest.fixture(scope="module")

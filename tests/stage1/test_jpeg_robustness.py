@@ -14,16 +14,12 @@ stain's colour over them), so those get a looser guard (IoU >= 0.93, Dice down b
 
 from __future__ import annotations
 
-import concurrent.futures
 import io
-import multiprocessing
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from wsidist.demo.classes import failure_specs
-from wsidist.demo.synth import write_synthetic_slide
 from wsidist.filters import FilterContext, detect
 from wsidist.io.slide import open_slide
 
@@ -33,21 +29,11 @@ TARGET = (0.97, 0.005)  # (min IoU with the uncompressed mask, max Dice drop vs 
 GUARD = (0.93, 0.03)
 
 
-def _write(args):
-    path, spec = args
-    return write_synthetic_slide(path, spec)
-
-
 @pytest.fixture(scope="module")
-def thumbnails(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("jpeg")
-    specs = failure_specs(width=8000, height=6000)
-    jobs = [(folder / f"{name}.svs", specs[name]) for name in CLASSES]
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
-        truths = list(pool.map(_write, jobs))
+def thumbnails(failure_slides):
     out = {}
-    for (path, _), name, truth in zip(jobs, CLASSES, truths):
+    for name in CLASSES:
+        path, truth = failure_slides[name]
         with open_slide(str(path)) as slide:
             rgb = slide.thumbnail(32)
             context = FilterContext(slide.dimensions[0] / rgb.shape[1], 0.5)
