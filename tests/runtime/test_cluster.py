@@ -3,6 +3,7 @@ cluster options, the main-guard check before workers start, Dask's warnings kept
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers.paths import REPO
 from wsidist.errors import ConfigError
 from wsidist.runtime.cluster import (
+    TransientHeartbeatFilter,
     dask_client,
     progress_reporter,
     quiet_dask_warnings,
@@ -187,3 +189,46 @@ def test_worker_processes_filter_dask_warnings():
     with dask_client(workers=1) as client:
         (seen,) = client.run(_worker_warns).values()
     assert seen == ["kept"]
+
+
+def _worker_heartbeat_fails() -> str:
+    """On a worker: log a heartbeat failure as distributed does, return what a handler got."""
+    import io
+    import logging
+
+    log = logging.getLogger("distributed.worker")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        try:
+            raise OSError("Timed out during handshake")
+        except OSError:
+            log.exception("Failed to communicate with scheduler during heartbeat.")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("Unexpected exception during heartbeat. Closing worker.")
+    finally:
+        log.removeHandler(handler)
+    return out.getvalue()
+
+
+def test_retried_heartbeats_reach_the_terminal_as_one_line():
+    with dask_client(workers=1) as client:
+        (text,) = client.run(_worker_heartbeat_fails).values()
+    first, rest = text.split("\n", 1)
+    assert first.startswith("WARNING Failed to communicate with scheduler during heartbeat")
+    assert "OSError: Timed out during handshake" in first and "retrying" in first
+    # the retried one has no traceback; any other error keeps its traceback and level
+    assert rest.startswith("ERROR Unexpected exception during heartbeat")
+    assert rest.count("Traceback") == 1 and "ValueError: boom" in rest
+
+
+def test_heartbeat_filter_passes_other_records():
+    record = logging.LogRecord(
+        "distributed.worker", logging.ERROR, "w.py", 1, "other %s", ("x",), None
+    )
+    assert TransientHeartbeatFilter().filter(record) and record.getMessage() == "other x"
+    assert record.levelno == logging.ERROR

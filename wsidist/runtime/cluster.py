@@ -3,13 +3,15 @@ the worker environment; per-slide progress events from workers to the driver.
 
 Before a LocalCluster starts its worker processes, :func:`check_main_guard` makes sure they
 will not re-run the caller's script (see :mod:`wsidist.runtime.mainguard`); Dask's own
-UserWarnings (ports, scratch directories, graph sizes) are kept out of the user's terminal.
+UserWarnings (ports, scratch directories, graph sizes) are kept out of the user's terminal,
+and a LocalCluster worker's retried heartbeat is one warning line, not an error traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import time
 import warnings
@@ -18,6 +20,7 @@ from typing import Any, Literal
 
 import dask
 from distributed import Client, LocalCluster, Security
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from wsidist.runtime.mainguard import check_main_guard
 
@@ -27,8 +30,8 @@ PROGRESS_TOPIC = "wsidist-progress"  # Dask event topic of per-slide progress me
 __all__ = [
     "check_main_guard", "cluster_submitter", "cluster_threads", "dask_client",
     "guard_local_cluster",
-    "progress_reporter", "quiet_dask_warnings", "subscribe_progress", "tls_security",
-    "worker_environ",
+    "progress_reporter", "quiet_dask_warnings", "quiet_worker_logs", "subscribe_progress",
+    "tls_security", "worker_environ",
 ]  # fmt: skip
 
 # Dask warnings raised in wsidist's own processes that tell a user nothing they can act on
@@ -53,6 +56,41 @@ def quiet_dask_warnings() -> Iterator[None]:
         for message, module in _DRIVER_FILTERS:
             warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
         yield
+
+
+_RETRIED_HEARTBEAT = "Failed to communicate with scheduler during heartbeat"
+
+
+class TransientHeartbeatFilter(logging.Filter):
+    """A heartbeat the worker retries (the scheduler was slow to answer, e.g. on a loaded
+    machine) is logged as one warning line with its reason, not as an error with a traceback;
+    every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith(_RETRIED_HEARTBEAT):
+            reason = record.exc_info[1]
+            record.msg = f"{_RETRIED_HEARTBEAT} ({type(reason).__name__}: {reason}); retrying"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+class QuietWorkerLogs(WorkerPlugin):
+    """Installs :class:`TransientHeartbeatFilter` on a worker's ``distributed.worker`` log."""
+
+    name = "wsidist-quiet-worker-logs"
+
+    def setup(self, worker: Any) -> None:
+        log = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, TransientHeartbeatFilter) for f in log.filters):
+            log.addFilter(TransientHeartbeatFilter())
+
+
+def quiet_worker_logs(client: Client) -> None:
+    """Keep retried heartbeats of ``client``'s workers (also ones started later) out of the
+    user's terminal as tracebacks."""
+    client.register_plugin(QuietWorkerLogs())
 
 
 @contextlib.contextmanager
@@ -102,6 +140,7 @@ def dask_client(
         ) as local,
         Client(local, security=security) as client,
     ):
+        quiet_worker_logs(client)
         yield client
 
 
