@@ -7,17 +7,23 @@ import math
 import numpy as np
 
 
-def reference_area_average(img: np.ndarray, scale: float) -> np.ndarray:
-    """Brute force: dense overlap matrices over the whole image, float64, then rounding."""
+def reference_area_average(
+    img: np.ndarray, scale: float, scale_y: float | None = None, out_size=None
+) -> np.ndarray:
+    """Brute force: dense overlap matrices over the whole image, float64, then rounding.
 
-    def weights(n: int, n_out: int) -> np.ndarray:
+    ``scale`` across (and down, unless ``scale_y``); ``out_size`` (w, h) defaults to ceil."""
+
+    def weights(n: int, n_out: int, scale: float) -> np.ndarray:
         k = np.arange(n)[None, :]
         j = np.arange(n_out)[:, None]
         lo, hi = j * scale, np.minimum((j + 1) * scale, n)
         return np.clip(np.minimum(k + 1, hi) - np.maximum(k, lo), 0, None)
 
     h, w = img.shape[:2]
-    wy, wx = weights(h, math.ceil(h / scale)), weights(w, math.ceil(w / scale))
+    sy = scale if scale_y is None else scale_y
+    ow, oh = out_size or (math.ceil(w / scale), math.ceil(h / sy))
+    wy, wx = weights(h, oh, sy), weights(w, ow, scale)
     img = img.astype(np.float64)
     out = np.stack([wy @ img[..., c] @ wx.T for c in range(3)], axis=-1)
     area = wy.sum(1)[:, None, None] * wx.sum(1)[None, :, None]

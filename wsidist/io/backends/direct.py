@@ -122,20 +122,11 @@ def _make_level(page: tifffile.TiffPage, downsample: float) -> _Level:
     tw, th = int(page.tilewidth), int(page.tilelength)
     comp = int(page.compression)
     colorspace = jpeg_colorspace(page) if comp == COMPRESSION_JPEG else None
-    return _Level(
-        w,
-        h,
-        tw,
-        th,
-        math.ceil(w / tw),
-        math.ceil(h / th),
-        np.asarray(page.dataoffsets, np.int64),
-        np.asarray(page.databytecounts, np.int64),
-        "jpeg" if comp == COMPRESSION_JPEG else "j2k",
-        page.jpegtables if comp == COMPRESSION_JPEG else None,
-        colorspace,
-        downsample,
-    )
+    offsets, counts = (np.asarray(v, np.int64) for v in (page.dataoffsets, page.databytecounts))
+    jpeg = comp == COMPRESSION_JPEG
+    return _Level(w, h, tw, th, math.ceil(w / tw), math.ceil(h / th), offsets, counts,
+                  "jpeg" if jpeg else "j2k", page.jpegtables if jpeg else None, colorspace,
+                  downsample)  # fmt: skip
 
 
 class DirectTiffReader:
@@ -381,6 +372,11 @@ class DirectOpenSlideBackend(OpenSlideBackend):
             if origin is not None:
                 return fast.read_level(level, origin[0], origin[1], size[0], size[1])
         return super().read_region(x, y, level, size)
+
+    def read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        if self.fast_path is None:  # OpenSlide resamples origins that fall between level px
+            return super().read_level(level, x, y, w, h)
+        return self.fast_path.read_level(level, x, y, w, h)  # the level's own pixels
 
     def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
         if self.fast_path is not None:
