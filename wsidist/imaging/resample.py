@@ -198,42 +198,72 @@ def area_resample(
         and (ow, oh) == (-(-sw // fx), -(-sh // fy))
     ):
         return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
+    return _fractional_resample(read, src_size, (rx, ry), out_size)
+
+
+def _axis_taps(lo: np.ndarray, hi: np.ndarray, ratio: float, n_src: int) -> list[tuple]:
+    """How boxes [lo, hi) along one axis weigh the source px: entries (j0, j1, start, step,
+    weight, index) add ``weight[j - j0]`` x source px ``start + step * (j - j0)`` (``index``
+    when ``step`` is 0) to output px j in [j0, j1); the weight is the px's overlap with the
+    box. Boxes whose first px keeps one offset from ``step * j`` share an entry, a strided
+    slice (near-whole ratios, every level whose size is rounded); a ratio with many such
+    groups (2.5: the offsets alternate) gets one gathered entry per tap instead."""
+    first = np.floor(lo).astype(np.intp)
+    n_taps = int(np.max(np.ceil(hi) - first, initial=1))
+    step = max(1, round(ratio))
+    offset = first - step * np.arange(len(lo))
+    bounds = [0, *(np.flatnonzero(np.diff(offset)) + 1).tolist(), len(lo)]
+    if len(bounds) > 65:
+        bounds, step = [0, len(lo)], 0
+    taps = []
+    for j0, j1 in zip(bounds, bounds[1:]):
+        for t in range(n_taps):
+            k = first[j0:j1] + t
+            weight = np.clip(np.minimum(k + 1, hi[j0:j1]) - np.maximum(k, lo[j0:j1]), 0, None)
+            if weight.any():
+                index = np.minimum(k, n_src - 1)
+                taps.append((j0, j1, int(k[0]), step, weight.astype(np.float32), index))
+    return taps
+
+
+def _weigh(src: np.ndarray, taps: list[tuple], n_out: int, axis: int) -> np.ndarray:
+    """float32 weighted sums along ``axis`` (0 or 1) of ``src`` by :func:`_axis_taps` entries."""
+    shape = list(src.shape)
+    shape[axis] = n_out
+    out = np.zeros(shape, np.float32)
+    for j0, j1, start, step, weight, index in taps:
+        if step:
+            picked = slice(start, min(src.shape[axis], start + step * (j1 - j0)), step)
+            part = src[picked] if axis == 0 else src[:, picked]
+        else:
+            part = np.take(src, index, axis=axis)
+        m = part.shape[axis]  # a slice stops at the source's end, where weights are 0
+        if axis == 0:
+            out[j0 : j0 + m] += weight[:m, None, None] * part
+        else:
+            out[:, j0 : j0 + m] += weight[None, :m, None] * part
+    return out
+
+
+def _fractional_resample(read, src_size, ratio, out_size) -> np.ndarray:
+    """Exact area average for any ratio, separable: each box is the sum of the source px it
+    touches along each axis weighted by their overlaps. Source rows are read in full-width
+    bands holding whole output rows."""
+    (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     out = np.empty((oh, ow, 3), np.uint8)
-    ax = np.minimum((np.arange(ow) + 1) * rx, sw) - np.arange(ow) * rx
-    ay = np.minimum((np.arange(oh) + 1) * ry, sh) - np.arange(oh) * ry
-    max_rows = max(3, _ACC_BYTES // (ow * 3 * 4))
-    chunk_h = max(1, min(block_px, int((max_rows - 2) * ry)))
-    x_chunks = [
-        (xs, min(sw, xs + block_px), *_area_weights(xs, min(sw, xs + block_px), rx, ow))
-        for xs in range(0, sw, block_px)
-    ]
-
-    def finish(i0: int, acc: np.ndarray) -> None:
-        area = ay[i0 : i0 + len(acc), None, None] * ax[None, :, None]
-        out[i0 : i0 + len(acc)] = np.clip(np.rint(acc / area), 0, 255).astype(np.uint8)
-
-    carry: tuple[int, np.ndarray] | None = None
-    for ys in range(0, sh, chunk_h):
-        ye = min(sh, ys + chunk_h)
-        wy, i0, i1 = _area_weights(ys, ye, ry, oh)
-        acc = np.zeros((i1 - i0, ow, 3), np.float32)
-        if carry is not None:
-            if i0 <= carry[0] < i1:
-                acc[carry[0] - i0] += carry[1]
-            else:
-                finish(carry[0], carry[1][None])
-        for xs, xe, wx, j0, j1 in x_chunks:
-            block = read(xs, ys, xe - xs, ye - ys)
-            t = wy @ block.reshape(ye - ys, -1)  # (rows, w*3)
-            t = np.asarray(t).reshape(i1 - i0, xe - xs, 3).transpose(1, 0, 2)
-            u = wx @ t.reshape(xe - xs, -1)  # (cols, rows*3)
-            acc[:, j0:j1] += np.asarray(u).reshape(j1 - j0, i1 - i0, 3).transpose(1, 0, 2)
-        ends = np.minimum((np.arange(i0, i1) + 1) * ry, sh)
-        done = i0 + int(np.count_nonzero(ends <= ye + 1e-6))
-        if ye >= sh:
-            done = i1
-        finish(i0, acc[: done - i0])
-        carry = (done, acc[done - i0].copy()) if done < i1 else None
-    if carry is not None:
-        finish(carry[0], carry[1][None])
+    x_lo = np.arange(ow) * rx
+    x_hi = np.minimum(x_lo + rx, sw)
+    x_taps = _axis_taps(x_lo, x_hi, rx, sw)
+    rows_per_band = max(1, int(_ACC_BYTES // (sw * 3 * (ry + 8))))
+    for i0 in range(0, oh, rows_per_band):
+        i1 = min(oh, i0 + rows_per_band)
+        y0 = math.floor(i0 * ry)
+        y1 = min(sh, math.ceil(i1 * ry - 1e-9))
+        band = np.asarray(read(0, y0, sw, y1 - y0))
+        y_lo = np.arange(i0, i1) * ry - y0  # the band's boxes, in band rows
+        y_hi = np.minimum(y_lo + ry, sh - y0)
+        rows = _weigh(band, _axis_taps(y_lo, y_hi, ry, y1 - y0), i1 - i0, 0)
+        boxes = _weigh(rows, x_taps, ow, 1)
+        boxes /= (y_hi - y_lo)[:, None, None].astype(np.float32) * (x_hi - x_lo)[None, :, None]
+        out[i0:i1] = np.clip(np.rint(boxes), 0, 255).astype(np.uint8)
     return out
