@@ -198,7 +198,53 @@ def area_resample(
         and (ow, oh) == (-(-sw // fx), -(-sh // fy))
     ):
         return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
-    return _fractional_resample(read, src_size, (rx, ry), out_size)
+    if math.ceil(ry + 1) * sw * 3 * 9 <= _ACC_BYTES:  # one output row's band fits the budget
+        return _fractional_resample(read, src_size, (rx, ry), out_size, block_px)
+    return _sparse_resample(read, src_size, (rx, ry), out_size, block_px)
+
+
+def _sparse_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
+    """Exact area average by sparse weight matrices, streaming rows (boxes taller than a band)."""
+    (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
+    out = np.empty((oh, ow, 3), np.uint8)
+    ax = np.minimum((np.arange(ow) + 1) * rx, sw) - np.arange(ow) * rx
+    ay = np.minimum((np.arange(oh) + 1) * ry, sh) - np.arange(oh) * ry
+    max_rows = max(3, _ACC_BYTES // (ow * 3 * 4))
+    chunk_h = max(1, min(block_px, int((max_rows - 2) * ry)))
+    x_chunks = [
+        (xs, min(sw, xs + block_px), *_area_weights(xs, min(sw, xs + block_px), rx, ow))
+        for xs in range(0, sw, block_px)
+    ]
+
+    def finish(i0: int, acc: np.ndarray) -> None:
+        area = ay[i0 : i0 + len(acc), None, None] * ax[None, :, None]
+        out[i0 : i0 + len(acc)] = np.clip(np.rint(acc / area), 0, 255).astype(np.uint8)
+
+    carry: tuple[int, np.ndarray] | None = None
+    for ys in range(0, sh, chunk_h):
+        ye = min(sh, ys + chunk_h)
+        wy, i0, i1 = _area_weights(ys, ye, ry, oh)
+        acc = np.zeros((i1 - i0, ow, 3), np.float32)
+        if carry is not None:
+            if i0 <= carry[0] < i1:
+                acc[carry[0] - i0] += carry[1]
+            else:
+                finish(carry[0], carry[1][None])
+        for xs, xe, wx, j0, j1 in x_chunks:
+            block = read(xs, ys, xe - xs, ye - ys)
+            t = wy @ block.reshape(ye - ys, -1)  # (rows, w*3)
+            t = np.asarray(t).reshape(i1 - i0, xe - xs, 3).transpose(1, 0, 2)
+            u = wx @ t.reshape(xe - xs, -1)  # (cols, rows*3)
+            acc[:, j0:j1] += np.asarray(u).reshape(j1 - j0, i1 - i0, 3).transpose(1, 0, 2)
+        ends = np.minimum((np.arange(i0, i1) + 1) * ry, sh)
+        done = i0 + int(np.count_nonzero(ends <= ye + 1e-6))
+        if ye >= sh:
+            done = i1
+        finish(i0, acc[: done - i0])
+        carry = (done, acc[done - i0].copy()) if done < i1 else None
+    if carry is not None:
+        finish(carry[0], carry[1][None])
+    return out
 
 
 def _axis_taps(lo: np.ndarray, hi: np.ndarray, ratio: float, n_src: int) -> list[tuple]:
@@ -245,10 +291,10 @@ def _weigh(src: np.ndarray, taps: list[tuple], n_out: int, axis: int) -> np.ndar
     return out
 
 
-def _fractional_resample(read, src_size, ratio, out_size) -> np.ndarray:
+def _fractional_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
     """Exact area average for any ratio, separable: each box is the sum of the source px it
     touches along each axis weighted by their overlaps. Source rows are read in full-width
-    bands holding whole output rows."""
+    bands holding whole output rows, each read in blocks of at most ``block_px`` a side."""
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     out = np.empty((oh, ow, 3), np.uint8)
     x_lo = np.arange(ow) * rx
@@ -259,7 +305,11 @@ def _fractional_resample(read, src_size, ratio, out_size) -> np.ndarray:
         i1 = min(oh, i0 + rows_per_band)
         y0 = math.floor(i0 * ry)
         y1 = min(sh, math.ceil(i1 * ry - 1e-9))
-        band = np.asarray(read(0, y0, sw, y1 - y0))
+        band = np.empty((y1 - y0, sw, 3), np.uint8)
+        for ys in range(y0, y1, block_px):
+            for xs in range(0, sw, block_px):
+                h, w = min(block_px, y1 - ys), min(block_px, sw - xs)
+                band[ys - y0 : ys - y0 + h, xs : xs + w] = read(xs, ys, w, h)
         y_lo = np.arange(i0, i1) * ry - y0  # the band's boxes, in band rows
         y_hi = np.minimum(y_lo + ry, sh - y0)
         rows = _weigh(band, _axis_taps(y_lo, y_hi, ry, y1 - y0), i1 - i0, 0)
