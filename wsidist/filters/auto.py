@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from .artefacts import border_labels, channel_densities, neutral_pixels
+from .artefacts import border_labels, channel_densities, neutral_pixels_at
 from .coverage import (
     coverage_fraction,
     darkness,
@@ -77,8 +77,13 @@ class TissueDetection:
     object_px: np.ndarray  # int64: area of each tissue object, image px
 
 
+def _label(mask: np.ndarray, structure: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Connected components as intp labels (gathers and counts by them need no cast)."""
+    return ndimage.label(mask, structure, output=np.intp)
+
+
 def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
-    labels, n = ndimage.label(score > low, _EIGHT)
+    labels, n = _label(score > low, _EIGHT)
     seeded = np.zeros(n + 1, bool)
     seeded[labels[score > high]] = True
     seeded[0] = False
@@ -105,7 +110,7 @@ def _fill_holes(
     out = np.zeros(mask.shape, bool)
     if max_px <= 0:
         return out
-    labels, n = ndimage.label(~mask)
+    labels, n = _label(~mask)
     if n == 0:
         return out
     size = np.bincount(labels.reshape(-1), minlength=n + 1)
@@ -115,9 +120,11 @@ def _fill_holes(
     ok[0] = False
     if not ok.any():
         return out
-    small = np.take(ok, labels)  # (np.take: a faster gather than indexing by int32)
+    small = np.take(ok, labels)  # (np.take: a faster gather than indexing)
     inside = np.flatnonzero(small)
-    rim = np.flatnonzero(square_max(small, 1) & (mask if rim_of is None else rim_of))
+    # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
+    rim = np.unique(neighbourhoods(inside, mask.shape, 1))
+    rim = rim[np.take((mask if rim_of is None else rim_of).reshape(-1), rim)]
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
     owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
@@ -136,10 +143,15 @@ def _fill_holes(
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
-    labels, n = ndimage.label(mask, _EIGHT)
-    size = np.bincount(labels[mask], minlength=n + 1)
+    labels, n = _label(mask, _EIGHT)
+    index = np.flatnonzero(mask)
+    lab = np.take(labels.reshape(-1), index)
+    size = np.bincount(lab, minlength=n + 1)
     keep = size >= max(int(min_px), 1)
-    return np.take(keep, labels), size[keep]
+    keep[0] = False
+    out = mask.copy()
+    out.reshape(-1)[index[~np.take(keep, lab)]] = False
+    return out, size[keep]
 
 
 def detect_tissue(
@@ -264,10 +276,10 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         return ink, ink_cls, artefact
     index = np.flatnonzero(candidates)
     lab = labels.reshape(-1)[index]
-    px = rgb.reshape(-1, 3)[index]
+    px = np.take(rgb.reshape(-1, 3), index, axis=0)  # (a faster gather of rows than indexing)
     codes = ink_classes(px[None], ink_table())[0]
     od = channel_densities(px, channel_luts(bg))
-    neutral, _ = neutral_pixels(od)
+    (neutral, _), (_, dark_neutral) = neutral_pixels_at(od, (0.2, _RIM_NEUTRAL_TOLERANCE))
     counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
 
     def share(flags: np.ndarray) -> np.ndarray:
@@ -294,7 +306,6 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         # judged one pixel at a time, so with a margin: stain pixels near the neutral bound
         # (dark purple hematoxylin) cross a loose one under JPEG quantisation and chroma
         # subsampling, and would be cut out of the tissue as dust
-        _, dark_neutral = neutral_pixels(od, tolerance=_RIM_NEUTRAL_TOLERANCE)
         rest = free & ~ink.reshape(-1)[index] & dark_neutral
         flat_art[index[rest]] = True
     return ink, ink_cls, artefact
@@ -305,7 +316,9 @@ def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.n
     from the slide's overall emitted colour (e.g. red-glowing ink on a DAPI slide)."""
     flat = labels.reshape(-1)
     index = np.flatnonzero(keep[flat])
-    glow = np.clip(rgb.reshape(-1, 3)[index].astype(np.float32) - np.asarray(bg.rgb), 0, None)
+    glow = np.clip(
+        np.take(rgb.reshape(-1, 3), index, axis=0).astype(np.float32) - np.asarray(bg.rgb), 0, None
+    )
     lab = flat[index]
     sums = np.stack([np.bincount(lab, weights=glow[:, c], minlength=n + 1) for c in range(3)], 1)
     total = sums.sum(axis=0)
