@@ -32,6 +32,7 @@ from .artefacts import border_labels, channel_densities, neutral_pixels_at
 from .coverage import (
     coverage_fraction,
     darkness,
+    dilate_index,
     grow_by_unmixing,
     light_spots,
     neighbourhoods,
@@ -85,7 +86,7 @@ def _label(mask: np.ndarray, structure: np.ndarray | None = None) -> tuple[np.nd
 def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
     labels, n = _label(score > low, _EIGHT)
     seeded = np.zeros(n + 1, bool)
-    seeded[labels[score > high]] = True
+    seeded[np.take(labels.reshape(-1), np.flatnonzero(score > high))] = True
     seeded[0] = False
     return seeded, labels, n
 
@@ -123,8 +124,7 @@ def _fill_holes(
     small = np.take(ok, labels)  # (np.take: a faster gather than indexing)
     inside = np.flatnonzero(small)
     # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
-    rim = np.unique(neighbourhoods(inside, mask.shape, 1))
-    rim = rim[np.take((mask if rim_of is None else rim_of).reshape(-1), rim)]
+    rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
     owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
@@ -236,7 +236,9 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, low, min_px, hole_px,
     walls = tissue0 | ((score > _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
     holes |= _fill_holes(walls, blocked, score, hole_px, 0.5 * dense, tissue0, thin="holes")
     if holes.any():
-        _darkness_at(dark, rgb, bg, direction, square_max(holes, 3) & ~near)
+        _darkness_at(
+            dark, rgb, bg, direction, dilate_index(np.flatnonzero(holes), holes.shape, 3) & ~near
+        )
     material, tissue0 = tissue0, tissue0 | holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
