@@ -115,7 +115,8 @@ def _fill_holes(
     if n == 0:
         return out
     size = np.bincount(labels.reshape(-1), minlength=n + 1)
-    hits = np.bincount(labels[blocked], minlength=n + 1)
+    flat_labels = labels.reshape(-1)
+    hits = np.bincount(np.take(flat_labels, np.flatnonzero(blocked)), minlength=n + 1)
     ok = (size <= max_px) & (hits <= _BLOCKED_SHARE * size)
     ok[border_labels(labels, n)] = False
     ok[0] = False
@@ -127,17 +128,17 @@ def _fill_holes(
     rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
-    owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
+    owner = np.where(np.take(small.reshape(-1), near), np.take(flat_labels, near), 0).max(axis=1)
     # another background component within two pixels of a rim pixel: a thin wall
-    around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
+    around = np.take(flat_labels, neighbourhoods(rim, mask.shape, 2))
     other = (around > 0) & (around != owner[:, None])
     if thin == "holes":
         other &= ok[around]
-    wall_like = other.any(axis=1) | (score.reshape(-1)[rim] < wall)
+    wall_like = other.any(axis=1) | (np.take(score.reshape(-1), rim) < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    out.reshape(-1)[inside] = ok[labels.reshape(-1)[inside]]
-    out &= ~blocked
+    fill = np.take(ok, np.take(flat_labels, inside)) & ~np.take(blocked.reshape(-1), inside)
+    out.reshape(-1)[inside[fill]] = True
     return out
 
 
@@ -205,8 +206,12 @@ def detect_tissue(
         )
         sub = (rgb[box], score[box], candidates[box], labels[box])
         found, object_px = _inside(*sub, n, seeded, bg, low, min_px, hole_px, pens, clean)
+        whole = found["mask"].shape == shape
         for name, array in found.items():
-            out[name][box] = array
+            if whole:  # the box is the image: its arrays are the result
+                out[name] = array
+            else:
+                out[name][box] = array
     for name in ("ink", "artefacts", "coverage", "mask"):
         put("tissue" if name == "mask" else name, out[name])
     return TissueDetection(
