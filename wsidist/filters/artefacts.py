@@ -17,8 +17,13 @@ import numpy as np
 __all__ = ["border_labels", "channel_densities", "neutral_pixels", "neutral_pixels_at"]
 
 
-def channel_densities(px: np.ndarray, luts: np.ndarray) -> np.ndarray:
-    """int16 (n, 3): each channel's density (x 1000) of rgb pixels (n, 3) relative to the glass."""
+def channel_densities(px: np.ndarray, luts: np.ndarray, columns: bool = False):
+    """int16 (n, 3): each channel's density (x 1000) of rgb pixels (n, 3) relative to the glass;
+    with ``columns``, a tuple of the three int32 columns instead (what
+    :func:`neutral_pixels_at` reads)."""
+    if columns:
+        wide = luts.astype(np.int32)
+        return tuple(np.take(wide[c], px[:, c]) for c in range(3))
     return np.stack([np.take(luts[c], px[:, c]) for c in range(3)], axis=1)
 
 
@@ -33,8 +38,10 @@ def neutral_pixels(
 def neutral_pixels_at(
     od: np.ndarray, tolerances: tuple[float, ...], min_od: float = 0.08
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`neutral_pixels` at several tolerances, from one pass over the channels."""
-    a, b, c = (od[:, i].astype(np.int32) for i in range(3))  # column-wise: no short-axis passes
+    """:func:`neutral_pixels` at several tolerances, from one pass over the channels (``od``
+    may also be the three columns of :func:`channel_densities`)."""
+    cols = od if isinstance(od, tuple) else (od[:, i] for i in range(3))
+    a, b, c = (col.astype(np.int32) for col in cols)  # column-wise: no short-axis passes
     low, high = np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
     a += b
     a += c

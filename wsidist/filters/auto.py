@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -83,10 +84,18 @@ def _label(mask: np.ndarray, structure: np.ndarray | None = None) -> tuple[np.nd
     return ndimage.label(mask, structure, output=np.intp)
 
 
+def _above(score: np.ndarray, level: float) -> np.ndarray:
+    """``score > level`` for an integer score, compared as integers (no float copy)."""
+    if np.issubdtype(score.dtype, np.integer):
+        info = np.iinfo(score.dtype)
+        return score > int(np.clip(math.floor(level), info.min - 1, info.max))
+    return score > level
+
+
 def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
-    labels, n = _label(score > low, _EIGHT)
+    labels, n = _label(_above(score, low), _EIGHT)
     seeded = np.zeros(n + 1, bool)
-    seeded[np.take(labels.reshape(-1), np.flatnonzero(score > high))] = True
+    seeded[np.take(labels.reshape(-1), np.flatnonzero(_above(score, high)))] = True
     seeded[0] = False
     return seeded, labels, n
 
@@ -238,7 +247,7 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, low, min_px, hole_px,
     holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
     # membranes thinner than a pixel blend under the threshold and leave gaps in the walls of
     # fat cells: faint pixels beside the tissue close them (for finding holes only)
-    walls = tissue0 | ((score > _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
+    walls = tissue0 | (_above(score, _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
     holes |= _fill_holes(walls, blocked, score, hole_px, 0.5 * dense, tissue0, thin="holes")
     if holes.any():
         _darkness_at(
@@ -282,10 +291,10 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
             ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
     index = np.flatnonzero(candidates)
-    lab = labels.reshape(-1)[index]
+    lab = np.take(labels.reshape(-1), index)
     px = np.take(rgb.reshape(-1, 3), index, axis=0)  # (a faster gather of rows than indexing)
     codes = ink_classes(px[None], ink_table())[0]
-    od = channel_densities(px, channel_luts(bg))
+    od = channel_densities(px, channel_luts(bg), columns=True)
     (neutral, _), (_, dark_neutral) = neutral_pixels_at(od, (0.2, _RIM_NEUTRAL_TOLERANCE))
     counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
 

@@ -266,17 +266,18 @@ def flatten_glass(
     level = ndimage.median_filter(level, size=3, mode="nearest")
     if np.abs(level).max() < 1:  # level glass: nothing to take away
         return score, _rms_noise(sample, floor)
-    # bilinear between block centres, separably: two taps per row, then per column (the
-    # levels are halves and the weights multiples of 1 / block_px, so every sum is exact)
-    lo, hi, t = _interp_taps(h, nby, block_px)
-    level = level.astype(np.float32)
-    rows = level[lo] * (1 - t)[:, None] + level[hi] * t[:, None]
+    # bilinear between block centres, separably: two taps per column of the block grid, then
+    # two whole rows per image row (fast row copies). The levels are halves and the weights
+    # multiples of 1 / (2 block_px), so every product and sum is exact, in any order.
     lo, hi, t = _interp_taps(w, nbx, block_px)
-    surface = np.take(rows, lo, axis=1)
-    surface *= 1 - t
-    right = np.take(rows, hi, axis=1)
-    right *= t
-    surface += right
+    level = level.astype(np.float32)
+    cols = level[:, lo] * (1 - t) + level[:, hi] * t
+    lo, hi, t = _interp_taps(h, nby, block_px)
+    surface = np.take(cols, lo, axis=0)
+    surface *= (1 - t)[:, None]
+    below = np.take(cols, hi, axis=0)
+    below *= t[:, None]
+    surface += below
     np.rint(surface, out=surface)
     flat = surface.astype(np.int16)
     np.subtract(score, flat, out=flat, dtype=np.int16)
