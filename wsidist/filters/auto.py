@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
 
 from .artefacts import border_labels, channel_densities, neutral_pixels_at
 from .coverage import (
@@ -51,10 +50,10 @@ from .glass import (
 )
 from .ink import ink_classes, ink_from_codes, ink_table
 from .morphology import square_max
+from .runs import label_runs
 
 __all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
-_EIGHT = np.ones((3, 3), bool)
 _WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
 _PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
 _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in hole walls
@@ -79,11 +78,6 @@ class TissueDetection:
     object_px: np.ndarray  # int64: area of each tissue object, image px
 
 
-def _label(mask: np.ndarray, structure: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Connected components as intp labels (gathers and counts by them need no cast)."""
-    return ndimage.label(mask, structure, output=np.intp)
-
-
 def _above(score: np.ndarray, level: float) -> np.ndarray:
     """``score > level`` for an integer score, compared as integers (no float copy)."""
     if np.issubdtype(score.dtype, np.integer):
@@ -93,7 +87,8 @@ def _above(score: np.ndarray, level: float) -> np.ndarray:
 
 
 def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
-    labels, n = _label(_above(score, low), _EIGHT)
+    runs = label_runs(_above(score, low), connectivity=2)
+    labels, n = runs.image(), runs.n
     seeded = np.zeros(n + 1, bool)
     seeded[np.take(labels.reshape(-1), np.flatnonzero(_above(score, high)))] = True
     seeded[0] = False
@@ -120,47 +115,49 @@ def _fill_holes(
     out = np.zeros(mask.shape, bool)
     if max_px <= 0:
         return out
-    labels, n = _label(~mask)
+    glass = ~mask
+    runs = label_runs(glass, connectivity=1)  # (labels only where looked at, from the runs)
+    n = runs.n
     if n == 0:
         return out
-    size = np.bincount(labels.reshape(-1), minlength=n + 1)
-    flat_labels = labels.reshape(-1)
-    hits = np.bincount(np.take(flat_labels, np.flatnonzero(blocked)), minlength=n + 1)
+    size = runs.sizes()
+    hits = np.bincount(runs.at(np.flatnonzero(blocked)), minlength=n + 1)
     ok = (size <= max_px) & (hits <= _BLOCKED_SHARE * size)
-    ok[border_labels(labels, n)] = False
+    ok[runs.border()] = False
     ok[0] = False
     if not ok.any():
         return out
-    small = np.take(ok, labels)  # (np.take: a faster gather than indexing)
-    inside = np.flatnonzero(small)
+    inside, inside_labels = runs.pixels(ok)
+    small = np.zeros(mask.size, np.intp)  # the label of each small hole's pixels, 0 elsewhere
+    small[inside] = inside_labels
     # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
     rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
-    owner = np.where(np.take(small.reshape(-1), near), np.take(flat_labels, near), 0).max(axis=1)
-    # another background component within two pixels of a rim pixel: a thin wall
-    around = np.take(flat_labels, neighbourhoods(rim, mask.shape, 2))
-    other = (around > 0) & (around != owner[:, None])
-    if thin == "holes":
-        other &= ok[around]
+    owner = np.take(small, near).max(axis=1)
+    # another background component within two pixels of a rim pixel: a thin wall (any other
+    # glass, or with ``thin="holes"`` another small hole only)
+    around = neighbourhoods(rim, mask.shape, 2)
+    hole = np.take(small, around)
+    other = (hole > 0) & (hole != owner[:, None])
+    if thin != "holes":
+        other |= (hole == 0) & np.take(glass.reshape(-1), around)
     wall_like = other.any(axis=1) | (np.take(score.reshape(-1), rim) < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    fill = np.take(ok, np.take(flat_labels, inside)) & ~np.take(blocked.reshape(-1), inside)
+    fill = np.take(ok, inside_labels) & ~np.take(blocked.reshape(-1), inside)
     out.reshape(-1)[inside[fill]] = True
     return out
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
-    labels, n = _label(mask, _EIGHT)
-    index = np.flatnonzero(mask)
-    lab = np.take(labels.reshape(-1), index)
-    size = np.bincount(lab, minlength=n + 1)
+    runs = label_runs(mask, connectivity=2)
+    size = runs.sizes()
     keep = size >= max(int(min_px), 1)
     keep[0] = False
     out = mask.copy()
-    out.reshape(-1)[index[~np.take(keep, lab)]] = False
+    out.reshape(-1)[runs.pixels(~keep)[0]] = False
     return out, size[keep]
 
 
