@@ -86,13 +86,27 @@ def _above(score: np.ndarray, level: float) -> np.ndarray:
     return score > level
 
 
-def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
+def _hysteresis(
+    score: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(seeded per label, candidates, labels, n): 8-connected objects above ``low`` holding a
+    pixel above ``high``. ``labels`` are those of ``ndimage.label``, painted on the
+    candidates only (0 elsewhere: nothing downstream looks at the other objects)."""
     runs = label_runs(_above(score, low), connectivity=2)
-    labels, n = runs.image(), runs.n
+    n = runs.n
+    index, lab = runs.pixels(np.ones(n + 1, bool))
     seeded = np.zeros(n + 1, bool)
-    seeded[np.take(labels.reshape(-1), np.flatnonzero(_above(score, high)))] = True
-    seeded[0] = False
-    return seeded, labels, n
+    if index.size:
+        offsets = np.cumsum(runs.length) - runs.length
+        peak = np.maximum.reduceat(np.take(score.reshape(-1), index), offsets)
+        seeded[runs.label[_above(peak, high)]] = True
+    keep = np.take(seeded, lab)
+    index, lab = index[keep], lab[keep]
+    labels = np.zeros(score.size, np.intp)
+    labels[index] = lab
+    candidates = np.zeros(score.size, bool)
+    candidates[index] = True
+    return seeded, candidates.reshape(score.shape), labels.reshape(score.shape), n
 
 
 def _fill_holes(
@@ -193,8 +207,7 @@ def detect_tissue(
     floor_low, floor_high = (6, 20) if bg.dark else (20, 50)
     low = max(low_sigma * bg.noise, floor_low)
     high = max(high_sigma * bg.noise, floor_high, low)
-    seeded, labels, n = _hysteresis(score, low, high)
-    candidates = np.take(seeded, labels)
+    seeded, candidates, labels, n = _hysteresis(score, low, high)
     put("candidates", candidates)
     shape = candidates.shape
     out = {
