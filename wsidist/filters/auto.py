@@ -102,7 +102,7 @@ def _hysteresis(
         seeded[runs.label[_above(peak, high)]] = True
     keep = np.take(seeded, lab)
     index, lab = index[keep], lab[keep]
-    labels = np.zeros(score.size, np.intp)
+    labels = np.zeros(score.size, np.int32)  # (read at pixels, never used as an index)
     labels[index] = lab
     candidates = np.zeros(score.size, bool)
     candidates[index] = True
@@ -142,7 +142,7 @@ def _fill_holes(
     if not ok.any():
         return out
     inside, inside_labels = runs.pixels(ok)
-    small = np.zeros(mask.size, np.intp)  # the label of each small hole's pixels, 0 elsewhere
+    small = np.zeros(mask.size, np.int32)  # the label of each small hole's pixels, 0 elsewhere
     small[inside] = inside_labels
     # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
     rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
@@ -301,7 +301,7 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
             ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
     index = np.flatnonzero(candidates)
-    lab = np.take(labels.reshape(-1), index)
+    lab = np.take(labels.reshape(-1), index).astype(np.intp)  # (bincount needs no cast)
     px = np.take(rgb.reshape(-1, 3), index, axis=0)  # (a faster gather of rows than indexing)
     codes = ink_classes(px[None], ink_table())[0]
     od = channel_densities(px, channel_luts(bg), columns=True)

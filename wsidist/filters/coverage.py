@@ -100,15 +100,26 @@ def coverage_fraction(
     h, w = mask.shape
     interior = ((mask if material is None else material) & ~near_glass).reshape(-1)
     clean_glass = (glass & ~near_tissue).reshape(-1)
-    nidx = neighbourhoods(band, (h, w), radius_px)
     if dark is None:
         dark = darkness(rgb, bg, direction=tissue_direction(rgb, interior.reshape(h, w), bg))
-    d_all = dark.reshape(-1)
+    arrays = (dark.reshape(-1), mask.reshape(-1), interior, clean_glass)
+    flat = cov.reshape(-1)
+    for first in range(0, band.size, _CHUNK_PX):  # (chunks: the gathers stay in cache)
+        part = band[first : first + _CHUNK_PX]
+        flat[part] = _unmix(part, (h, w), radius_px, *arrays, clamp)
+    return cov
+
+
+_CHUNK_PX = 8192
+
+
+def _unmix(band, shape, radius_px, d_all, flat_mask, interior, clean_glass, clamp) -> np.ndarray:
+    """uint8 coverage of the ``band`` pixels (see :func:`coverage_fraction`)."""
+    nidx = neighbourhoods(band, shape, radius_px)
     d_near = np.take(d_all, nidx)
     in_t, in_g = np.take(interior, nidx), np.take(clean_glass, nidx)
     n_t, n_g = in_t.sum(1), in_g.sum(1)
     d_t = np.where(n_t > 0, (d_near * in_t).sum(1) / np.maximum(n_t, 1), 0)
-    flat_mask = mask.reshape(-1)
     alone = np.flatnonzero(n_t == 0)  # no whole tissue nearby: the darkest mask pixel
     if alone.size:
         near = nidx[alone]
@@ -122,9 +133,7 @@ def coverage_fraction(
     f = np.where(ok, f, in_mask.astype(np.float32))
     if clamp:
         f = np.where(in_mask, np.maximum(f, 0.5), np.minimum(f, 127 / 255))
-    flat = cov.reshape(-1)
-    flat[band] = np.rint(f * 255).astype(np.uint8)
-    return cov
+    return np.rint(f * 255).astype(np.uint8)
 
 
 def light_spots(
