@@ -232,14 +232,16 @@ def grow_by_unmixing(
         if front.size == 0:
             break
         nidx = neighbourhoods(front, shape, radius_px)
-        near = colours[nidx].astype(np.float32)
-        a, b = whole_in[nidx][..., None], whole_out[nidx][..., None]
-        ca = (near * a).sum(1) / np.maximum(a.sum(1), 1)
-        cb = (near * b).sum(1) / np.maximum(b.sum(1), 1)
+        near = np.take(colours, nidx, axis=0).astype(np.float32)
+        a, b = np.take(whole_in, nidx)[..., None], np.take(whole_out, nidx)[..., None]
+        n_a, n_b = a.sum(1), b.sum(1)
+        ca = (near * a).sum(1) / np.maximum(n_a, 1)
+        cb = (near * b).sum(1) / np.maximum(n_b, 1)
         axis = ca - cb
         norm = (axis * axis).sum(1)
-        share = ((colours[front].astype(np.float32) - cb) * axis).sum(1) / np.maximum(norm, 1)
-        known = (a.sum((1, 2)) > 0) & (b.sum((1, 2)) > 0) & (norm > 100)
+        here = np.take(colours, front, axis=0).astype(np.float32)
+        share = ((here - cb) * axis).sum(1) / np.maximum(norm, 1)
+        known = (n_a[:, 0] > 0) & (n_b[:, 0] > 0) & (norm > 100)
         go = front[known & (share < 0.5)]
         if go.size == 0:
             break
