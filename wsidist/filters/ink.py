@@ -95,7 +95,7 @@ def ink_classes(rgb: np.ndarray, table: np.ndarray, index: np.ndarray | None = N
     key = (px[..., 0] >> shift).astype(np.uint32) << (2 * _BITS)
     key |= (px[..., 1] >> shift).astype(np.uint32) << _BITS
     key |= px[..., 2] >> shift
-    return table[key]
+    return np.take(table, key)
 
 
 def ink_from_codes(codes: np.ndarray, grow_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
