@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["border_labels", "channel_densities", "neutral_pixels"]
+__all__ = ["border_labels", "channel_densities", "neutral_pixels", "neutral_pixels_at"]
 
 
-def channel_densities(px: np.ndarray, luts: np.ndarray) -> np.ndarray:
-    """int16 (n, 3): each channel's density (x 1000) of rgb pixels (n, 3) relative to the glass."""
-    return np.stack([luts[c][px[:, c]] for c in range(3)], axis=1)
+def channel_densities(px: np.ndarray, luts: np.ndarray, columns: bool = False):
+    """int16 (n, 3): each channel's density (x 1000) of rgb pixels (n, 3) relative to the glass;
+    with ``columns``, a tuple of the three int32 columns instead (what
+    :func:`neutral_pixels_at` reads)."""
+    if columns:
+        wide = luts.astype(np.int32)
+        return tuple(np.take(wide[c], px[:, c]) for c in range(3))
+    return np.stack([np.take(luts[c], px[:, c]) for c in range(3)], axis=1)
 
 
 def neutral_pixels(
@@ -27,13 +32,27 @@ def neutral_pixels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(neutral, dark and neutral) per pixel of :func:`channel_densities`: the channels agree
     within ``tolerance`` x their mean; dark ones also have at least ``min_od`` in every channel."""
-    a, b, c = (od[:, i].astype(np.int32) for i in range(3))  # column-wise: no short-axis passes
+    return neutral_pixels_at(od, (tolerance,), min_od)[0]
+
+
+def neutral_pixels_at(
+    od: np.ndarray, tolerances: tuple[float, ...], min_od: float = 0.08
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`neutral_pixels` at several tolerances, from one pass over the channels (``od``
+    may also be the three columns of :func:`channel_densities`)."""
+    cols = od if isinstance(od, tuple) else (od[:, i] for i in range(3))
+    a, b, c = (col.astype(np.int32) for col in cols)  # column-wise: no short-axis passes
     low, high = np.minimum(np.minimum(a, b), c), np.maximum(np.maximum(a, b), c)
     a += b
     a += c
-    mean = a / 3.0
-    neutral = high - low <= tolerance * np.maximum(mean, 1.0)
-    return neutral, neutral & (low >= min_od * 1000)
+    scale = np.maximum(a / 3.0, 1.0)
+    spread = high - low
+    dark = low >= min_od * 1000
+    out = []
+    for tolerance in tolerances:
+        neutral = spread <= tolerance * scale
+        out.append((neutral, neutral & dark))
+    return out
 
 
 def border_labels(labels: np.ndarray, n: int) -> np.ndarray:

@@ -22,16 +22,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
 
-from .artefacts import border_labels, channel_densities, neutral_pixels
+from .artefacts import border_labels, channel_densities, neutral_pixels_at
 from .coverage import (
     coverage_fraction,
     darkness,
+    dilate_index,
     grow_by_unmixing,
     light_spots,
     neighbourhoods,
@@ -49,10 +50,10 @@ from .glass import (
 )
 from .ink import ink_classes, ink_from_codes, ink_table
 from .morphology import square_max
+from .runs import label_runs
 
 __all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
-_EIGHT = np.ones((3, 3), bool)
 _WALL_SHARE = 0.4  # share of a hole's rim that must be thin or faint wall for it to fill
 _PEN_GROW_STEPS = 12  # px a pen stroke is followed into tissue by colour unmixing
 _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in hole walls
@@ -77,12 +78,35 @@ class TissueDetection:
     object_px: np.ndarray  # int64: area of each tissue object, image px
 
 
-def _hysteresis(score: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray, int]:
-    labels, n = ndimage.label(score > low, _EIGHT)
+def _above(score: np.ndarray, level: float) -> np.ndarray:
+    """``score > level`` for an integer score, compared as integers (no float copy)."""
+    if np.issubdtype(score.dtype, np.integer):
+        info = np.iinfo(score.dtype)
+        return score > int(np.clip(math.floor(level), info.min - 1, info.max))
+    return score > level
+
+
+def _hysteresis(
+    score: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(seeded per label, candidates, labels, n): 8-connected objects above ``low`` holding a
+    pixel above ``high``. ``labels`` are those of ``ndimage.label``, painted on the
+    candidates only (0 elsewhere: nothing downstream looks at the other objects)."""
+    runs = label_runs(_above(score, low), connectivity=2)
+    n = runs.n
+    index, lab = runs.pixels(np.ones(n + 1, bool))
     seeded = np.zeros(n + 1, bool)
-    seeded[labels[score > high]] = True
-    seeded[0] = False
-    return seeded, labels, n
+    if index.size:
+        offsets = np.cumsum(runs.length) - runs.length
+        peak = np.maximum.reduceat(np.take(score.reshape(-1), index), offsets)
+        seeded[runs.label[_above(peak, high)]] = True
+    keep = np.take(seeded, lab)
+    index, lab = index[keep], lab[keep]
+    labels = np.zeros(score.size, np.int32)  # (read at pixels, never used as an index)
+    labels[index] = lab
+    candidates = np.zeros(score.size, bool)
+    candidates[index] = True
+    return seeded, candidates.reshape(score.shape), labels.reshape(score.shape), n
 
 
 def _fill_holes(
@@ -105,41 +129,50 @@ def _fill_holes(
     out = np.zeros(mask.shape, bool)
     if max_px <= 0:
         return out
-    labels, n = ndimage.label(~mask)
+    glass = ~mask
+    runs = label_runs(glass, connectivity=1)  # (labels only where looked at, from the runs)
+    n = runs.n
     if n == 0:
         return out
-    size = np.bincount(labels.reshape(-1), minlength=n + 1)
-    hits = np.bincount(labels[blocked], minlength=n + 1)
+    size = runs.sizes()
+    hits = np.bincount(runs.at(np.flatnonzero(blocked)), minlength=n + 1)
     ok = (size <= max_px) & (hits <= _BLOCKED_SHARE * size)
-    ok[border_labels(labels, n)] = False
+    ok[runs.border()] = False
     ok[0] = False
     if not ok.any():
         return out
-    small = np.take(ok, labels)  # (np.take: a faster gather than indexing by int32)
-    inside = np.flatnonzero(small)
-    rim = np.flatnonzero(square_max(small, 1) & (mask if rim_of is None else rim_of))
+    inside, inside_labels = runs.pixels(ok)
+    small = np.zeros(mask.size, np.int32)  # the label of each small hole's pixels, 0 elsewhere
+    small[inside] = inside_labels
+    # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
+    rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
     near = neighbourhoods(rim, mask.shape, 1)
     # the small hole each rim pixel belongs to (the largest label among its neighbours)
-    owner = np.where(small.reshape(-1)[near], labels.reshape(-1)[near], 0).max(axis=1)
-    # another background component within two pixels of a rim pixel: a thin wall
-    around = labels.reshape(-1)[neighbourhoods(rim, mask.shape, 2)]
-    other = (around > 0) & (around != owner[:, None])
-    if thin == "holes":
-        other &= ok[around]
-    wall_like = other.any(axis=1) | (score.reshape(-1)[rim] < wall)
+    owner = np.take(small, near).max(axis=1)
+    # another background component within two pixels of a rim pixel: a thin wall (any other
+    # glass, or with ``thin="holes"`` another small hole only)
+    around = neighbourhoods(rim, mask.shape, 2)
+    hole = np.take(small, around)
+    other = (hole > 0) & (hole != owner[:, None])
+    if thin != "holes":
+        other |= (hole == 0) & np.take(glass.reshape(-1), around)
+    wall_like = other.any(axis=1) | (np.take(score.reshape(-1), rim) < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    out.reshape(-1)[inside] = ok[labels.reshape(-1)[inside]]
-    out &= ~blocked
+    fill = np.take(ok, inside_labels) & ~np.take(blocked.reshape(-1), inside)
+    out.reshape(-1)[inside[fill]] = True
     return out
 
 
 def _objects(mask: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop connected objects under ``min_px`` pixels; (mask, sizes of the kept objects)."""
-    labels, n = ndimage.label(mask, _EIGHT)
-    size = np.bincount(labels[mask], minlength=n + 1)
+    runs = label_runs(mask, connectivity=2)
+    size = runs.sizes()
     keep = size >= max(int(min_px), 1)
-    return np.take(keep, labels), size[keep]
+    keep[0] = False
+    out = mask.copy()
+    out.reshape(-1)[runs.pixels(~keep)[0]] = False
+    return out, size[keep]
 
 
 def detect_tissue(
@@ -174,8 +207,7 @@ def detect_tissue(
     floor_low, floor_high = (6, 20) if bg.dark else (20, 50)
     low = max(low_sigma * bg.noise, floor_low)
     high = max(high_sigma * bg.noise, floor_high, low)
-    seeded, labels, n = _hysteresis(score, low, high)
-    candidates = np.take(seeded, labels)
+    seeded, candidates, labels, n = _hysteresis(score, low, high)
     put("candidates", candidates)
     shape = candidates.shape
     out = {
@@ -193,8 +225,12 @@ def detect_tissue(
         )
         sub = (rgb[box], score[box], candidates[box], labels[box])
         found, object_px = _inside(*sub, n, seeded, bg, low, min_px, hole_px, pens, clean)
+        whole = found["mask"].shape == shape
         for name, array in found.items():
-            out[name][box] = array
+            if whole:  # the box is the image: its arrays are the result
+                out[name] = array
+            else:
+                out[name][box] = array
     for name in ("ink", "artefacts", "coverage", "mask"):
         put("tissue" if name == "mask" else name, out[name])
     return TissueDetection(
@@ -221,10 +257,12 @@ def _inside(rgb, score, candidates, labels, n, seeded, bg, low, min_px, hole_px,
     holes = _fill_holes(tissue0, blocked, score, hole_px, 0.5 * dense)
     # membranes thinner than a pixel blend under the threshold and leave gaps in the walls of
     # fat cells: faint pixels beside the tissue close them (for finding holes only)
-    walls = tissue0 | ((score > _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
+    walls = tissue0 | (_above(score, _GAP_SHARE * low) & square_max(tissue0, 1) & ~blocked)
     holes |= _fill_holes(walls, blocked, score, hole_px, 0.5 * dense, tissue0, thin="holes")
     if holes.any():
-        _darkness_at(dark, rgb, bg, direction, square_max(holes, 3) & ~near)
+        _darkness_at(
+            dark, rgb, bg, direction, dilate_index(np.flatnonzero(holes), holes.shape, 3) & ~near
+        )
     material, tissue0 = tissue0, tissue0 | holes
     spots &= ~holes
     glass = (~candidates | spots) & ~holes
@@ -263,11 +301,11 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
             ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
         return ink, ink_cls, artefact
     index = np.flatnonzero(candidates)
-    lab = labels.reshape(-1)[index]
-    px = rgb.reshape(-1, 3)[index]
+    lab = np.take(labels.reshape(-1), index).astype(np.intp)  # (bincount needs no cast)
+    px = np.take(rgb.reshape(-1, 3), index, axis=0)  # (a faster gather of rows than indexing)
     codes = ink_classes(px[None], ink_table())[0]
-    od = channel_densities(px, channel_luts(bg))
-    neutral, _ = neutral_pixels(od)
+    od = channel_densities(px, channel_luts(bg), columns=True)
+    (neutral, _), (_, dark_neutral) = neutral_pixels_at(od, (0.2, _RIM_NEUTRAL_TOLERANCE))
     counts = np.maximum(np.bincount(lab, minlength=n + 1), 1)
 
     def share(flags: np.ndarray) -> np.ndarray:
@@ -294,7 +332,6 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         # judged one pixel at a time, so with a margin: stain pixels near the neutral bound
         # (dark purple hematoxylin) cross a loose one under JPEG quantisation and chroma
         # subsampling, and would be cut out of the tissue as dust
-        _, dark_neutral = neutral_pixels(od, tolerance=_RIM_NEUTRAL_TOLERANCE)
         rest = free & ~ink.reshape(-1)[index] & dark_neutral
         flat_art[index[rest]] = True
     return ink, ink_cls, artefact
@@ -305,7 +342,9 @@ def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.n
     from the slide's overall emitted colour (e.g. red-glowing ink on a DAPI slide)."""
     flat = labels.reshape(-1)
     index = np.flatnonzero(keep[flat])
-    glow = np.clip(rgb.reshape(-1, 3)[index].astype(np.float32) - np.asarray(bg.rgb), 0, None)
+    glow = np.clip(
+        np.take(rgb.reshape(-1, 3), index, axis=0).astype(np.float32) - np.asarray(bg.rgb), 0, None
+    )
     lab = flat[index]
     sums = np.stack([np.bincount(lab, weights=glow[:, c], minlength=n + 1) for c in range(3)], 1)
     total = sums.sum(axis=0)

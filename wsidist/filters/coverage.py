@@ -16,7 +16,14 @@ import numpy as np
 from .glass import Background
 from .morphology import square_max
 
-__all__ = ["coverage_fraction", "darkness", "grow_by_unmixing", "light_spots", "tissue_direction"]
+__all__ = [
+    "coverage_fraction",
+    "darkness",
+    "dilate_index",
+    "grow_by_unmixing",
+    "light_spots",
+    "tissue_direction",
+]
 
 
 def darkness(
@@ -33,10 +40,11 @@ def darkness(
     sign = -1.0 if bg.dark else 1.0
     levels = np.arange(256, dtype=np.float32)
     luts = [(sign * u[c] * (ref[c] - levels)).astype(np.float32) for c in range(3)]
-    px = rgb.reshape(-1, 3)[index] if index is not None else rgb.reshape(-1, 3)
-    d = luts[0][px[:, 0]]
-    d += luts[1][px[:, 1]]
-    d += luts[2][px[:, 2]]
+    flat = rgb.reshape(-1, 3)
+    px = np.take(flat, index, axis=0) if index is not None else flat
+    d = np.take(luts[0], px[:, 0])
+    d += np.take(luts[1], px[:, 1])
+    d += np.take(luts[2], px[:, 2])
     return d if index is not None else d.reshape(rgb.shape[:2])
 
 
@@ -44,7 +52,8 @@ def tissue_direction(rgb: np.ndarray, mask: np.ndarray, bg: Background) -> np.nd
     """Unit rgb vector from the glass to the mean colour of ``mask`` (the axis along which edge
     pixels blend); the gray axis when the mask is empty."""
     ref = np.asarray(bg.rgb, np.float32)
-    px = rgb.reshape(-1, 3)[np.flatnonzero(mask)[:: max(1, int(mask.sum()) // 50_000)]]
+    pick = np.flatnonzero(mask)
+    px = np.take(rgb.reshape(-1, 3), pick[:: max(1, pick.size // 50_000)], axis=0)
     v = ref - px.mean(axis=0) if px.size else np.ones(3, np.float32)
     v = -v if bg.dark else v
     norm = float(np.linalg.norm(v))
@@ -91,28 +100,40 @@ def coverage_fraction(
     h, w = mask.shape
     interior = ((mask if material is None else material) & ~near_glass).reshape(-1)
     clean_glass = (glass & ~near_tissue).reshape(-1)
-    nidx = neighbourhoods(band, (h, w), radius_px)
     if dark is None:
         dark = darkness(rgb, bg, direction=tissue_direction(rgb, interior.reshape(h, w), bg))
-    d_all = dark.reshape(-1)
-    d_near = d_all[nidx]
-    in_t, in_g = interior[nidx], clean_glass[nidx]
+    arrays = (dark.reshape(-1), mask.reshape(-1), interior, clean_glass)
+    flat = cov.reshape(-1)
+    for first in range(0, band.size, _CHUNK_PX):  # (chunks: the gathers stay in cache)
+        part = band[first : first + _CHUNK_PX]
+        flat[part] = _unmix(part, (h, w), radius_px, *arrays, clamp)
+    return cov
+
+
+_CHUNK_PX = 8192
+
+
+def _unmix(band, shape, radius_px, d_all, flat_mask, interior, clean_glass, clamp) -> np.ndarray:
+    """uint8 coverage of the ``band`` pixels (see :func:`coverage_fraction`)."""
+    nidx = neighbourhoods(band, shape, radius_px)
+    d_near = np.take(d_all, nidx)
+    in_t, in_g = np.take(interior, nidx), np.take(clean_glass, nidx)
     n_t, n_g = in_t.sum(1), in_g.sum(1)
     d_t = np.where(n_t > 0, (d_near * in_t).sum(1) / np.maximum(n_t, 1), 0)
-    flat_mask = mask.reshape(-1)
-    fallback = np.where(flat_mask[nidx], d_near, -np.inf).max(1)  # no whole tissue nearby
-    d_t = np.where(n_t > 0, d_t, fallback)
+    alone = np.flatnonzero(n_t == 0)  # no whole tissue nearby: the darkest mask pixel
+    if alone.size:
+        near = nidx[alone]
+        d_t[alone] = np.where(np.take(flat_mask, near), d_near[alone], -np.inf).max(1)
     d_g = np.where(n_g > 0, (d_near * in_g).sum(1) / np.maximum(n_g, 1), 0)
     span = d_t - d_g
     ok = np.isfinite(span) & (span > 1)
     safe = np.where(ok, span, 1).astype(np.float32)
-    f = np.clip((d_all[band] - d_g) / safe, 0, 1)
-    f = np.where(ok, f, flat_mask[band].astype(np.float32))
+    in_mask = np.take(flat_mask, band)
+    f = np.clip((np.take(d_all, band) - d_g) / safe, 0, 1)
+    f = np.where(ok, f, in_mask.astype(np.float32))
     if clamp:
-        f = np.where(flat_mask[band], np.maximum(f, 0.5), np.minimum(f, 127 / 255))
-    flat = cov.reshape(-1)
-    flat[band] = np.rint(f * 255).astype(np.uint8)
-    return cov
+        f = np.where(in_mask, np.maximum(f, 0.5), np.minimum(f, 127 / 255))
+    return np.rint(f * 255).astype(np.uint8)
 
 
 def light_spots(
@@ -140,17 +161,19 @@ def light_spots(
     d_all = dark.reshape(-1)
     flat_mask = mask.reshape(-1)
     inside = np.flatnonzero(flat_mask)
-    typical = float(np.median(d_all[inside]))
-    pick = inside[d_all[inside] < ratio * typical * 1.5]
+    d_inside = np.take(d_all, inside)
+    typical = float(np.median(d_inside))
+    light = d_inside < ratio * typical * 1.5
+    pick, d_pick = inside[light], d_inside[light]
     if pick.size == 0 or typical <= 0:
         return spots, cov
     nidx = neighbourhoods(pick, (h, w), radius_px)
-    in_m = flat_mask[nidx]
-    d_near = np.where(in_m, d_all[nidx], 0)
+    in_m = np.take(flat_mask, nidx)
+    d_near = np.where(in_m, np.take(d_all, nidx), 0)
     local = d_near.sum(1) / np.maximum(in_m.sum(1), 1)
-    f = np.clip(d_all[pick] / np.maximum(local, 1), 0, 1)
+    f = np.clip(d_pick / np.maximum(local, 1), 0, 1)
     # only in dense surroundings: a light pixel among faint walls is fat, not a hole
-    low = (f < 0.5) & (d_all[pick] < ratio * local) & (local >= ratio * typical)
+    low = (f < 0.5) & (d_pick < ratio * local) & (local >= ratio * typical)
     spots.reshape(-1)[pick[low]] = True
     cov.reshape(-1)[pick[low]] = np.rint(f[low] * 255).astype(np.uint8)
     return spots, cov
@@ -173,6 +196,15 @@ def neighbourhoods(flat_idx: np.ndarray, shape: tuple[int, int], radius: int) ->
     return out
 
 
+def dilate_index(flat_idx: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """bool (h, w): the (2r+1)-squares around the flat indices (:func:`square_max` of a sparse
+    mask, from the pixels' own neighbourhoods)."""
+    out = np.zeros(shape[0] * shape[1], bool)
+    if len(flat_idx):
+        out[neighbourhoods(flat_idx, shape, radius)] = True
+    return out.reshape(shape)
+
+
 def grow_by_unmixing(
     rgb: np.ndarray, inside: np.ndarray, outside: np.ndarray, *, steps: int, radius_px: int = 2
 ) -> int:
@@ -186,9 +218,12 @@ def grow_by_unmixing(
     """
     shape = inside.shape
     flat_in, flat_out = inside.reshape(-1), outside.reshape(-1)
-    near_out = square_max(outside)
+    ink = np.flatnonzero(outside)  # (few pixels: their neighbourhoods, not image passes)
+    near_out = dilate_index(ink, shape, 1)
     whole_in = (inside & ~near_out).reshape(-1)
-    whole_out = (outside & ~square_max(inside)).reshape(-1)
+    whole_out = np.zeros(flat_out.size, bool)
+    lonely = ~np.take(flat_in, neighbourhoods(ink, shape, 1)).any(axis=1)
+    whole_out[ink[lonely]] = True
     colours = rgb.reshape(-1, 3)
     front = np.flatnonzero(inside & near_out)
     moved = 0
@@ -197,14 +232,16 @@ def grow_by_unmixing(
         if front.size == 0:
             break
         nidx = neighbourhoods(front, shape, radius_px)
-        near = colours[nidx].astype(np.float32)
-        a, b = whole_in[nidx][..., None], whole_out[nidx][..., None]
-        ca = (near * a).sum(1) / np.maximum(a.sum(1), 1)
-        cb = (near * b).sum(1) / np.maximum(b.sum(1), 1)
+        near = np.take(colours, nidx, axis=0).astype(np.float32)
+        a, b = np.take(whole_in, nidx)[..., None], np.take(whole_out, nidx)[..., None]
+        n_a, n_b = a.sum(1), b.sum(1)
+        ca = (near * a).sum(1) / np.maximum(n_a, 1)
+        cb = (near * b).sum(1) / np.maximum(n_b, 1)
         axis = ca - cb
         norm = (axis * axis).sum(1)
-        share = ((colours[front].astype(np.float32) - cb) * axis).sum(1) / np.maximum(norm, 1)
-        known = (a.sum((1, 2)) > 0) & (b.sum((1, 2)) > 0) & (norm > 100)
+        here = np.take(colours, front, axis=0).astype(np.float32)
+        share = ((here - cb) * axis).sum(1) / np.maximum(norm, 1)
+        known = (n_a[:, 0] > 0) & (n_b[:, 0] > 0) & (norm > 100)
         go = front[known & (share < 0.5)]
         if go.size == 0:
             break

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .morphology import square_max
-
 __all__ = ["INK_CLASSES", "InkRules", "ink", "ink_classes", "ink_from_codes", "ink_mask"]
 
 INK_CLASSES = ("none", "red", "green", "blue", "black")
@@ -97,27 +95,29 @@ def ink_classes(rgb: np.ndarray, table: np.ndarray, index: np.ndarray | None = N
     key = (px[..., 0] >> shift).astype(np.uint32) << (2 * _BITS)
     key |= (px[..., 1] >> shift).astype(np.uint32) << _BITS
     key |= px[..., 2] >> shift
-    return table[key]
+    return np.take(table, key)
 
 
 def ink_from_codes(codes: np.ndarray, grow_px: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(ink bool, class uint8) from table entries (h, w) of the pixels to look at (0 elsewhere):
-    strict ink, and loose ink within ``grow_px`` of it."""
-    strict = (codes & 7) > 0
-    if not strict.any():
-        return strict, np.zeros(codes.shape, np.uint8)
-    loose = codes >= _LOOSE
-    mask = strict | (loose & square_max(strict, max(grow_px, 0)))
-    cls = np.bitwise_and(codes, 7, out=np.zeros(codes.shape, np.uint8), where=mask)
-    only = np.flatnonzero(mask & (cls == 0))
-    if only.size:  # loose-only pixels take the class of the inked neighbours
+    strict ink, and loose ink within ``grow_px`` of it (taking the class of the strongest
+    inked neighbour). Only the loose pixels' neighbourhoods are looked at."""
+    cls = np.bitwise_and(codes, 7)
+    mask = cls > 0
+    if not mask.any():
+        return mask, np.zeros(codes.shape, np.uint8)
+    grow_px = max(grow_px, 0)
+    only = np.flatnonzero((codes >= _LOOSE) & ~mask)
+    if only.size and grow_px:
         h, w = codes.shape
         r = np.arange(-grow_px, grow_px + 1)
         y, x = np.divmod(only, w)
         ny = np.clip(y[:, None, None] + r[None, :, None], 0, h - 1)
         nx = np.clip(x[:, None, None] + r[None, None, :], 0, w - 1)
-        grown = (codes.reshape(-1)[(ny * w + nx).reshape(len(only), -1)] & 7).max(axis=1)
-        cls.reshape(-1)[only] = grown
+        grown = np.take(cls, (ny * w + nx).reshape(len(only), -1)).max(axis=1)
+        hit = grown > 0
+        mask.reshape(-1)[only[hit]] = True
+        cls.reshape(-1)[only[hit]] = grown[hit]
     return mask, cls
 
 

@@ -112,7 +112,7 @@ def _shift_reduce(a: np.ndarray, radius: int, op, fill) -> np.ndarray:
     """``op`` over the (2r+1) x (2r+1) square around every pixel, separably; outside = fill."""
     out = a.copy()
     for axis in (1, 0):
-        src = out.copy()
+        src = a if axis == 1 else out.copy()  # (the first pass reads the input itself)
         n = src.shape[axis]
         for d in range(1, min(radius, n - 1) + 1):
             lo = [slice(None)] * 2
