@@ -49,6 +49,7 @@ from wsidist.io.backends.dicom_frames import (
 )
 from wsidist.io.dicom_series import DicomHeader, group_series, image_kind, is_dcm_name, series_of
 from wsidist.io.ranged import DEFAULT_SPAN_CACHE_BYTES, RangeReader
+from wsidist.io.remote import info_version
 from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache
 
 __all__ = ["HEADER_BLOCK_BYTES", "WHOLE_INSTANCE_BYTES", "RemoteSeries", "open_dicom_ranged"]
@@ -199,9 +200,8 @@ def _read_file(fs, rpath: str, info: dict, meter: ReadMeter, cache: CacheSpec | 
             height = int(ds.get("TotalPixelMatrixRows") or ds.get("Rows") or 0)
             header = DicomHeader(url, uid, image_kind(ds.get("ImageType")), width, height,
                                  int(ds.get("InstanceNumber") or 0))  # fmt: skip
-            version = f"{size}|{info.get('ETag') or info.get('etag') or info.get('LastModified')}"
             extra = {"source": reader, "size": size, "pixel_pos": pixel_pos, "cache": cache,
-                     "version": version}  # fmt: skip
+                     "version": info_version(info) or ""}  # fmt: skip
             inst = instance_from(url, ds, ts, RemoteInstance, **extra)
             if head[:4] != _PIXEL_TAG:
                 raise SlideError(f"{url}: no pixel data")
