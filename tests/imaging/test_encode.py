@@ -65,3 +65,35 @@ def test_tile_codecs_round_trip(codec, max_err):
     assert out.shape == tile.shape
     assert np.abs(out.astype(int) - tile).mean() <= max(max_err / 4, 0)
     assert codec.write_kw["compression"] == codec.name
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (5, 8), (9, 9), (64, 65), (31, 200)])
+def test_mask_png_is_a_one_bit_png_of_the_mask(shape):
+    """The 1-bit writer (packed rows, filter none) decodes to the mask in any PNG reader, at
+    widths that do and do not fill their last byte."""
+    mask = np.random.default_rng(shape[1]).random(shape) < 0.4
+    data = encode_image(mask, "png")
+    img = Image.open(io.BytesIO(data))
+    img.load()  # checks the chunks' CRCs and the zlib stream
+    assert img.mode == "1" and img.size == (shape[1], shape[0])
+    assert np.array_equal(np.asarray(img), mask)
+
+
+def test_mask_png_refuses_an_empty_or_flat_mask():
+    with pytest.raises(ValueError, match="2-D"):
+        encode_image(np.zeros((0, 4), bool), "png")
+    with pytest.raises(ValueError, match="2-D"):
+        encode_image(np.zeros(5, bool), "png")
+
+
+@pytest.mark.parametrize("quality", [20, 90])
+def test_jpeg_is_the_imaging_library_jpeg(quality):
+    """JPEGs are encoded by libjpeg-turbo directly, with the imaging library's defaults (4:2:0
+    at these qualities): the same pictures, for RGB, gray and strided input."""
+    for image in (smooth(61, 83), smooth(40, 50)[..., 1], smooth(64, 96)[::2, ::3]):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image)).save(buf, format="JPEG", quality=quality)
+        ours = decode(encode_image(image, "jpeg", quality=quality))
+        theirs = decode(buf.getvalue())
+        assert ours.shape == theirs.shape
+        assert np.abs(ours.astype(int) - theirs).max() <= 1

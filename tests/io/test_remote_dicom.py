@@ -239,3 +239,30 @@ def test_series_without_number_of_frames_reads_like_local(
     with open_slide(url) as remote, open_slide(str(paths[0])) as local:
         assert remote.level_count == local.level_count == 2
         assert_same_slide(remote, local)
+
+
+def test_series_file_reader_is_pinned_and_follows_the_range_settings(s3, bucket, series):
+    """The raw reader of a remote series' main file (``Slide.source_file``) is built as every
+    other remote reader: its GETs carry If-Match with the ETag taken at open (a same-size
+    replacement is a clear error, not other bytes) and the job's range settings cap them."""
+    from wsidist.errors import SlideError
+    from wsidist.io.ranged import RangeSpec
+    from wsidist.io.staging_cache import CacheSpec
+
+    paths = series["bot"]
+    url = put_folder(s3, paths, f"{bucket}/pinned-reader")
+    cap = 64 * 2**10
+    spec = CacheSpec(range_reads=RangeSpec(max_concurrency=2, max_request_bytes=cap,
+                                           cache_bytes=16 * cap))  # fmt: skip
+    with open_slide(url, cache_dir=spec) as remote:
+        with remote.source_file() as fh:
+            main = next(p for p in paths if fh.url.endswith("/" + p.name))
+            assert fh.size == main.stat().st_size > 6 * cap
+            fh.prefetch([(o, 8192) for o in range(0, 6 * cap, 8192)])  # adjacent: coalesced
+            assert len(fh.fetched) >= 6 and max(e - s for s, e in fh.fetched) <= cap
+            assert fh.read(4096) == main.read_bytes()[:4096]
+        changed = bytearray(main.read_bytes())
+        changed[100:200] = bytes(100)  # same size, other bytes: only the ETag tells
+        s3.filesystem().pipe_file(fh.url, bytes(changed))
+        with remote.source_file() as fh, pytest.raises(SlideError, match="changed while"):
+            fh.read(4096)

@@ -125,3 +125,64 @@ def test_tissue_pipeline_as_yaml_mapping(tmp_path):
     job_file.write_text("tissue:\n  mask: green_chanel & grays\n")
     with pytest.raises(ConfigError, match="green_chanel"):
         build_job(job_file)
+
+
+def test_rails_digest_is_read_once_per_job_and_travels_with_the_config(tmp_path, monkeypatch):
+    """A ``rails:FILE`` scorer's bounds are read once per job, when the driver pins the config:
+    hashing the pinned config again, a pickled copy (a worker's) or a per-slide copy reads no
+    file and gives the hash of those bounds (the same value as unpinned); a config pinned for
+    the next job sees an edit."""
+    import hashlib
+    import pickle
+
+    from wsidist.filters.rails import Rails, save_rails
+    from wsidist.runtime.jobconfig import StageConfig
+    from wsidist.stage1 import config as config_module
+    from wsidist.stage1.scoring import scorer_digest
+
+    rails_file = tmp_path / "rails.json"
+    save_rails(Rails({"tissue_frac": (0.2, 1.0)}, label="tissue"), str(rails_file))
+    spec = f"rails:{rails_file}"
+    config = build_job(None, scorer=spec).config
+    fields = StageConfig.config_hash(config)
+    same_as_before = hashlib.sha256(f"{fields}:{scorer_digest(spec)}".encode()).hexdigest()[:16]
+    reads = []
+    real = config_module.scorer_digest
+    monkeypatch.setattr(config_module, "scorer_digest", lambda s: reads.append(s) or real(s))
+    job = config.pin_scorer()
+    assert reads == [spec]
+    first = job.config_hash()
+    assert first == same_as_before == config.config_hash() != fields
+    assert len(reads) == 2  # the unpinned config reads the file each time it is hashed
+    save_rails(Rails({"tissue_frac": (0.9, 1.0)}, label="tissue"), str(rails_file))  # edited
+    worker_copy = pickle.loads(pickle.dumps(job))
+    per_slide = worker_copy.model_copy(update={"mpp": 0.5})
+    assert worker_copy.config_hash() == job.config_hash() == first
+    assert per_slide.config_hash() not in (first, StageConfig.config_hash(per_slide))
+    assert len(reads) == 2  # hashed four times, pinned: the file read by none of them
+    assert config.pin_scorer().config_hash() != first  # the next job reads the new bounds
+    save_rails(Rails({"tissue_frac": (0.2, 1.0)}, label="other"), str(rails_file))  # label only
+    assert config.pin_scorer().config_hash() == first
+    other = job.model_copy(update={"scorer": "seed"})  # a copy with another scorer
+    assert other.config_hash() == Stage1Config(scorer="seed").config_hash()
+
+
+def test_a_pinned_config_hashes_on_the_worker_without_reading_the_rails(tmp_path, monkeypatch):
+    """process_slide (what a worker runs) hashes the job's pinned config without a read."""
+    from wsidist.demo.synth import SynthSpec, write_synthetic_slide
+    from wsidist.filters.rails import Rails, save_rails
+    from wsidist.io.storage import Store
+    from wsidist.runtime.tasks import SlideTask
+    from wsidist.stage1 import config as config_module
+    from wsidist.stage1.worker import process_slide
+
+    slide = tmp_path / "s.svs"
+    write_synthetic_slide(slide, SynthSpec(width=512, height=384, seed=3, n_blobs=1))
+    rails_file = tmp_path / "rails.json"
+    save_rails(Rails({"tissue_frac": (0.0, 1.0)}, label="tissue"), str(rails_file))
+    job = Stage1Config(scale=16, tile_size=128, scorer=f"rails:{rails_file}").pin_scorer()
+    reads = []
+    monkeypatch.setattr(config_module, "scorer_digest", lambda s: reads.append(s))
+    row = process_slide(SlideTask(str(slide), "s"), job, Store(str(tmp_path / "out")))
+    assert row["status"] == "ok" and row["config_hash"] == job.config_hash()
+    assert reads == []

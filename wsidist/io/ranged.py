@@ -121,6 +121,27 @@ class RangeReader(io.RawIOBase):
         self._lock = threading.RLock()
         self.fetched: list[tuple[int, int]] = []  # every (start, end) received, in order
 
+    @classmethod
+    def pinned(
+        cls,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        info: dict,
+        ranges: RangeSpec,
+        *,
+        url: str,
+        meter: ReadMeter,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ) -> RangeReader:
+        """The reader of an object as its HEAD ``info`` pinned it (size; ETag, so every range GET
+        carries If-Match) and as a job's :class:`RangeSpec` says: how every remote slide file,
+        TIFF or DICOM, is read."""
+        return cls(
+            fs, path, int(info.get("size") or 0), url=url, meter=meter, block_bytes=block_bytes,
+            etag=info.get("ETag") or info.get("etag"), cache_bytes=ranges.cache_bytes,
+            max_request_bytes=ranges.max_request_bytes, max_concurrency=ranges.max_concurrency,
+        )  # fmt: skip
+
     # -- span cache ---------------------------------------------------------------------------
     def _find(self, start: int, end: int) -> bytes | None:
         with self._lock:

@@ -48,7 +48,8 @@ from wsidist.io.backends.dicom_frames import (
     read_instance,
 )
 from wsidist.io.dicom_series import DicomHeader, group_series, image_kind, is_dcm_name, series_of
-from wsidist.io.ranged import DEFAULT_SPAN_CACHE_BYTES, RangeReader
+from wsidist.io.ranged import DEFAULT_SPAN_CACHE_BYTES, RangeReader, RangeSpec
+from wsidist.io.remote import info_version
 from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache
 
 __all__ = ["HEADER_BLOCK_BYTES", "WHOLE_INSTANCE_BYTES", "RemoteSeries", "open_dicom_ranged"]
@@ -182,11 +183,9 @@ def _read_file(fs, rpath: str, info: dict, meter: ReadMeter, cache: CacheSpec | 
     url = fs.unstrip_protocol(rpath)
     size = int(info.get("size") or 0)
     ranges = as_cache(cache).range_reads
-    reader = RangeReader(
-        fs, rpath, size, url=url, meter=meter, block_bytes=HEADER_BLOCK_BYTES,
-        etag=info.get("ETag") or info.get("etag"), cache_bytes=ranges.cache_bytes,
-        max_request_bytes=ranges.max_request_bytes, max_concurrency=ranges.max_concurrency,
-    )  # fmt: skip
+    reader = RangeReader.pinned(
+        fs, rpath, info, ranges, url=url, meter=meter, block_bytes=HEADER_BLOCK_BYTES
+    )
     header = None
     try:
         with warnings.catch_warnings():
@@ -199,9 +198,8 @@ def _read_file(fs, rpath: str, info: dict, meter: ReadMeter, cache: CacheSpec | 
             height = int(ds.get("TotalPixelMatrixRows") or ds.get("Rows") or 0)
             header = DicomHeader(url, uid, image_kind(ds.get("ImageType")), width, height,
                                  int(ds.get("InstanceNumber") or 0))  # fmt: skip
-            version = f"{size}|{info.get('ETag') or info.get('etag') or info.get('LastModified')}"
             extra = {"source": reader, "size": size, "pixel_pos": pixel_pos, "cache": cache,
-                     "version": version}  # fmt: skip
+                     "version": info_version(info) or ""}  # fmt: skip
             inst = instance_from(url, ds, ts, RemoteInstance, **extra)
             if head[:4] != _PIXEL_TAG:
                 raise SlideError(f"{url}: no pixel data")
@@ -259,19 +257,27 @@ def _set_spans(inst: RemoteInstance, table: np.ndarray, lengths: np.ndarray | No
 
 # -- the series -------------------------------------------------------------------------------
 class RemoteSeries:
-    """A remote DICOM series read by ranges: its URL, total bytes and main file."""
+    """A remote DICOM series read by ranges: its URL, total bytes and main file, each member's
+    HEAD info as pinned at open, and the job's range settings."""
 
     is_file = False
 
-    def __init__(self, url: str, fs, main: str, sizes: dict[str, int], meter: ReadMeter) -> None:
+    def __init__(
+        self, url: str, fs, main: str, infos: dict[str, dict], meter: ReadMeter, ranges: RangeSpec
+    ) -> None:
         self.url, self.fs, self.main, self.meter = url, fs, main, meter
-        self.sizes = sizes
-        self.size = sum(sizes.values())
+        self.infos, self.ranges = infos, ranges
+        self.sizes = {u: int(i.get("size") or 0) for u, i in infos.items()}
+        self.size = sum(self.sizes.values())
 
     def reader(self) -> RangeReader:
-        """A range reader of the series' main file (its largest level)."""
+        """A range reader of the series' main file (its largest level), pinned as the headers
+        were read (If-Match its ETag) and read as the job's range settings say."""
         rpath = self.fs._strip_protocol(self.main)
-        return RangeReader(self.fs, rpath, self.sizes[self.main], url=self.main, meter=self.meter)
+        info = self.infos[self.main]
+        return RangeReader.pinned(
+            self.fs, rpath, info, self.ranges, url=self.main, meter=self.meter
+        )
 
 
 def _in_context(fn, *args):
@@ -333,9 +339,9 @@ def open_dicom_ranged(
     except BaseException:
         _close_all(read)
         raise
-    sizes = {fs.unstrip_protocol(p): int(i.get("size") or 0) for p, i in files.items()}
-    sizes = {u: s for u, s in sizes.items() if u in members}
-    return impl, RemoteSeries(obj.url, fs, mine.main, sizes, meter)
+    infos = {fs.unstrip_protocol(p): i for p, i in files.items()}
+    infos = {u: i for u, i in infos.items() if u in members}
+    return impl, RemoteSeries(obj.url, fs, mine.main, infos, meter, spec.range_reads)
 
 
 def _close_all(read: list) -> None:

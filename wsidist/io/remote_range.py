@@ -94,13 +94,9 @@ class RemoteObject:
         return info_version(self.info)
 
     def reader(self) -> RangeReader:
-        etag = self.info.get("ETag") or self.info.get("etag")
-        r = self.ranges
-        return RangeReader(
-            self.fs, self.path, self.size, url=self.url, meter=self.meter, etag=etag,
-            cache_bytes=r.cache_bytes, max_request_bytes=r.max_request_bytes,
-            max_concurrency=r.max_concurrency,
-        )  # fmt: skip
+        return RangeReader.pinned(
+            self.fs, self.path, self.info, self.ranges, url=self.url, meter=self.meter
+        )
 
 
 REMOTE_READS = ("range", "stage")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import io
 import json
 import os
 import posixpath
@@ -303,10 +302,12 @@ class Store:
             found[paths.get(path, paths.get(path.rstrip("/"), path))] = value
         return found
 
-    def write_parquet(self, key: str, table: pa.Table) -> str:
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        return self.write_bytes(key, buf.getvalue())
+    def write_parquet(self, key: str, table: pa.Table, **options: Any) -> str:
+        """``table`` as one Parquet file (zstd; ``options`` go to ``pyarrow.parquet.write_table``,
+        e.g. per-column ``use_dictionary`` and ``column_encoding``)."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **{"compression": "zstd", **options})
+        return self.write_bytes(key, sink.getvalue().to_pybytes())
 
     def read_parquet(self, key: str) -> pa.Table:
         with self.fs.open(self.path(key), "rb") as fh:

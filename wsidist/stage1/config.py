@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from wsidist.errors import ConfigError
 from wsidist.filters import Pipeline, TissueSpec, parse_pipeline
@@ -64,6 +64,10 @@ class Stage1Config(StageConfig):
         25.0, ge=0, description="focus (variance of the Laplacian at 1 µm/px) below: blurry"
     )
     batch: bool = Field(False, description="also write every intermediate image")
+    # (scorer spec, its file's digest) as the job's driver read it (:meth:`pin_scorer`); it
+    # travels with the config (pickled, copied) to the workers, which then read no rails file
+    # to hash
+    _scorer_digest: tuple[str, str | None] | None = PrivateAttr(default=None)
 
     @field_validator("refine")
     @classmethod
@@ -83,10 +87,22 @@ class Stage1Config(StageConfig):
         resolve_scorer(value)
         return value
 
+    def pin_scorer(self) -> Stage1Config:
+        """A copy that carries its scorer file's digest as read now: a job's driver calls it
+        once, so the job's hashes (on the driver and on every worker) read no file, and the
+        next job reads it again."""
+        pinned = self.model_copy()
+        pinned._scorer_digest = (self.scorer, scorer_digest(self.scorer))
+        return pinned
+
     def config_hash(self) -> str:
-        """The fields' hash, with the bounds of a ``rails:FILE`` scorer's file: editing the
-        file reruns the slides."""
-        digest = scorer_digest(self.scorer)
+        """The fields' hash, with the bounds of a ``rails:FILE`` scorer's file (as pinned for
+        the job, else read now): editing the file reruns the slides."""
+        pinned = self._scorer_digest
+        if pinned is not None and pinned[0] == self.scorer:  # not a copy with another scorer
+            digest = pinned[1]
+        else:
+            digest = scorer_digest(self.scorer)
         if digest is None:
             return super().config_hash()
         return hashlib.sha256(f"{super().config_hash()}:{digest}".encode()).hexdigest()[:16]

@@ -99,7 +99,7 @@ def run_stage1(
     Before any slide is read: the output must not be a file, and an id the output already
     holds for another URL refuses the job (:class:`~wsidist.errors.ConfigError`).
     """
-    config = config or Stage1Config()
+    config = (config or Stage1Config()).pin_scorer()  # its rails file read once, here
     check_output_root(out, storage_options)
     out = output_root(out)
     tasks = plan_tasks(inputs, exclude=(out,), manifest=manifest, storage_options=storage_options)
