@@ -40,43 +40,40 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
 def _pixel_weights(pixels: np.ndarray, hue_range: tuple[int, int]) -> np.ndarray:
     """float64 (7, n): in-range hue count, degree and degree² (0 out of range), s, s², v, v²
     of uint8 rgb (n, 3) pixels, as skimage's rgb2hsv gives them bit for bit (channel levels
-    ``k * (1 / 255)``, max and min taken on the uint8 channels, blue over green over red);
-    in chunks, so every temporary stays small."""
+    ``k * (1 / 255)``, max and min taken on the uint8 channels, blue over green over red, hue
+    ``(h / 6) % 1`` as ``h / 6 + 1`` where negative); in chunks, so temporaries stay small."""
     lo, hi = hue_range
     out = np.empty((7, len(pixels)), np.float64)
     for i0 in range(0, len(pixels), _CHUNK_PX):
-        px = pixels[i0 : i0 + _CHUNK_PX]
-        n_hue, sum_hue, sum_hue2, sum_s, sum_s2, sum_v, sum_v2 = out[:, i0 : i0 + len(px)]
-        r, g, b = px[:, 0], px[:, 1], px[:, 2]
+        planes = np.ascontiguousarray(pixels[i0 : i0 + _CHUNK_PX, :3].T)
+        r, g, b = planes
+        n_hue, sum_hue, sum_hue2, sum_s, sum_s2, sum_v, sum_v2 = out[:, i0 : i0 + len(r)]
         top = np.maximum(np.maximum(r, g), b)
+        low = np.minimum(np.minimum(r, g), b)
         np.multiply(top, _LEVEL, out=sum_v)
-        delta = sum_v - np.minimum(np.minimum(r, g), b) * _LEVEL
-        spread = delta != 0.0
-        sum_s[...] = 0.0
-        np.divide(delta, sum_v, out=sum_s, where=spread)
+        delta = low * _LEVEL
+        np.subtract(sum_v, delta, out=delta)
+        np.divide(delta, np.maximum(sum_v, _LEVEL), out=sum_s)  # 0 where max == min
         np.multiply(sum_s, sum_s, out=sum_s2)
         np.multiply(sum_v, sum_v, out=sum_v2)
         fr, fg, fb = r * _LEVEL, g * _LEVEL, b * _LEVEL
-        b_top = b == top
-        g_top = (g == top) & ~b_top
-        h = fg  # the numerator, in place: fg - fb (red on top), fb - fr, fr - fg (blue)
-        np.subtract(fg, fb, out=h, where=~g_top & ~b_top)
-        np.subtract(fb, fr, out=h, where=g_top)
-        np.subtract(fr, fg, out=h, where=b_top)  # fg is untouched where blue is on top
-        np.divide(h, delta, out=h, where=spread)
-        np.add(h, 2.0, out=h, where=g_top)
-        np.add(h, 4.0, out=h, where=b_top)
+        b_top, g_top = b == top, g == top
+        h = np.where(b_top, fr - fg, np.where(g_top, fb - fr, fg - fb))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            h /= delta  # nan where max == min: no hue
+        h += np.where(b_top, 4.0, np.where(g_top, 2.0, 0.0))
         h /= 6.0
-        np.remainder(h, 1.0, out=h)
+        np.add(h, 1.0, out=h, where=h < 0)
         h *= 360
-        deg = h.astype(np.int32)
+        with np.errstate(invalid="ignore"):
+            deg = h.astype(np.int32)
+        spread = top != low
         in_range = spread & (deg >= lo) & (deg <= hi)
         if lo <= 0 <= hi:  # max == min: hue 0
             in_range |= ~spread
             deg[~spread] = 0
         n_hue[...] = in_range
-        sum_hue[...] = 0.0
-        np.copyto(sum_hue, deg, where=in_range)
+        np.multiply(deg, in_range, out=sum_hue)
         np.multiply(sum_hue, sum_hue, out=sum_hue2)
     return out
 

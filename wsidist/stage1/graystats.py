@@ -21,30 +21,37 @@ __all__ = ["PEAK_LEVELS", "tile_entropy", "tile_gray_stats", "tile_peak_frac"]
 PEAK_LEVELS = 3  # seed 004's "highest few pixel frequencies": the 3 most populous gray levels
 _BINCOUNT_BINS = 1 << 22  # entropy histograms per pass (bounded memory)
 _SORT_BAND_PX = 1 << 18  # pixels sorted at a time
-_SORT_ROW_PX = 1024  # windows are grouped into sorted rows of at most this many pixels
+_SORT_ROW_PX = 128  # windows are grouped into sorted rows of at most this many pixels
 _SORT_MAX_PX = 4096  # equal windows up to this many pixels: sorted, not one histogram each
 
 
 def _top_sum(counts: np.ndarray, k: int) -> np.ndarray:
-    """Sum of the ``k`` largest of every row of a non-negative int array, by a tournament:
-    columns merge pairwise, each keeping its ``k`` largest in order (no per-row sort)."""
-    width = 1 << max(int(counts.shape[1] - 1).bit_length(), 0)
-    if width != counts.shape[1]:
-        counts = np.concatenate(
-            [counts, np.zeros((len(counts), width - counts.shape[1]), counts.dtype)], axis=1
-        )
-    tops = [counts] + [np.zeros_like(counts) for _ in range(k - 1)]  # tops[i][:, j]: i-th
-    while tops[0].shape[1] > 1:
-        a = [t[:, 0::2] for t in tops]
-        b = [t[:, 1::2] for t in tops]
+    """int64 (n,): sum of the ``k`` largest of every column of a non-negative int array
+    (m, n), by a tournament: rows merge pairwise, each keeping its ``k`` largest in order,
+    so every step is an elementwise max or min of whole rows (no per-column sort)."""
+    tops = [counts]  # tops[i][j]: the i-th largest of group j; missing ones count as 0
+    while len(tops[0]) > 1:
+        if len(tops[0]) % 2:
+            tops = [np.concatenate([t, np.zeros_like(t[:1])]) for t in tops]
+        a = [t[0::2] for t in tops]
+        b = [t[1::2] for t in tops]
         merged = []
-        for m in range(k):  # m-th largest of the two: max over i + j = m of min(a_i, b_j)
-            best = np.maximum(a[m], b[m])
-            for i in range(m):
-                np.maximum(best, np.minimum(a[i], b[m - 1 - i]), out=best)
+        for m in range(min(k, 2 * len(tops))):  # max over i + j = m of min(a_i, b_j)
+            best = np.maximum(a[m], b[m]) if m < len(tops) else None
+            for i in range(max(0, m - len(tops)), min(m, len(tops))):
+                j = m - 1 - i
+                if j < len(tops):
+                    pair = np.minimum(a[i], b[j])
+                    best = pair if best is None else np.maximum(best, pair, out=best)
             merged.append(best)
         tops = merged
-    return np.sum([t[:, 0].astype(np.int64) for t in tops], axis=0)
+    return np.sum([t[0].astype(np.int64) for t in tops], axis=0)
+
+
+def _group(n_x: int, n_px: int) -> int:
+    """Windows per sorted row: a divisor of ``n_x``, at most ``_SORT_ROW_PX`` pixels a row."""
+    fits = (g for g in range(1, n_x + 1) if n_x % g == 0 and g * n_px <= _SORT_ROW_PX)
+    return max(fits, default=1)
 
 
 def _sorted_stats(
@@ -54,16 +61,20 @@ def _sorted_stats(
     ky, kx = int(win.y1[0] - win.y0[0]), int(win.x1[0] - win.x0[0])
     x0, y0 = int(win.x0[0]), int(win.y0[0])
     n_px = ky * kx
-    group = max(g for g in range(1, n_x + 1) if n_x % g == 0 and g * n_px <= _SORT_ROW_PX)
-    offset = (np.arange(group, dtype=np.int32) * 256)[None, None, :, None, None]
+    group = _group(n_x, n_px)
+    # a sorted row holds ``group`` neighbouring windows, ky image rows of group * kx pixels
+    # each (the order inside a window does not matter), its level offset by 256 a window
+    offset = np.arange(group * kx, dtype=np.int32) // kx * 256
     entropy, peak = np.empty((n_y, n_x), np.float64), np.empty((n_y, n_x), np.float64)
     band = max(1, _SORT_BAND_PX // max(n_px * n_x, 1))
     k = min(levels, n_px)
+    runs_dtype = np.uint8 if n_px < 256 else np.int16 if n_px < (1 << 15) else np.int32
     for i0 in range(0, n_y, band):
         rows = min(band, n_y - i0)
+        n_win = rows * n_x
         part = gray[y0 + i0 * ky : y0 + (i0 + rows) * ky, x0 : x0 + n_x * kx]
-        px = np.empty((rows, n_x // group, group, ky, kx), np.int32)
-        px[...] = part.reshape(rows, ky, n_x // group, group, kx).transpose(0, 2, 3, 1, 4)
+        px = np.empty((rows, n_x // group, ky, group * kx), np.int32)
+        px[...] = part.reshape(rows, ky, n_x // group, group * kx).transpose(0, 2, 1, 3)
         px += offset
         px = px.reshape(-1, group * n_px)
         px.sort(axis=1)
@@ -74,12 +85,16 @@ def _sorted_stats(
         at = np.flatnonzero(ends)
         length = np.diff(at, prepend=-1)
         window = at // n_px
-        s = np.bincount(window, weights=clogc[length], minlength=rows * n_x)
+        s = np.bincount(window, weights=clogc[length], minlength=n_win)
         entropy[i0 : i0 + rows] = (np.log2(n_px) - s / n_px).reshape(rows, n_x)
-        runs = np.zeros(flat.size, np.int16 if n_px < (1 << 15) else np.int32)
-        runs[at] = length  # each level's count at its run's end
-        top = _top_sum(runs.reshape(-1, n_px), k)
-        peak[i0 : i0 + rows] = (top / float(n_px)).reshape(rows, n_x)
+        # each level's count in a column per window: in the row of its run's end (small
+        # windows) or of its level (a window has at most 256 levels)
+        row = at - window * n_px if n_px <= 256 else (flat[at] & 255).astype(np.intp)
+        runs = np.zeros((min(n_px, 256), n_win), runs_dtype)
+        row *= n_win
+        row += window
+        runs.reshape(-1)[row] = length
+        peak[i0 : i0 + rows] = (_top_sum(runs, k) / float(n_px)).reshape(rows, n_x)
     return entropy, peak
 
 
