@@ -3,11 +3,9 @@
 Window sums (tissue coverage, pen) are integer sums over row then column bands
 (:mod:`wsidist.stage1.windows`); gray-level entropy and peak share come from
 :mod:`wsidist.stage1.graystats`. HSV moments are taken over tissue pixels only, as
-``skimage.color.rgb2hsv`` defines them, bit for bit: saturation and value through lookup
-tables over (max, min) of the uint8 channels, the hue from its formula for the pixels whose
-hue can fall in the range counted (with the usual 260-340° range: red and blue both above
-green), summed per window by one ``bincount`` per moment in pixel order.
-"""
+``skimage.color.rgb2hsv`` defines them, bit for bit (no HSV image): the pixels are gathered
+once, their hue, saturation and value computed in small chunks from the uint8 channels, and
+summed per window by one ``bincount`` per moment in pixel order."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Gray-level statistics of every window of a grid at once: entropy and peak share.
 
 Both come from each window's gray-level counts. Equal, edge-to-edge windows (the usual grid)
-are laid out one window per row and sorted, several windows to a sorted row (their level
-offset by 256 per window, so a row sorts window by window, level by level); counts are run
-lengths. Other windows (the short last row and column, overlaps, uneven downsamples) get one
-histogram each, by one ``bincount`` per band of a class of disjoint windows. Both paths add
-``c log2 c`` in the same order (by level, one window at a time), so they give the same bits.
-"""
+are laid out as rows and sorted, small ones two or more to a row (their levels offset by 256
+a window, so a row sorts window by window, level by level); counts are run lengths, and the
+top counts of every window come from a tournament of elementwise max and min. Other windows
+(the short last row and column, overlaps, uneven downsamples) get one histogram each, by one
+``bincount`` per band of a class of disjoint windows. Both paths add ``c log2 c`` in the same
+order (by level, one window at a time), so they give the same bits."""
 
 from __future__ import annotations
 
@@ -65,10 +65,13 @@ def _sorted_stats(
     # a sorted row holds ``group`` neighbouring windows, ky image rows of group * kx pixels
     # each (the order inside a window does not matter), its level offset by 256 a window
     offset = np.arange(group * kx, dtype=np.int32) // kx * 256
-    entropy, peak = np.empty((n_y, n_x), np.float64), np.empty((n_y, n_x), np.float64)
+    entropy = np.empty((n_y, n_x), np.float64)
     band = max(1, _SORT_BAND_PX // max(n_px * n_x, 1))
     k = min(levels, n_px)
     runs_dtype = np.uint8 if n_px < 256 else np.int16 if n_px < (1 << 15) else np.int32
+    # each level's count in a column per window: in the row of its run's end (small windows)
+    # or of its level (a window has at most 256 levels); one tournament for all of them
+    runs = np.zeros((min(n_px, 256), n_y * n_x), runs_dtype)
     for i0 in range(0, n_y, band):
         rows = min(band, n_y - i0)
         n_win = rows * n_x
@@ -87,14 +90,11 @@ def _sorted_stats(
         window = at // n_px
         s = np.bincount(window, weights=clogc[length], minlength=n_win)
         entropy[i0 : i0 + rows] = (np.log2(n_px) - s / n_px).reshape(rows, n_x)
-        # each level's count in a column per window: in the row of its run's end (small
-        # windows) or of its level (a window has at most 256 levels)
         row = at - window * n_px if n_px <= 256 else (flat[at] & 255).astype(np.intp)
-        runs = np.zeros((min(n_px, 256), n_win), runs_dtype)
-        row *= n_win
-        row += window
+        row *= n_y * n_x
+        row += window + i0 * n_x
         runs.reshape(-1)[row] = length
-        peak[i0 : i0 + rows] = (_top_sum(runs, k) / float(n_px)).reshape(rows, n_x)
+    peak = (_top_sum(runs, k) / float(n_px)).reshape(n_y, n_x)
     return entropy, peak
 
 
