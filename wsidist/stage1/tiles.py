@@ -206,11 +206,21 @@ def gray_entropy(gray: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0
 
 
+TISSUE_CLASSES = ("none", "low", "medium", "high")
+
+
+def _tissue_class_codes(tissue_frac: np.ndarray) -> np.ndarray:
+    """int8 index into :data:`TISSUE_CLASSES`: high (≥80 %), medium (≥10 %), low (>0), none."""
+    t = np.asarray(tissue_frac)
+    codes = (t > 0).astype(np.int8)
+    codes += t >= 0.1
+    codes += t >= 0.8
+    return codes
+
+
 def tissue_class(tissue_frac: np.ndarray) -> np.ndarray:
     """Seed-000 tissue classes: high (≥80 %), medium (≥10 %), low (>0), none."""
-    return np.select(
-        [tissue_frac >= 0.8, tissue_frac >= 0.1, tissue_frac > 0], ["high", "medium", "low"], "none"
-    )
+    return np.asarray(TISSUE_CLASSES)[_tissue_class_codes(tissue_frac)]
 
 
 def _finish_table(flat: dict[str, np.ndarray], scores: np.ndarray) -> pa.Table:
@@ -222,9 +232,10 @@ def _finish_table(flat: dict[str, np.ndarray], scores: np.ndarray) -> pa.Table:
         for name, values in flat.items()
     }
     arrays["score"] = pa.array(scores, type=pa.float64())
-    order = np.lexsort((np.arange(len(scores)), -scores))
+    order = np.argsort(-scores, kind="stable")  # ties: the earlier tile first
     rank = np.empty(len(scores), dtype=np.int32)
     rank[order] = np.arange(1, len(scores) + 1, dtype=np.int32)
-    arrays["tissue_class"] = pa.array(tissue_class(flat["tissue_frac"]), type=pa.string())
+    classes = pa.array(TISSUE_CLASSES, type=pa.string())
+    arrays["tissue_class"] = classes.take(pa.array(_tissue_class_codes(flat["tissue_frac"])))
     arrays["rank"] = pa.array(rank)
     return pa.table(arrays)
