@@ -20,6 +20,7 @@ import numpy as np
 
 DEFAULT_BLOCK_PX = 2048  # area_resample source blocks: at most this many px a side
 _ACC_BYTES = 64 * 2**20  # budget of area_resample's float accumulator of output rows
+_BAND_BYTES = 2 * 2**20  # a fractional-ratio band: small arrays stay in cache (measured faster)
 
 
 def area_reduce(a: np.ndarray, factor: int) -> np.ndarray:
@@ -300,7 +301,7 @@ def _fractional_resample(read, src_size, ratio, out_size, block_px: int) -> np.n
     x_lo = np.arange(ow) * rx
     x_hi = np.minimum(x_lo + rx, sw)
     x_taps = _axis_taps(x_lo, x_hi, rx, sw)
-    rows_per_band = max(1, int(_ACC_BYTES // (sw * 3 * (ry + 8))))
+    rows_per_band = max(1, int(_BAND_BYTES // (sw * 3 * (ry + 8))))
     for i0 in range(0, oh, rows_per_band):
         i1 = min(oh, i0 + rows_per_band)
         y0 = math.floor(i0 * ry)
