@@ -32,3 +32,28 @@ def test_memory_filesystem_urls():
     store.write_bytes("status/a.json", b"{}")
     assert store.exists("status/a.json")
     assert store.full_url("status/a.json") == "memory:///wsidist-test/run/status/a.json"
+
+
+def test_concurrent_writers_do_not_trip_over_the_spool_folder(tmp_path):
+    """Each write removes the emptied spool folder while others make it again: neither the
+    mkdir that sees it vanish nor the write into a removed folder may fail a write."""
+    import threading
+
+    store = Store(str(tmp_path / "out"))
+    errors: list[str] = []
+
+    def writer(i: int) -> None:
+        for k in range(200):
+            try:
+                store.write_bytes(f"w{i}/{k}.bin", b"x")
+            except Exception as exc:  # noqa: BLE001 — the test collects every failure
+                errors.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(list((tmp_path / "out").rglob("*.bin"))) == 8 * 200

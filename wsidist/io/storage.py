@@ -34,6 +34,7 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9._=-]+$")
 TEMP_PREFIX = "_tmp-"  # as wsidist.layout.TEMP_PREFIX (io does not import layout)
 WRITE_BLOCK_BYTES = 16 * 2**20  # a streamed upload's part size: 10,000 parts make 160 GiB
 TEMP_DIR = ".wsidist-tmp"  # as wsidist.layout.TEMP_DIR: every write in progress, one folder
+_SPOOL_ATTEMPTS = 8  # concurrent writers race on the spool folder's mkdir and rmdir
 _PERMANENT_ERRNOS = frozenset(
     {
         errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
@@ -185,14 +186,15 @@ class Store:
         try:
             if local:
                 fs.makedirs(parent, exist_ok=True)
-            for attempt in (0, 1):
-                if local:
-                    fs.makedirs(spool, exist_ok=True)
+            for attempt in range(_SPOOL_ATTEMPTS):
+                if local:  # another writer may remove the emptied spool folder at any moment:
+                    with contextlib.suppress(FileExistsError):  # made, then gone before the check
+                        fs.makedirs(spool, exist_ok=True)
                 try:
                     write(fs, tmp)
                     break
-                except FileNotFoundError:  # another writer removed the emptied spool folder
-                    if attempt or not local:
+                except FileNotFoundError:  # the spool folder went before the write
+                    if attempt == _SPOOL_ATTEMPTS - 1 or not local:
                         raise
             fs.mv(tmp, final)
         except Exception as exc:
