@@ -246,3 +246,54 @@ def test_the_compact_command(base, tmp_path):
 def _said(done: subprocess.CompletedProcess) -> str:
     """What a command printed, its lines joined (the console wraps them)."""
     return " ".join((done.stdout + done.stderr).split())
+
+
+def column_encodings(files: list[Path]) -> dict[str, set[tuple[tuple[str, ...], str]]]:
+    """Per column: the (encodings, compression) of its chunks in ``files``, as written."""
+    found: dict[str, set[tuple[tuple[str, ...], str]]] = {}
+    for path in files:
+        meta = pq.read_metadata(path)
+        for g in range(meta.num_row_groups):
+            for i in range(meta.num_columns):
+                chunk = meta.row_group(g).column(i)
+                entry = (tuple(sorted(chunk.encodings)), chunk.compression)
+                found.setdefault(chunk.path_in_schema, set()).add(entry)
+    return found
+
+
+def test_compacted_files_encode_their_columns_as_stage1_does(base, tmp_path, monkeypatch):
+    out = _copy(base, tmp_path)
+    parts = sorted(out.glob("tiles/*/part-*.parquet"))
+    written = column_encodings(parts)
+    assert {c for e in written.values() for _, c in e} == {"ZSTD"}
+    assert any("DELTA_BINARY_PACKED" in enc for enc, _ in written["row"])
+    assert any("RLE_DICTIONARY" in enc for enc, _ in written["tissue_class"])
+    assert not any("RLE_DICTIONARY" in enc for enc, _ in written["score"])
+    hive = "hive_partitioning = true, hive_types = {'slide_id': VARCHAR}"
+    glob = f"'{out}/tiles/*/part-*.parquet'"
+    columns = sorted(duckdb.sql(f"SELECT * FROM read_parquet({glob}, {hive}) LIMIT 0").columns)
+    order = ", ".join(f'"{c}"' for c in columns)
+    rows = duckdb.sql(
+        f"SELECT {order} FROM read_parquet({glob}, {hive}) ORDER BY slide_id, row, col"
+    ).fetchall()
+    assert len(rows) > 2
+    monkeypatch.setattr(compact_mod, "ROW_GROUP_ROWS", 2)  # several groups per bucket
+
+    compact_tiles(Store(str(out)), buckets=2)
+
+    manifest = read_manifest(Store(str(out)))
+    buckets = [out / e["key"] for e in manifest["files"].values()]
+    compacted = column_encodings(buckets)
+    assert compacted.pop("slide_id") == written["tissue_class"]  # text: a dictionary
+    assert compacted == written
+    groups = []
+    for path in buckets:
+        meta = pq.read_metadata(path)
+        groups.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+    assert all(set(sizes[:-1]) <= {2} and sizes[-1] in (1, 2) for sizes in groups)
+    assert max(len(sizes) for sizes in groups) > 1 and sum(map(sum, groups)) == len(rows)
+    files = "[" + ", ".join(f"'{p}'" for p in buckets) + "]"
+    again = duckdb.sql(
+        f"SELECT {order} FROM read_parquet({files}) ORDER BY slide_id, row, col"
+    ).fetchall()
+    assert again == rows

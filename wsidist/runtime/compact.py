@@ -2,8 +2,10 @@
 
 Each slide goes to bucket :func:`~wsidist.runtime.tiletable.bucket_of` (its id's hash); a
 bucket file holds its slides' rows sorted by ``slide_id`` (a column), in row groups of
-:data:`ROW_GROUP_ROWS` whose min/max statistics let readers skip other slides. DuckDB does
-the rewrite (it spills to disk, so memory stays within its limit), bucket by bucket.
+:data:`ROW_GROUP_ROWS` whose min/max statistics let readers skip other slides, its columns
+encoded as stage 1 encodes them (:func:`~wsidist.runtime.tiletable.tile_parquet_options`).
+DuckDB sorts the rows (it spills to disk, so memory stays within its limit) and streams them
+to the Parquet writer, bucket by bucket.
 
 Crash-safe in four steps, each leaving a readable output:
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from wsidist import layout
 from wsidist.errors import WsidistError
@@ -42,6 +45,7 @@ from wsidist.runtime.tiletable import (
     bucket_sql,
     live_files,
     read_manifest,
+    tile_parquet_options,
 )
 
 ROW_GROUP_ROWS = 65_536
@@ -171,14 +175,12 @@ def _write_bucket(
         return None
     local = os.path.join(tmp, f"bucket-{bucket:05d}.parquet")
     rows = " UNION ALL BY NAME ".join(selects)
-    con.execute(
-        f"COPY (SELECT slide_id, * EXCLUDE (slide_id) FROM ({rows}) ORDER BY slide_id, row, col) "
-        f"TO '{local}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-    )
+    query = f"SELECT slide_id, * EXCLUDE (slide_id) FROM ({rows}) ORDER BY slide_id, row, col"
+    _write_row_groups(con.sql(query).to_arrow_reader(ROW_GROUP_ROWS), local, ROW_GROUP_ROWS)
     n_rows, n_slides, lo, hi = con.execute(
         f"SELECT count(*), count(DISTINCT slide_id), min(slide_id), max(slide_id) "
         f"FROM read_parquet('{local}')"
-    ).fetchone()
+    ).fetchall()[0]
     if not n_rows:
         os.remove(local)
         return None
@@ -186,6 +188,25 @@ def _write_bucket(
     store.put_file(local, key)
     os.remove(local)
     return {"key": key, "rows": n_rows, "slides": n_slides, "slide_min": lo, "slide_max": hi}
+
+
+def _write_row_groups(reader: pa.RecordBatchReader, path: str, rows_per_group: int) -> None:
+    """``reader``'s rows as a tile table at ``path``, in row groups of ``rows_per_group`` (the
+    last one shorter), holding at most one group's batches in memory."""
+    options = tile_parquet_options(reader.schema)
+    with pq.ParquetWriter(path, reader.schema, **options) as writer:
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for batch in reader:
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= rows_per_group:
+                table = pa.Table.from_batches(pending, reader.schema)
+                writer.write_table(table.slice(0, rows_per_group), row_group_size=rows_per_group)
+                rest = table.slice(rows_per_group)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            writer.write_table(pa.Table.from_batches(pending, reader.schema))
 
 
 def remove_compacted_partitions(store: Store, compacted: LiveFiles) -> int:

@@ -27,7 +27,7 @@ from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.jobconfig import SCHEMA_VERSION
 from wsidist.runtime.tasks import SlideTask, run_slide_task
-from wsidist.runtime.tiletable import mark_removed
+from wsidist.runtime.tiletable import mark_removed, tile_parquet_options
 from wsidist.stage1 import render
 from wsidist.stage1.analysis import SlideAnalysis, analyse_slide
 from wsidist.stage1.config import Stage1Config
@@ -142,7 +142,7 @@ def _write_outputs(
     if config.batch:
         _write_batch(store, sid, analysis, pictures)
     table = _tile_table(tiles, task, config, config_hash)
-    store.write_parquet(layout.tiles_key(sid), table, **_parquet_encodings(table.schema))
+    store.write_parquet(layout.tiles_key(sid), table, **tile_parquet_options(table.schema))
 
     return {
         **analysis.meta,
@@ -191,16 +191,3 @@ def _tile_table(
     if "slide_id" in tiles.column_names:
         tiles = tiles.drop_columns(["slide_id"])
     return tiles.replace_schema_metadata({**(tiles.schema.metadata or {}), **meta})
-
-
-def _parquet_encodings(schema: pa.Schema) -> dict[str, Any]:
-    """How the tile table's columns are encoded (the values read back are the same either way):
-    a dictionary for text (few classes), delta-packed integers (grid indices and coordinates
-    step by one tile, ranks are a permutation) and plain floats (scores and fractions are
-    mostly distinct), so the writer never builds a dictionary it then throws away: half the
-    bytes of dictionaries everywhere and a quarter less time."""
-    text = [
-        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-    ]
-    ints = [f.name for f in schema if pa.types.is_integer(f.type)]
-    return {"use_dictionary": text, "column_encoding": dict.fromkeys(ints, "DELTA_BINARY_PACKED")}
