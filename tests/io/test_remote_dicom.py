@@ -266,3 +266,29 @@ def test_series_file_reader_is_pinned_and_follows_the_range_settings(s3, bucket,
         s3.filesystem().pipe_file(fh.url, bytes(changed))
         with remote.source_file() as fh, pytest.raises(SlideError, match="changed while"):
             fh.read(4096)
+
+
+def test_series_source_version_is_stable_and_follows_every_instance(s3, bucket, series):
+    """A series read by ranges has a version: the same on every open, another once any one
+    instance (not only the main one) is rewritten; a ref taken before then refuses to open."""
+    from wsidist.errors import SlideError
+    from wsidist.io.remote import source_version
+
+    paths = series["bot"]
+    url = put_folder(s3, paths, f"{bucket}/versioned")
+    with open_slide(url) as first, open_slide(url) as second:
+        assert first.remote_read == second.remote_read == "range"
+        version = first.source_version()
+        assert version is not None and version == second.source_version()
+        assert version == source_version(url)  # the folder holds only the series
+        ref = first.ref
+        assert ref.version == version
+    smallest = min(paths, key=lambda p: p.stat().st_size)  # a lower level, not the main file
+    changed = bytearray(smallest.read_bytes())
+    changed[-100:] = bytes(100)  # same size, other bytes: only the ETag tells
+    s3.filesystem().pipe_file(f"{url}/{smallest.name}", bytes(changed))
+    with open_slide(url) as again:
+        assert again.source_version() not in (None, version)
+        assert again.source_version() == source_version(url)
+    with pytest.raises(SlideError, match="changed while"):
+        ref.open()

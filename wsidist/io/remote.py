@@ -25,8 +25,8 @@ from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache, defaul
 _VERSION_KEYS = ("size", "ETag", "etag", "LastModified", "last_modified", "mtime", "md5", "created")
 
 
-__all__ = ["CacheSpec", "Lease", "default_cache_dir", "head", "info_version", "lease", "local_path",
-           "source_version", "stage"]  # fmt: skip
+__all__ = ["CacheSpec", "Lease", "default_cache_dir", "files_version", "head", "info_version",
+           "lease", "local_path", "source_version", "stage"]  # fmt: skip
 
 
 def local_path(url: str) -> str | None:
@@ -57,12 +57,19 @@ def source_version(url: str, storage_options: dict | None = None) -> str | None:
         rpath = rpath.rstrip("/")
         info = head(fs, rpath, url)
         if info.get("type") == "directory":
-            found = sorted(fs.find(rpath, detail=True).items())
-            digest = hashlib.sha256(";".join(f"{p}:{_version(i)}" for p, i in found).encode())
-            return f"files={len(found)}|sha256={digest.hexdigest()[:16]}"
+            return files_version(fs.find(rpath, detail=True))
         return _version(info) or None
     except Exception:  # noqa: BLE001 — a missing or unreadable source is never "current"
         return None
+
+
+def files_version(infos: dict[str, dict]) -> str:
+    """The identity of several remote files (``path -> info``, paths without the protocol):
+    each one's :func:`info_version`, in path order, hashed; any file replaced, added or
+    removed gives another string (:func:`source_version` of a folder)."""
+    found = sorted(infos.items())
+    digest = hashlib.sha256(";".join(f"{p}:{_version(i)}" for p, i in found).encode())
+    return f"files={len(found)}|sha256={digest.hexdigest()[:16]}"
 
 
 def info_version(info: dict) -> str | None:

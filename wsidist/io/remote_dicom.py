@@ -49,7 +49,7 @@ from wsidist.io.backends.dicom_frames import (
 )
 from wsidist.io.dicom_series import DicomHeader, group_series, image_kind, is_dcm_name, series_of
 from wsidist.io.ranged import DEFAULT_SPAN_CACHE_BYTES, RangeReader, RangeSpec
-from wsidist.io.remote import info_version
+from wsidist.io.remote import files_version, info_version
 from wsidist.io.staging_cache import CacheSpec, Lease, acquire, as_cache
 
 __all__ = ["HEADER_BLOCK_BYTES", "WHOLE_INSTANCE_BYTES", "RemoteSeries", "open_dicom_ranged"]
@@ -269,6 +269,13 @@ class RemoteSeries:
         self.infos, self.ranges = infos, ranges
         self.sizes = {u: int(i.get("size") or 0) for u, i in infos.items()}
         self.size = sum(self.sizes.values())
+
+    @property
+    def version(self) -> str:
+        """The series' identity as pinned at open: every instance's version (size, ETag,
+        modification time) hashed in path order, so rewriting any one of them changes it; for a
+        folder holding only the series, :func:`~wsidist.io.remote.source_version` of it."""
+        return files_version({self.fs._strip_protocol(u): i for u, i in self.infos.items()})
 
     def reader(self) -> RangeReader:
         """A range reader of the series' main file (its largest level), pinned as the headers
