@@ -137,7 +137,7 @@ def test_rails_digest_is_read_once_per_job_and_travels_with_the_config(tmp_path,
 
     from wsidist.filters.rails import Rails, save_rails
     from wsidist.runtime.jobconfig import StageConfig
-    from wsidist.stage1 import config as config_module
+    from wsidist.stage1 import scoring as scoring_module
     from wsidist.stage1.scoring import scorer_digest
 
     rails_file = tmp_path / "rails.json"
@@ -147,10 +147,10 @@ def test_rails_digest_is_read_once_per_job_and_travels_with_the_config(tmp_path,
     fields = StageConfig.config_hash(config)
     same_as_before = hashlib.sha256(f"{fields}:{scorer_digest(spec)}".encode()).hexdigest()[:16]
     reads = []
-    real = config_module.scorer_digest
-    monkeypatch.setattr(config_module, "scorer_digest", lambda s: reads.append(s) or real(s))
+    real = scoring_module.load_rails
+    monkeypatch.setattr(scoring_module, "load_rails", lambda u: reads.append(u) or real(u))
     job = config.pin_scorer()
-    assert reads == [spec]
+    assert reads == [str(rails_file)]
     first = job.config_hash()
     assert first == same_as_before == config.config_hash() != fields
     assert len(reads) == 2  # the unpinned config reads the file each time it is hashed

@@ -16,7 +16,13 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from wsidist.errors import ConfigError
 from wsidist.filters import Pipeline, TissueSpec, parse_pipeline
 from wsidist.runtime.jobconfig import SCHEMA_VERSION, JobSpec, StageConfig, load_yaml, merge_job
-from wsidist.stage1.scoring import resolve_scorer, scorer_digest
+from wsidist.stage1.scoring import (
+    PinnedScorer,
+    Scorer,
+    pin_scorer_spec,
+    resolve_scorer,
+    scorer_digest,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -64,10 +70,10 @@ class Stage1Config(StageConfig):
         25.0, ge=0, description="focus (variance of the Laplacian at 1 µm/px) below: blurry"
     )
     batch: bool = Field(False, description="also write every intermediate image")
-    # (scorer spec, its file's digest) as the job's driver read it (:meth:`pin_scorer`); it
-    # travels with the config (pickled, copied) to the workers, which then read no rails file
-    # to hash
-    _scorer_digest: tuple[str, str | None] | None = PrivateAttr(default=None)
+    # the scorer spec, its file's digest and its rails as the job's driver read them
+    # (:meth:`pin_scorer`); it travels with the config (pickled, copied) to the workers, which
+    # then read no rails file, to hash or to score
+    _pinned: PinnedScorer | None = PrivateAttr(default=None)
 
     @field_validator("refine")
     @classmethod
@@ -88,21 +94,31 @@ class Stage1Config(StageConfig):
         return value
 
     def pin_scorer(self) -> Stage1Config:
-        """A copy that carries its scorer file's digest as read now: a job's driver calls it
-        once, so the job's hashes (on the driver and on every worker) read no file, and the
-        next job reads it again."""
+        """A copy that carries its scorer file as read now (its digest, its rails): a job's
+        driver calls it once, so the job's hashes and scores (on the driver and on every
+        worker) read no file and agree with each other, and the next job reads it again."""
         pinned = self.model_copy()
-        pinned._scorer_digest = (self.scorer, scorer_digest(self.scorer))
+        pinned._pinned = pin_scorer_spec(self.scorer)
         return pinned
+
+    def _pin(self) -> PinnedScorer | None:
+        """The job's pin, unless this is a copy with another scorer."""
+        pinned = self._pinned
+        return pinned if pinned is not None and pinned.spec == self.scorer else None
+
+    def job_scorer(self) -> Scorer:
+        """The scorer: as pinned for the job (a rails file's bounds as the driver read them),
+        else resolved now (ScorerError names a bad spec or an unreadable file)."""
+        pinned = self._pin()
+        if pinned is not None and pinned.scorer is not None:
+            return pinned.scorer
+        return resolve_scorer(self.scorer)
 
     def config_hash(self) -> str:
         """The fields' hash, with the bounds of a ``rails:FILE`` scorer's file (as pinned for
         the job, else read now): editing the file reruns the slides."""
-        pinned = self._scorer_digest
-        if pinned is not None and pinned[0] == self.scorer:  # not a copy with another scorer
-            digest = pinned[1]
-        else:
-            digest = scorer_digest(self.scorer)
+        pinned = self._pin()
+        digest = pinned.digest if pinned is not None else scorer_digest(self.scorer)
         if digest is None:
             return super().config_hash()
         return hashlib.sha256(f"{super().config_hash()}:{digest}".encode()).hexdigest()[:16]

@@ -190,14 +190,30 @@ def scorer_digest(spec: str) -> str | None:
     ``rails:FILE``: the rails' bounds (not their label, source or tile count), so editing the
     bounds reruns the slides; an unreadable file gives ``"unreadable"`` (the slide then fails
     with the reason when its scorer loads)."""
+    return pin_scorer_spec(spec).digest
+
+
+@dataclass(frozen=True)
+class PinnedScorer:
+    """A scorer spec as read once for a job: the digest of its file (:func:`scorer_digest`)
+    and, for ``rails:FILE``, the scorer built from the rails read then (None: resolved where it
+    runs, which reads no file, or fails with the reason when the file was unreadable)."""
+
+    spec: str
+    digest: str | None
+    scorer: Scorer | None = None
+
+
+def pin_scorer_spec(spec: str) -> PinnedScorer:
+    """``spec``'s file read once (none for other scorers): its digest and its scorer."""
     if not spec.startswith("rails:"):
-        return None
+        return PinnedScorer(spec, None)
     try:
         rails = load_rails(spec[len("rails:") :])
     except ValueError:
-        return "unreadable"
+        return PinnedScorer(spec, "unreadable")
     bounds = json.dumps(sorted((k, list(v)) for k, v in rails.features.items()))
-    return hashlib.sha256(bounds.encode()).hexdigest()[:16]
+    return PinnedScorer(spec, hashlib.sha256(bounds.encode()).hexdigest()[:16], RailsScorer(rails))
 
 
 def resolve_scorer(spec: str | Scorer) -> Scorer:

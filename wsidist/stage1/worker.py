@@ -38,7 +38,7 @@ from wsidist.stage1.labels import (
     label_tiles,
     load_annotation,
 )
-from wsidist.stage1.scoring import Scorer, resolve_scorer
+from wsidist.stage1.scoring import Scorer
 
 __all__ = ["SlideTask", "process_slide", "remove_outputs"]
 
@@ -67,7 +67,7 @@ def process_slide(
     def work() -> dict[str, Any]:
         annotations = load_annotation(task.annotation) if labelled else None
         with open_slide(task.url, cache_dir=cache_dir) as slide:
-            analysis = analyse_slide(slide, config, scorer or resolve_scorer(config.scorer))
+            analysis = analyse_slide(slide, config, scorer or config.job_scorer())
             if labelled:
                 analysis = replace(analysis, tiles=label_tiles(analysis.tiles, annotations))
             noticed = slide.warnings
