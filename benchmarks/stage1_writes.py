@@ -30,6 +30,7 @@ from wsidist.imaging import encode_image
 from wsidist.io.slide import open_slide
 from wsidist.io.storage import Store
 from wsidist.runtime.tasks import SlideTask
+from wsidist.runtime.tiletable import tile_parquet_options
 from wsidist.stage1 import render
 from wsidist.stage1.analysis import analyse_slide
 from wsidist.stage1.config import Stage1Config
@@ -77,7 +78,7 @@ def main() -> None:
     analysed = cpu_ms(analyse, 3)
     config_hash = config.config_hash()
     table = worker._tile_table(analysis.tiles, task, config, config_hash)
-    options = worker._parquet_encodings(table.schema)
+    options = tile_parquet_options(table.schema)
     bounds = (analysis.meta["width"], analysis.meta["height"])
     real, worker.analyse_slide = worker.analyse_slide, lambda *_: analysis
     mask, rgb = analysis.tissue, analysis.rgb
