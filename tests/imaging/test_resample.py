@@ -64,6 +64,21 @@ def test_bands_of_any_height_give_the_brute_force_average(rx, ry, rows_per_band,
     assert np.mean(got != ref) < 0.01  # only float rounding at ties
 
 
+@pytest.mark.parametrize("rx, ry", [(2.0002, 2.0004), (3.7, 1.0001), (1.0, 7.5)])
+@pytest.mark.parametrize("boxes_per_strip", [1, 2, 7])
+def test_rows_over_the_budget_are_cut_into_strips(rx, ry, boxes_per_strip, monkeypatch):
+    """A budget under one full-width row: one-row bands cut into strips of boxes, no seams."""
+    img, read = _image_and_reader(83, 61, 5)
+    out_size = (math.ceil(61 / rx), math.ceil(83 / ry))
+    one_box = bands.band_row_bytes(math.ceil(rx) + 1, 1, ry)
+    monkeypatch.setattr(bands, "BAND_BYTES", boxes_per_strip * one_box)
+    assert bands.split_band(61, out_size[0], rx, ry) == (1, boxes_per_strip)
+    got = area_resample(read, (61, 83), (rx, ry), out_size, 5)
+    ref = reference_area_average(img, rx, ry, out_size)
+    assert np.abs(got.astype(int) - ref).max() <= 1
+    assert np.mean(got != ref) < 0.01
+
+
 def test_band_budget_bounds_the_rows_read_at_once(monkeypatch):
     """A band holds the source rows of at most ``band_rows`` output rows (and one shared row)."""
     img, _ = _image_and_reader(83, 61, 64)

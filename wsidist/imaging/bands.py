@@ -3,8 +3,9 @@
 One budget sizes the bands and decides whether a ratio is done this way at all:
 :func:`band_row_bytes` is the working memory one output row needs (its source rows, the
 float rows of the pass down, the output-width floats of the pass across); :func:`band_rows`
-is how many output rows fit ``BAND_BYTES``, and 0 (one row's box is too tall) sends
-``area_resample`` to its sparse path. Bands of 2 to 16 MiB ran at one speed on a 4,063 px
+is how many full-width output rows fit ``BAND_BYTES``; when not one does, the split path
+(:func:`split_band`) cuts one-row bands into strips of boxes, and only a box too big for
+the budget on its own (or a taps-path row) sends ``area_resample`` to its sparse path. Bands of 2 to 16 MiB ran at one speed on a 4,063 px
 wide level (smaller ones pay for their count); 8 MiB keeps tall boxes in bands the longest.
 
 - :func:`split_resample` (ratios >= 1 on both axes: nearly every thumbnail): each source px lies in
@@ -16,6 +17,7 @@ wide level (smaller ones pay for their count); 8 MiB keeps tall boxes in bands t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -35,13 +37,24 @@ def band_rows(src_w: int, out_w: int, ratio_y: float) -> int:
     return BAND_BYTES // band_row_bytes(src_w, out_w, ratio_y)
 
 
-def _read_band(read, y0: int, y1: int, src_w: int, block_px: int) -> np.ndarray:
-    """uint8 source rows [y0, y1), full width, read in blocks of at most ``block_px`` a side."""
-    band = np.empty((y1 - y0, src_w, 3), np.uint8)
+def split_band(src_w: int, out_w: int, ratio_x: float, ratio_y: float) -> tuple[int, int]:
+    """(output rows, output columns) of a :func:`split_resample` band within ``BAND_BYTES``:
+    full width when one output row fits, else one row of as many boxes as fit; (0, 0) when
+    not even one box does."""
+    rows = band_rows(src_w, out_w, ratio_y)
+    if rows >= 1:
+        return rows, out_w
+    cols = min(out_w, BAND_BYTES // band_row_bytes(math.ceil(ratio_x) + 1, 1, ratio_y))
+    return (1, cols) if cols >= 1 else (0, 0)
+
+
+def _read_band(read, y0: int, y1: int, x0: int, x1: int, block_px: int) -> np.ndarray:
+    """uint8 source [y0, y1) x [x0, x1), read in blocks of at most ``block_px`` a side."""
+    band = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
     for ys in range(y0, y1, block_px):
-        for xs in range(0, src_w, block_px):
-            h, w = min(block_px, y1 - ys), min(block_px, src_w - xs)
-            band[ys - y0 : ys - y0 + h, xs : xs + w] = read(xs, ys, w, h)
+        for xs in range(x0, x1, block_px):
+            h, w = min(block_px, y1 - ys), min(block_px, x1 - xs)
+            band[ys - y0 : ys - y0 + h, xs - x0 : xs - x0 + w] = read(xs, ys, w, h)
     return band
 
 
@@ -67,9 +80,9 @@ def _split_sums(src: np.ndarray, c: np.ndarray, e: np.ndarray, axis: int, e_in: 
     n = len(c) - 1
     lengths = np.diff(c)
     at = (slice(None),) * axis  # indexes along ``axis``
-    sum_type = src.dtype if src.dtype.kind == "f" else np.uint16
-    if src.dtype.kind != "f" and int(lengths.max()) * 255 >= 2**16:
-        sum_type = np.uint32
+    sum_type = np.uint16 if int(lengths.max()) * 255 < 2**16 else np.uint32
+    if src.dtype.kind == "f" or lengths.max() <= 2:  # float32 sums of whole px are exact too
+        sum_type = np.float32
     edge = np.take(src, np.maximum(c[1:] - 1, 0), axis=axis)  # each box's last px
     tail = np.multiply(edge, _along(e, axis), dtype=np.float32)  # its part past the box's end
     if not lengths.all():  # a box without whole px: its "last" px is the previous box's
@@ -90,7 +103,10 @@ def _split_sums(src: np.ndarray, c: np.ndarray, e: np.ndarray, axis: int, e_in: 
             whole = np.add(edge, part, dtype=sum_type)
         else:
             whole += part
-    out = np.subtract(edge if whole is None else whole, tail, dtype=np.float32)
+    if whole is not None and whole.dtype == np.float32:
+        out = np.subtract(whole, tail, out=whole)
+    else:
+        out = np.subtract(edge if whole is None else whole, tail, dtype=np.float32)
     out[at + (slice(1, None),)] += tail[at + (slice(None, -1),)]
     if e_in:
         out[at + (0,)] += np.float32(e_in) * src[at + (c[0] - 1,)]
@@ -98,27 +114,29 @@ def _split_sums(src: np.ndarray, c: np.ndarray, e: np.ndarray, axis: int, e_in: 
 
 
 def split_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
-    """Exact area average for ratios >= 1 (see the module docstring): each band is summed down
-    its columns, then across, both by :func:`_split_sums`; boxes must not start past the image."""
+    """Exact area average for ratios >= 1 (see the module docstring): each band (of
+    :func:`split_band`'s size) is summed down its columns, then across, both by
+    :func:`_split_sums`; boxes must not start past the image."""
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     out = np.empty((oh, ow, 3), np.uint8)
     ty, cy, ey = _edges(oh, ry, sh)
     tx, cx, ex = _edges(ow, rx, sw)
     area_x = _along(np.diff(tx), 1)
     area_y = _along(np.diff(ty), 0)
-    step = max(1, band_rows(sw, ow, ry))
-    for i0 in range(0, oh, step):
-        i1 = min(oh, i0 + step)
+    n_rows, n_cols = split_band(sw, ow, rx, ry)
+    for i0, j0 in itertools.product(range(0, oh, n_rows), range(0, ow, n_cols)):
+        i1, j1 = min(oh, i0 + n_rows), min(ow, j0 + n_cols)
         y0 = int(cy[i0]) - 1 if i0 else 0  # the previous box's last row: its tail is box i0's
-        band = _read_band(read, y0, int(cy[i1]), sw, block_px)
+        x0 = int(cx[j0]) - 1 if j0 else 0
+        band = _read_band(read, y0, int(cy[i1]), x0, int(cx[j1]), block_px)
         rows = _split_sums(band, cy[i0 : i1 + 1] - y0, ey[i0 + 1 : i1 + 1], 0, float(ey[i0]))
         del band
-        boxes = _split_sums(rows, cx, ex[1:], 1, 0.0)
+        boxes = _split_sums(rows, cx[j0 : j1 + 1] - x0, ex[j0 + 1 : j1 + 1], 1, float(ex[j0]))
         del rows
-        boxes /= area_y[i0:i1] * area_x
+        boxes /= area_y[i0:i1] * area_x[:, j0:j1]
         np.rint(boxes, out=boxes)
         np.clip(boxes, 0, 255, out=boxes)
-        out[i0:i1] = boxes
+        out[i0:i1, j0:j1] = boxes
     return out
 
 
@@ -179,7 +197,7 @@ def taps_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
         i1 = min(oh, i0 + step)
         y0 = math.floor(i0 * ry)
         y1 = min(sh, math.ceil(i1 * ry - 1e-9))
-        band = _read_band(read, y0, y1, sw, block_px)
+        band = _read_band(read, y0, y1, 0, sw, block_px)
         y_lo = np.arange(i0, i1) * ry - y0  # the band's boxes, in band rows
         y_hi = np.minimum(y_lo + ry, sh - y0)
         rows = _weigh(band, _axis_taps(y_lo, y_hi, ry, y1 - y0), i1 - i0, 0)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .bands import band_rows, split_resample, taps_resample
+from .bands import band_rows, split_band, split_resample, taps_resample
 
 DEFAULT_BLOCK_PX = 2048  # area_resample source blocks: at most this many px a side
 _ACC_BYTES = 64 * 2**20  # budget of the sparse path's float accumulator of output rows
@@ -191,11 +191,11 @@ def area_resample(
     so block boundaries leave no seams; output rows are finished once their last source row
     was read.
 
-    Paths: whole-factor ratios sum in integers; otherwise full-width bands of whole output rows
+    Paths: whole-factor ratios sum in integers; otherwise bands of whole output rows
     (:mod:`wsidist.imaging.bands`: ratios >= 1 split each box into whole px and two weighed edge
     px, any other ratio weighs every px), their size set by one budget, ``bands.BAND_BYTES``,
-    which also decides: boxes so tall that one output row's band is over it are streamed in
-    row chunks through sparse weight matrices (its accumulator within ``_ACC_BYTES``).
+    which also decides: what it cannot hold (one box; for ratios < 1 one full-width row) is
+    streamed in row chunks through sparse weight matrices (accumulator within ``_ACC_BYTES``).
     """
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     fx, fy = round(rx), round(ry)
@@ -207,11 +207,12 @@ def area_resample(
         and (ow, oh) == (-(-sw // fx), -(-sh // fy))
     ):
         return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
-    if band_rows(sw, ow, ry) < 1:  # one output row's band is over the band budget
-        return _sparse_resample(read, src_size, (rx, ry), out_size, block_px)
     if min(rx, ry) >= 1 and (ow - 1) * rx < sw and (oh - 1) * ry < sh:
-        return split_resample(read, src_size, (rx, ry), out_size, block_px)
-    return taps_resample(read, src_size, (rx, ry), out_size, block_px)
+        if split_band(sw, ow, rx, ry)[0] >= 1:  # the band budget holds one box at least
+            return split_resample(read, src_size, (rx, ry), out_size, block_px)
+    elif band_rows(sw, ow, ry) >= 1:  # the band budget holds one full-width output row
+        return taps_resample(read, src_size, (rx, ry), out_size, block_px)
+    return _sparse_resample(read, src_size, (rx, ry), out_size, block_px)
 
 
 def _sparse_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
