@@ -76,7 +76,8 @@ def _along(v: np.ndarray, axis: int) -> np.ndarray:
 def _split_sums(src: np.ndarray, c: np.ndarray, e: np.ndarray, axis: int, e_in: float):
     """float32 box sums along ``axis`` of ``src``: box j holds px [c_j, c_j+1) whole, less the
     part ``e[j]`` of its last px past its end, plus the part ``e[j-1]`` of the previous box's
-    last px (box 0: ``e_in`` of px ``c_0 - 1``). Whole px are added in integers."""
+    last px (box 0: ``e_in`` of px ``c_0 - 1``). Whole px are added unweighed (uint8 sums in
+    integers, or in float32 when at most two: exact either way)."""
     n = len(c) - 1
     lengths = np.diff(c)
     at = (slice(None),) * axis  # indexes along ``axis``
