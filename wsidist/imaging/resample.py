@@ -6,7 +6,8 @@
   blocks (thumbnails of a slide level): fractional source pixels at box edges count by their
   covered area, and block boundaries leave no seams. Integer ratios (a level that is exactly
   twice the thumbnail, or the thumbnail itself) take an integer path: strided sums, rounded
-  half to even like the float path, about 10x faster.
+  half to even like the float paths; fractional ratios go through bands of output rows
+  (:mod:`wsidist.imaging.bands`).
 - :func:`any_reduce`: boolean OR by an integer factor.
 - :func:`summed_area_table` and :func:`box_sums`: sums over many boxes of a 2-D array at once.
 """
@@ -18,9 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .bands import band_rows, split_band, split_resample, taps_resample
+
 DEFAULT_BLOCK_PX = 2048  # area_resample source blocks: at most this many px a side
-_ACC_BYTES = 64 * 2**20  # budget of area_resample's float accumulator of output rows
-_BAND_BYTES = 2 * 2**20  # a fractional-ratio band: small arrays stay in cache (measured faster)
+_ACC_BYTES = 64 * 2**20  # budget of the sparse path's float accumulator of output rows
 
 
 def area_reduce(a: np.ndarray, factor: int) -> np.ndarray:
@@ -188,6 +190,12 @@ def area_resample(
     box edges count by their covered area). Blocks only add weighted sums into an accumulator,
     so block boundaries leave no seams; output rows are finished once their last source row
     was read.
+
+    Paths: whole-factor ratios sum in integers; otherwise bands of whole output rows
+    (:mod:`wsidist.imaging.bands`: ratios >= 1 split each box into whole px and two weighed edge
+    px, any other ratio weighs every px), their size set by one budget, ``bands.BAND_BYTES``,
+    which also decides: what it cannot hold (one box; for ratios < 1 one full-width row) is
+    streamed in row chunks through sparse weight matrices (accumulator within ``_ACC_BYTES``).
     """
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     fx, fy = round(rx), round(ry)
@@ -199,8 +207,11 @@ def area_resample(
         and (ow, oh) == (-(-sw // fx), -(-sh // fy))
     ):
         return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
-    if math.ceil(ry + 1) * sw * 3 * 9 <= _ACC_BYTES:  # one output row's band fits the budget
-        return _fractional_resample(read, src_size, (rx, ry), out_size, block_px)
+    if min(rx, ry) >= 1 and (ow - 1) * rx < sw and (oh - 1) * ry < sh:
+        if split_band(sw, ow, rx, ry)[0] >= 1:  # the band budget holds one box at least
+            return split_resample(read, src_size, (rx, ry), out_size, block_px)
+    elif band_rows(sw, ow, ry) >= 1:  # the band budget holds one full-width output row
+        return taps_resample(read, src_size, (rx, ry), out_size, block_px)
     return _sparse_resample(read, src_size, (rx, ry), out_size, block_px)
 
 
@@ -245,76 +256,4 @@ def _sparse_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarr
         carry = (done, acc[done - i0].copy()) if done < i1 else None
     if carry is not None:
         finish(carry[0], carry[1][None])
-    return out
-
-
-def _axis_taps(lo: np.ndarray, hi: np.ndarray, ratio: float, n_src: int) -> list[tuple]:
-    """How boxes [lo, hi) along one axis weigh the source px: entries (j0, j1, start, step,
-    weight, index) add ``weight[j - j0]`` x source px ``start + step * (j - j0)`` (``index``
-    when ``step`` is 0) to output px j in [j0, j1); the weight is the px's overlap with the
-    box. Boxes whose first px keeps one offset from ``step * j`` share an entry, a strided
-    slice (near-whole ratios, every level whose size is rounded); a ratio with many such
-    groups (2.5: the offsets alternate) gets one gathered entry per tap instead."""
-    first = np.floor(lo).astype(np.intp)
-    n_taps = int(np.max(np.ceil(hi) - first, initial=1))
-    step = max(1, round(ratio))
-    offset = first - step * np.arange(len(lo))
-    bounds = [0, *(np.flatnonzero(np.diff(offset)) + 1).tolist(), len(lo)]
-    if len(bounds) > 65:
-        bounds, step = [0, len(lo)], 0
-    taps = []
-    for j0, j1 in zip(bounds, bounds[1:]):
-        for t in range(n_taps):
-            k = first[j0:j1] + t
-            weight = np.clip(np.minimum(k + 1, hi[j0:j1]) - np.maximum(k, lo[j0:j1]), 0, None)
-            if weight.any():
-                index = np.minimum(k, n_src - 1)
-                taps.append((j0, j1, int(k[0]), step, weight.astype(np.float32), index))
-    return taps
-
-
-def _weigh(src: np.ndarray, taps: list[tuple], n_out: int, axis: int) -> np.ndarray:
-    """float32 weighted sums along ``axis`` (0 or 1) of ``src`` by :func:`_axis_taps` entries."""
-    shape = list(src.shape)
-    shape[axis] = n_out
-    out = np.zeros(shape, np.float32)
-    for j0, j1, start, step, weight, index in taps:
-        if step:
-            picked = slice(start, min(src.shape[axis], start + step * (j1 - j0)), step)
-            part = src[picked] if axis == 0 else src[:, picked]
-        else:
-            part = np.take(src, index, axis=axis)
-        m = part.shape[axis]  # a slice stops at the source's end, where weights are 0
-        if axis == 0:
-            out[j0 : j0 + m] += weight[:m, None, None] * part
-        else:
-            out[:, j0 : j0 + m] += weight[None, :m, None] * part
-    return out
-
-
-def _fractional_resample(read, src_size, ratio, out_size, block_px: int) -> np.ndarray:
-    """Exact area average for any ratio, separable: each box is the sum of the source px it
-    touches along each axis weighted by their overlaps. Source rows are read in full-width
-    bands holding whole output rows, each read in blocks of at most ``block_px`` a side."""
-    (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
-    out = np.empty((oh, ow, 3), np.uint8)
-    x_lo = np.arange(ow) * rx
-    x_hi = np.minimum(x_lo + rx, sw)
-    x_taps = _axis_taps(x_lo, x_hi, rx, sw)
-    rows_per_band = max(1, int(_BAND_BYTES // (sw * 3 * (ry + 8))))
-    for i0 in range(0, oh, rows_per_band):
-        i1 = min(oh, i0 + rows_per_band)
-        y0 = math.floor(i0 * ry)
-        y1 = min(sh, math.ceil(i1 * ry - 1e-9))
-        band = np.empty((y1 - y0, sw, 3), np.uint8)
-        for ys in range(y0, y1, block_px):
-            for xs in range(0, sw, block_px):
-                h, w = min(block_px, y1 - ys), min(block_px, sw - xs)
-                band[ys - y0 : ys - y0 + h, xs : xs + w] = read(xs, ys, w, h)
-        y_lo = np.arange(i0, i1) * ry - y0  # the band's boxes, in band rows
-        y_hi = np.minimum(y_lo + ry, sh - y0)
-        rows = _weigh(band, _axis_taps(y_lo, y_hi, ry, y1 - y0), i1 - i0, 0)
-        boxes = _weigh(rows, x_taps, ow, 1)
-        boxes /= (y_hi - y_lo)[:, None, None].astype(np.float32) * (x_hi - x_lo)[None, :, None]
-        out[i0:i1] = np.clip(np.rint(boxes), 0, 255).astype(np.uint8)
     return out
