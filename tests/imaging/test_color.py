@@ -39,3 +39,17 @@ def test_gray_of_views_and_alpha():
         assert np.array_equal(rgb_to_gray(image), _float_formula(image))
     gray = rgba[..., 0]
     assert rgb_to_gray(gray) is gray
+
+
+def test_red_green_codes_view_packed_pixels_only():
+    from wsidist.imaging.color import red_green_codes
+
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for packed in (rgb, rgb[5:9], rgb.reshape(-1, 3), rgb[3]):
+        got = red_green_codes(packed)
+        assert got is not None and got.dtype == np.uint16 and got.shape == packed.shape[:-1]
+        np.testing.assert_array_equal(got, packed[..., 0] + 256 * packed[..., 1].astype(np.uint16))
+    rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    for other in (rgba[..., :3], rgb[:, ::2], rgb.astype(np.uint16), rgb[..., :2], rgb[3, 4]):
+        assert red_green_codes(other) is None

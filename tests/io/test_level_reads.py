@@ -47,3 +47,21 @@ def test_fractional_thumbnail_is_the_exact_area_average(odd_pyramid, scale):
     for got in (thumb, blocks):
         assert np.abs(got.astype(int) - ref).max() <= 1
         assert np.mean(got != ref) < 0.01  # only float rounding at ties
+
+
+def test_whole_factor_thumbnail_reads_stored_tiles_one_at_a_time(tmp_path):
+    """A local slide's thumbnail at a whole factor of a level reads it one stored tile at a
+    time (cache-sized sums), and is the exact box mean of the level, rounded half to even."""
+    path = tmp_path / "even.svs"
+    write_synthetic_slide(path, SynthSpec(width=8_192, height=6_144, seed=5))
+    with tifffile.TiffFile(path) as tif:
+        pages = [page for page in tif.pages if page.is_tiled]
+    with open_slide(str(path)) as slide:
+        level = slide.best_level_for_downsample(32)
+        lw, lh = slide.level_dimensions[level]
+        assert (lw * 32 // slide.dimensions[0], slide.level_downsamples[level]) == (2, 16)
+        assert slide._impl.tile_px(level) == pages[level].tilewidth
+        full = slide.read_level(level, 0, 0, lw, lh)
+        thumb = slide.thumbnail(32)
+    sums = full.reshape(lh // 2, 2, lw // 2, 2, 3).sum(axis=(1, 3), dtype=np.int64)
+    np.testing.assert_array_equal(thumb, np.rint(sums / 4).astype(np.uint8))

@@ -160,3 +160,23 @@ def test_qc_focus_flags_blurry_tiles(slides, pool):
     measured = [t["blurry"] for t in sharp.tiles.to_pylist() if t["tissue_tile"]]
     assert len(measured) >= 10 and np.mean(measured) <= 0.05
     assert "out_of_focus" not in sharp.qc.flags
+
+
+def test_tissue_stained_in_an_ink_like_blue_is_kept(tmp_path):
+    """A dense blue counterstain (IHC) has the colour of blue pen ink: most of its pixels are
+    loose ink colour, with specks of strict ink. It is wide, so it is tissue; a thin navy pen
+    line over it is still taken out. (Before, the whole tissue went as ink: Dice 0.)"""
+    from dataclasses import replace
+
+    spec = replace(
+        failure_specs(6000, 4500, seed=11)["typical"],
+        stain="ihc", faint=1.8, pens=("navy", "black"), seed=27,
+    )  # fmt: skip
+    path = tmp_path / "dense-ihc.svs"
+    truth = write_synthetic_slide(path, spec)
+    analysis = _analyse(path)
+    true = truth.tissue_mask(32) & ~truth.pen_mask(32)
+    dice, _, recall = _scores(analysis.tissue, true)
+    assert dice >= 0.95 and recall >= 0.95, (dice, recall)
+    navy = truth.pen_mask(32, ("navy",)) & ~truth.tissue_mask(32)  # the line on the glass
+    assert (analysis.tissue & navy).sum() <= 0.1 * navy.sum()

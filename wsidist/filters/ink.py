@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wsidist.imaging.color import red_green_codes
+
 __all__ = ["INK_CLASSES", "InkRules", "ink", "ink_classes", "ink_from_codes", "ink_mask"]
 
 INK_CLASSES = ("none", "red", "green", "blue", "black")
@@ -92,8 +94,14 @@ def ink_classes(rgb: np.ndarray, table: np.ndarray, index: np.ndarray | None = N
     """Table entries of every pixel (or of the flat ``index``): uint8, same layout as the table."""
     px = rgb.reshape(-1, rgb.shape[-1])[index] if index is not None else rgb
     shift = 8 - _BITS
-    key = (px[..., 0] >> shift).astype(np.uint32) << (2 * _BITS)
-    key |= (px[..., 1] >> shift).astype(np.uint32) << _BITS
+    pairs = red_green_codes(px)
+    if pairs is not None:  # red and green keyed by one lookup of both
+        top = np.arange(256, dtype=np.uint32) >> shift
+        keys = ((top[None, :] << (2 * _BITS)) | (top[:, None] << _BITS)).reshape(-1)
+        key = np.take(keys, pairs)
+    else:
+        key = (px[..., 0] >> shift).astype(np.uint32) << (2 * _BITS)
+        key |= (px[..., 1] >> shift).astype(np.uint32) << _BITS
     key |= px[..., 2] >> shift
     return np.take(table, key)
 

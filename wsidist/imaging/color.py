@@ -9,6 +9,21 @@ _LUMA_TEN_THOUSANDTHS = (2125, 7154, 721)  # the same weights, exact in integers
 _BAND_PX = 1 << 17  # pixels converted at a time (the band's temporaries stay in cache)
 
 
+def red_green_codes(rgb: np.ndarray) -> np.ndarray | None:
+    """uint16 ``R + 256 G`` of every pixel of a uint8 (..., 3) array whose pixels are packed
+    (3 bytes each, rows contiguous), as a view (no copy), or None for other layouts.
+
+    One lookup in a 65,536-entry table of R and G together then does the work of two
+    per-channel lookups (each lookup's cost is mostly converting its indices).
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim < 2 or rgb.shape[-1] != 3 or not rgb.size:
+        return None
+    if not rgb.flags.c_contiguous:
+        return None
+    # byte i of pixel p is at 3 p + i: two bytes from each pixel's first, little-endian
+    return np.ndarray(rgb.shape[:-1], np.dtype("<u2"), rgb.reshape(-1), 0, rgb.strides[:-1])
+
+
 def _float_gray(rgb: np.ndarray) -> np.ndarray:
     """The defining formula: one float64 lookup table per channel, summed R, G, B in that
     order, rounded half to even (the same result on every BLAS)."""

@@ -105,18 +105,30 @@ def _box_sums(a: np.ndarray, fy: int, fx: int) -> np.ndarray:
         pad = np.zeros((oh * fy, ow * fx, c), np.uint8)
         pad[:h, :w] = a
         return pad.reshape(oh, fy, ow, fx, c).sum(axis=(1, 3), dtype=np.uint32)
-    if fy == fx == 2 and h % 2 == 0 and w % 2 == 0:  # the common case, three passes
+    if fy == 2 and h % 2 == 0:  # the common case: one pass of whole rows
         rows = np.add(a[0::2], a[1::2], dtype=np.uint16)
-        pairs = rows.reshape(rows.shape[0], -1, 2 * c)  # neighbouring pixels side by side
-        return np.add(pairs[:, :, :c], pairs[:, :, c:])
-    rows = np.zeros((oh, w, c), np.uint16)
-    for dy in range(fy):
-        part = a[dy::fy]
-        rows[: part.shape[0]] += part
-    acc = np.zeros((oh, ow, c), np.uint16)
-    for dx in range(fx):
-        part = rows[:, dx::fx]
-        acc[:, : part.shape[1]] += part
+    else:
+        rows = np.zeros((oh, w, c), np.uint16)
+        for dy in range(fy):
+            part = a[dy::fy]
+            rows[: part.shape[0]] += part
+    # across: one channel at a time, so every inner loop runs along a row (strided views of
+    # the interleaved channels take 2-3x the time, their inner loop is c values long)
+    flat = rows.reshape(oh, w * c)
+    acc = np.empty((oh, ow, c), np.uint16)
+    for ch in range(c):
+        first = flat[:, ch :: fx * c]
+        if fx == 1:
+            acc[:, :, ch] = first
+            continue
+        second = flat[:, c + ch :: fx * c]
+        out = acc[:, : second.shape[1], ch]
+        np.add(first[:, : second.shape[1]], second, out=out)
+        if second.shape[1] < ow:  # a last box of one pixel
+            acc[:, ow - 1, ch] = first[:, ow - 1]
+        for dx in range(2, fx):
+            part = flat[:, dx * c + ch :: fx * c]
+            acc[:, : part.shape[1], ch] += part
     return acc
 
 
@@ -182,6 +194,7 @@ def area_resample(
     ratio: tuple[float, float],
     out_size: tuple[int, int],
     block_px: int = DEFAULT_BLOCK_PX,
+    tile_px: int | None = None,
 ) -> np.ndarray:
     """Area-average a large RGB image, read in blocks of at most ``block_px`` a side.
 
@@ -196,6 +209,10 @@ def area_resample(
     px, any other ratio weighs every px), their size set by one budget, ``bands.BAND_BYTES``,
     which also decides: what it cannot hold (one box; for ratios < 1 one full-width row) is
     streamed in row chunks through sparse weight matrices (accumulator within ``_ACC_BYTES``).
+
+    ``tile_px``: the side of the source's stored tiles, when reading one costs no more than
+    decoding it (a local file); integer ratios then read one tile at a time (what is summed
+    stays in cache: ~0.8x the time of 2048-px blocks), if it is a whole number of boxes.
     """
     (sw, sh), (rx, ry), (ow, oh) = src_size, ratio, out_size
     fx, fy = round(rx), round(ry)
@@ -206,6 +223,8 @@ def area_resample(
         and abs(ry - fy) < 1e-9
         and (ow, oh) == (-(-sw // fx), -(-sh // fy))
     ):
+        if tile_px and tile_px % fx == 0 and tile_px % fy == 0:
+            block_px = min(block_px, tile_px)
         return _integer_resample(read, src_size, (fx, fy), out_size, block_px)
     if min(rx, ry) >= 1 and (ow - 1) * rx < sw and (oh - 1) * ry < sh:
         if split_band(sw, ow, rx, ry)[0] >= 1:  # the band budget holds one box at least

@@ -210,9 +210,11 @@ class Slide:
         def read(x: int, y: int, w: int, h: int) -> np.ndarray:
             return self.read_level(level, x, y, w, h)
 
+        tile_px = getattr(self._impl, "tile_px", None)
+        tile = tile_px(level) if tile_px is not None and self._object is None else None
         return self._guard(
             f"thumbnail at scale {scale}",
-            lambda: area_resample(read, (lw, lh), ratio, out_size, block_px),
+            lambda: area_resample(read, (lw, lh), ratio, out_size, block_px, tile),
         )
 
     def prefetch(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:

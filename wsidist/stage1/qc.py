@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from wsidist.filters import TissueDetection
+from wsidist.filters.runs import label_runs
 from wsidist.imaging import area_reduce, rgb_to_gray
 from wsidist.io.slide import Slide
 
@@ -77,14 +78,13 @@ def tissue_tiles(
 
 
 def _debris_share(det: TissueDetection) -> float:
+    """Pixels of artefact objects (8-connected) that do not touch the image border."""
     if not det.artefacts.any():
         return 0.0
-    labels, n = ndimage.label(det.artefacts, np.ones((3, 3), bool))
-    edge = np.zeros(n + 1, bool)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        edge[side] = True
-    edge[0] = True
-    return float(np.count_nonzero(~edge[labels[det.artefacts]]))
+    runs = label_runs(det.artefacts, connectivity=2)
+    inner = ~runs.border()
+    inner[0] = False
+    return float(runs.sizes()[inner].sum())
 
 
 def slide_qc(

@@ -246,6 +246,11 @@ class DirectTiffReader:
             for c in range(x0 // lv.tile_w, (x1 - 1) // lv.tile_w + 1)
         ]
 
+    def tile_px(self, level: int) -> int | None:
+        """The side of ``level``'s stored tiles, or None when they are not square."""
+        lv = self._levels[level]
+        return lv.tile_w if lv.tile_w == lv.tile_h else None
+
     def tile_ranges(self, level: int, indices: list[int]) -> list[tuple[int, int]]:
         """The ``(offset, count)`` of the stored tiles ``indices`` of ``level``."""
         lv = self._levels[level]
@@ -377,6 +382,10 @@ class DirectOpenSlideBackend(OpenSlideBackend):
         if self.fast_path is None:  # OpenSlide resamples origins that fall between level px
             return super().read_level(level, x, y, w, h)
         return self.fast_path.read_level(level, x, y, w, h)  # the level's own pixels
+
+    def tile_px(self, level: int) -> int | None:
+        """The side of ``level``'s square stored tiles when they are decoded here, else None."""
+        return None if self.fast_path is None else self.fast_path.tile_px(level)
 
     def prefetch_regions(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
         if self.fast_path is not None:
