@@ -108,3 +108,29 @@ def test_odd_slide_windows_are_uniform_and_equal_the_per_tile_definition(band_sl
     for g, r in zip(got, want):
         for key, value in r.items():
             assert g[key] == pytest.approx(value, rel=1e-9, abs=1e-9), (key, g["row"], g["col"])
+
+
+def test_later_stages_read_the_stage1_mask_on_its_own_grid(band_slide, tmp_path):
+    from wsidist.infer.config import InferConfig
+    from wsidist.infer.worker import InferTask, _mask
+    from wsidist.stage2.glass import tissue_tiles
+    from wsidist.stage2.worker import stage1_mask
+
+    store = Store(str(tmp_path / "out"))
+    assert process_slide(SlideTask(band_slide, "band"), Stage1Config(), store)["status"] == "ok"
+    found = stage1_mask(store, SlideTask(band_slide, "band"))
+    assert found is not None and found.scale == SCALE  # the rewrite maps it at the scale
+    with open_slide(band_slide) as slide:
+        mask, ds, source = _mask(slide, InferTask("band", band_slide), InferConfig(), store)
+        assert (ds, source) == (SCALE, "stage1")
+        computed = _mask(slide, InferTask("band", band_slide), InferConfig(), None)
+        assert computed[1:] == (InferConfig().mask_scale, "computed")
+    # tissue from level-0 x = 6144 (a tile border): on its grid the tile left of it is glass;
+    # stretched over the slide (W / cols) the mask reached into it
+    rows, cols = mask.shape
+    edge = np.zeros((rows, cols), bool)
+    edge[:, 6144 // SCALE :] = True
+    keep = tissue_tiles(edge, mask_downsample(WIDTH, HEIGHT, edge.shape, SCALE), WIDTH, HEIGHT, 256)
+    assert not keep[:, 23].any() and keep[:, 24].all()
+    stretched = tissue_tiles(edge, mask_downsample(WIDTH, HEIGHT, edge.shape), WIDTH, HEIGHT, 256)
+    assert stretched[:, 23].all()  # the old convention's error, one tile column wide
