@@ -46,7 +46,7 @@ def reference_tile_features(rgb, tissue, pen, grid, width, height, downsample):
     h_img, w_img = tissue.shape
     rows = []
     for row, col, x, y, w, h in grid.boxes(width, height):
-        x0, y0, x1, y1 = scaled_box(x, y, w, h, downsample)
+        x0, y0, x1, y1 = scaled_box(x, y, w, h, downsample, (width, height, w_img, h_img))
         x1, y1 = min(x1, w_img), min(y1, h_img)
         x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
         win = (slice(y0, y1), slice(x0, x1))

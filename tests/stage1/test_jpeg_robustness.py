@@ -36,7 +36,7 @@ def thumbnails(failure_slides):
         path, truth = failure_slides[name]
         with open_slide(str(path)) as slide:
             rgb = slide.thumbnail(32)
-            context = FilterContext(slide.dimensions[0] / rgb.shape[1], 0.5)
+            context = FilterContext(32.0, 0.5)
         out[name] = (rgb, context, truth.tissue_mask(32))
     return out
 

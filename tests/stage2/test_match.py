@@ -40,7 +40,7 @@ def test_a_coarser_source_gets_a_coarser_distance(jpeg_slides):
     for q, path in jpeg_slides.items():
         with open_slide(str(path)) as slide:
             mask = computed_mask(slide, RewriteConfig())
-            source = source_quality(slide, mask, slide.dimensions[0] / mask.shape[1])
+            source = source_quality(slide, mask, RewriteConfig().scale)
             assert source is not None and source.describe == f"JPEG q{q}"
             assert len(source.boxes) >= 4
             found[q] = (source, match_distance(slide, source, finest=1.0, effort=3))

@@ -13,6 +13,7 @@ from PIL import Image
 from wsidist.errors import ConfigError
 from wsidist.filters import FilterContext, tissue_mask
 from wsidist.imaging import box_sums, summed_area_table
+from wsidist.imaging.masks import mask_downsample
 from wsidist.imaging.stain import StainNormalizer
 from wsidist.io.patch import PatchSpec, read_patch
 from wsidist.io.slide import open_slide
@@ -35,7 +36,7 @@ def reference_pixels(
     with open_slide(str(url)) as slide:
         width, height = slide.dimensions
         rgb = slide.thumbnail(mask_scale)
-        ds = width / rgb.shape[1]
+        ds = mask_downsample(width, height, rgb.shape, mask_scale)
         mask, _ = tissue_mask(rgb, tissue, FilterContext(downsample=ds, mpp=slide.mpp_x))
         if level >= slide.level_count:
             raise ConfigError(f"{url}: level {level} out of range (0..{slide.level_count - 1})")

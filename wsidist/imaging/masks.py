@@ -2,7 +2,12 @@
 
 A grid of downsample ``d`` covers the slide with pixels of ``d × d`` level-0 px: pixel (i, j)
 covers ``[j·d, (j+1)·d) × [i·d, (i+1)·d)``, and a slide of ``W × H`` level-0 px is
-``ceil(H/d) × ceil(W/d)`` pixels (as stage 1's masks).
+``ceil(H/d) × ceil(W/d)`` pixels (as stage 1's masks and every ``Slide.thumbnail(d)``); the
+last row and column are partial boxes, clipped to the slide.
+
+- :func:`mask_downsample`: the one rule for mapping mask or thumbnail pixels to level 0: the
+  grid's nominal ``d`` (``scale``), never ``W / cols`` (which differs from ``d`` whenever ``W``
+  is not a multiple of it, by up to one pixel at the far edge).
 
 - :func:`box_union_mask`: a pixel is set when its centre lies inside any box (boxes are
   half-open, ``[x, x+w)``, the tie rule of :mod:`wsidist.imaging.raster`), so at ``d = 1``
@@ -35,6 +40,7 @@ __all__ = [
     "decode_mask",
     "encode_mask_png",
     "grid_shape",
+    "mask_downsample",
     "resample_mask",
     "smooth_mask",
 ]
@@ -47,6 +53,32 @@ def grid_shape(width0: int, height0: int, downsample: float) -> tuple[int, int]:
     if not downsample > 0:
         raise ValueError(f"downsample must be > 0, got {downsample}")
     return math.ceil(height0 / downsample - 1e-9), math.ceil(width0 / downsample - 1e-9)
+
+
+def mask_downsample(
+    width0: int, height0: int, mask_shape: tuple[int, ...], scale: float | None = None
+) -> float:
+    """Level-0 px per pixel of a ``mask_shape`` (rows, cols, …) mask or thumbnail of a
+    ``width0 × height0`` slide.
+
+    With ``scale`` (the grid it was made at: a config's scale, ``slides.parquet``'s ``scale``)
+    this is ``scale``, checked against the shape (``ceil(H/scale) × ceil(W/scale)``;
+    ``ValueError`` otherwise). Without one (a user's mask, outputs that recorded no scale) it is
+    ``W / cols``: the mask is taken to span the slide exactly.
+    """
+    rows, cols = int(mask_shape[0]), int(mask_shape[1])
+    if rows < 1 or cols < 1:
+        raise ValueError(f"an empty mask ({cols}×{rows} px) has no downsample")
+    if scale is None or not scale > 0:  # None or NaN (a null parquet cell): no scale
+        return float(width0) / cols
+    scale = float(scale)
+    exact = (math.ceil(height0 / scale), math.ceil(width0 / scale))
+    if (rows, cols) not in (exact, grid_shape(width0, height0, scale)):
+        raise ValueError(
+            f"a {cols}×{rows} px mask is not on the grid of scale {scale:g} of a "
+            f"{width0}×{height0} px slide ({exact[1]}×{exact[0]} px)"
+        )
+    return scale
 
 
 def box_union_mask(

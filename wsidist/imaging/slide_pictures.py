@@ -40,9 +40,9 @@ def read_display(
 ) -> tuple[np.ndarray, float]:
     """(image, level-0 px per display px) of a ``width`` × ``height`` slide, read with
     ``thumbnail(scale)`` (e.g. ``Slide.thumbnail``) and enlarged when the slide is small."""
-    rgb = thumbnail(display_scale(width, height, long_px))
-    rgb, _ = upscale_to(rgb, min(MIN_LONG_PX, long_px))
-    return rgb, width / rgb.shape[1]
+    scale = display_scale(width, height, long_px)
+    rgb, factor = upscale_to(thumbnail(scale), min(MIN_LONG_PX, long_px))
+    return rgb, scale / factor
 
 
 def enlarge(rgb: np.ndarray, downsample: float) -> tuple[np.ndarray, float]:

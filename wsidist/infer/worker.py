@@ -21,6 +21,7 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
+from wsidist.imaging.masks import mask_downsample
 from wsidist.infer import tta
 from wsidist.infer.config import InferConfig
 from wsidist.infer.heatmap import HeatmapAccumulator
@@ -180,7 +181,7 @@ def _regions(slide_id, mean, tissue, config: InferConfig, mpp) -> tuple[list, li
 
 def _mask(slide: Slide, task, config: InferConfig, masks: Store | None):
     """(bool mask, its downsample, "stage1" | "computed")."""
-    width = slide.dimensions[0]
+    width, height = slide.dimensions
     if masks is not None:
         status = masks.read_json(layout.status_key(task.slide_id)) or {}
         if status.get("status") == "ok" and status.get("url") == task.url:
@@ -190,9 +191,10 @@ def _mask(slide: Slide, task, config: InferConfig, masks: Store | None):
                 data = None
             if data is not None:
                 mask = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
-                return mask, width / mask.shape[1], "stage1"
+                ds = mask_downsample(width, height, mask.shape, status.get("scale"))
+                return mask, ds, "stage1"
     rgb = slide.thumbnail(config.mask_scale)
-    ds = width / rgb.shape[1]
+    ds = mask_downsample(width, height, rgb.shape, config.mask_scale)
     found, _ = tissue_mask(rgb, config.tissue, FilterContext(downsample=ds, mpp=slide.mpp_x))
     return found.array, ds, "computed"
 

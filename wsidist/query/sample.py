@@ -35,6 +35,7 @@ from PIL import Image
 from wsidist import layout
 from wsidist.errors import ConfigError, WsidistError
 from wsidist.imaging.labels import decode_label_png
+from wsidist.imaging.masks import mask_downsample
 from wsidist.io.storage import Store
 from wsidist.query.placement import contour_boxes, grid_candidates, jitter_boxes, label_classes
 from wsidist.query.sample_config import Length, SampleConfig, parse_length
@@ -172,7 +173,10 @@ def _geometry(slide: dict[str, Any], config: SampleConfig) -> dict[str, int]:
 def _candidates(slide, mask, config: SampleConfig, labels=None) -> tuple[dict, dict]:
     """The slide's candidate boxes (arrays), and extra per-slide counts (regions)."""
     g = _geometry(slide, config)
-    ds = float(slide.get("scale") or slide["width"] / mask.shape[1])
+    try:
+        ds = mask_downsample(slide["width"], slide["height"], mask.shape, slide.get("scale"))
+    except ValueError as exc:
+        raise WsidistError(f"{slide['slide_id']}: stage-1 mask: {exc}") from None
     w, h = slide["width"], slide["height"]
     if labels is not None:  # labelled pixels are candidates even off the tissue mask
         if labels[0].shape != mask.shape:

@@ -23,6 +23,7 @@ from wsidist.errors import SlideError
 from wsidist.imaging import encode_image
 from wsidist.imaging.contours import geojson_polygons, mask_polygons
 from wsidist.imaging.figures import shrink_to
+from wsidist.imaging.masks import mask_downsample
 from wsidist.imaging.slide_pictures import (
     class_picture,
     contour_picture,
@@ -112,7 +113,9 @@ def _display_image(slide: Slide | None, row: Row, out: Store, config: ReportConf
     if row.get("width") and out.exists(key):
         rgb = np.asarray(Image.open(io.BytesIO(out.read_bytes(key))).convert("RGB"))
         notes.append("Pictures are drawn from the stage-1 thumbnail (at the filter scale).")
-        return enlarge(rgb, row["width"] / rgb.shape[1])
+        return enlarge(
+            rgb, mask_downsample(row["width"], row["height"], rgb.shape, row.get("scale"))
+        )
     return None, 1.0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from wsidist.filters import FilterContext, TissueDetection, detect
+from wsidist.imaging.masks import mask_downsample
 from wsidist.io.slide import Slide
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.memory import check_stage1_memory
@@ -31,7 +32,7 @@ class SlideAnalysis:
     pen: np.ndarray  # bool, same shape: pen ink
     steps: list[tuple[str, np.ndarray]]  # the pipeline's intermediate images (batch mode)
     tiles: pa.Table  # tile_features() + tissue_tile (+ focus, blurry with qc)
-    downsample: float  # level-0 px per scaled px (width / scaled width)
+    downsample: float  # level-0 px per scaled px: config.scale (imaging.masks.mask_downsample)
     grid: TileGrid
     mpp: float | None  # the mpp used (config.mpp or the slide's)
     meta: dict[str, Any] = field(default_factory=dict)  # slides.parquet metadata columns
@@ -98,8 +99,8 @@ def analyse_slide(
         edge=config.edge,
     )
     rgb = slide.thumbnail(config.scale)
-    # Thumbnails cover ceil(W/scale) px; the exact downsample of this grid is W / columns.
-    downsample = width / rgb.shape[1]
+    # Pixel (i, j) is the level-0 box [j·scale, (j+1)·scale) × …, clipped to the slide.
+    downsample = mask_downsample(width, height, rgb.shape, config.scale)
     det, steps = detect(rgb, pipeline, FilterContext(downsample, mpp), keep_steps=config.batch)
     tiles = tile_features(
         rgb, det.mask, det.ink, grid, width, height, downsample, score_fn, coverage=det.coverage

@@ -97,32 +97,50 @@ class TileGrid:
                 yield row, col, x, y, min(self.tile_px0, width - x), h
 
 
-def scaled_box(x: int, y: int, w: int, h: int, downsample: float) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) in scaled px of a level-0 box; at least one pixel a side."""
+def scaled_box(
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    downsample: float,
+    edge: tuple[int, int, int, int] | None = None,
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) in scaled px of a level-0 box; at least one pixel a side.
+
+    ``edge`` = (slide width, height, scaled cols, rows): a box reaching the slide's right or
+    bottom edge ends at the scaled image's (its last pixel, partial, lies inside the box)."""
     x0, y0 = round(x / downsample), round(y / downsample)
-    x1 = max(x0 + 1, round((x + w) / downsample))
-    y1 = max(y0 + 1, round((y + h) / downsample))
-    return x0, y0, x1, y1
+    x1, y1 = round((x + w) / downsample), round((y + h) / downsample)
+    if edge is not None:
+        width, height, cols, rows = edge
+        x1 = cols if x + w >= width else x1
+        y1 = rows if y + h >= height else y1
+    return x0, y0, max(x0 + 1, x1), max(y0 + 1, y1)
 
 
 def grid_windows(
     grid: TileGrid, width: int, height: int, downsample: float, scaled: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, Windows]:
     """Level-0 column starts/widths and row starts/heights, and the scaled windows
-    (:func:`scaled_box` for every tile, clipped to the ``scaled`` (h, w) image)."""
+    (:func:`scaled_box` for every tile, clipped to the ``scaled`` (h, w) image).
+
+    ``downsample`` is the image's nominal scale (:func:`wsidist.imaging.masks.mask_downsample`),
+    so windows of tiles a whole number of scaled px are uniform. A tile reaching the slide's
+    edge takes the image's last (partial) pixel, which lies inside it."""
     xs = np.asarray(grid._starts(width), np.int64)
     ys = np.asarray(grid._starts(height), np.int64)
     ws = np.minimum(grid.tile_px0, width - xs)
     hs = np.minimum(grid.tile_px0, height - ys)
 
-    def axis(start, size, n_scaled):
+    def axis(start, size, n_scaled, length):
         lo = np.rint(start / downsample).astype(np.int64)
-        hi = np.maximum(lo + 1, np.rint((start + size) / downsample).astype(np.int64))
+        hi = np.rint((start + size) / downsample).astype(np.int64)
+        hi = np.maximum(lo + 1, np.where(start + size >= length, n_scaled, hi))
         hi = np.minimum(hi, n_scaled)
         return np.minimum(lo, hi - 1), hi
 
-    x0, x1 = axis(xs, ws, scaled[1])
-    y0, y1 = axis(ys, hs, scaled[0])
+    x0, x1 = axis(xs, ws, scaled[1], width)
+    y0, y1 = axis(ys, hs, scaled[0], height)
     return np.stack([xs, ws]), np.stack([ys, hs]), Windows(x0, x1, y0, y1)
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 
 from wsidist import layout
 from wsidist.filters import FilterContext, tissue_mask
+from wsidist.imaging.masks import mask_downsample
 from wsidist.io.remote import CacheSpec, source_version
 from wsidist.io.slide import Slide, open_slide
 from wsidist.io.storage import Store
@@ -55,6 +56,7 @@ class Stage1Mask:
 
     png: bytes
     config_hash: str | None
+    scale: float | None = None  # stage 1's scale (its status); None: the mask spans the slide
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -148,7 +150,8 @@ def _rewrite(
         mask, mask_source = computed_mask(slide, config), "computed"
     if not mask.any():
         raise ValueError(f"no tissue in the {mask_source} tissue mask: no pyramid written")
-    downsample = width / mask.shape[1]
+    scale = stage1.scale if stage1 is not None else config.scale
+    downsample = mask_downsample(width, height, mask.shape, scale)
     notes = list(slide.warnings)
     if options.mpp is None and options.margin_px0 is None and options.margin_um > 0:
         notes.append(
@@ -244,14 +247,15 @@ def stage1_mask(masks: Store, task: SlideTask) -> Stage1Mask | None:
         data = masks.read_bytes(layout.mask_key(task.slide_id))
     except FileNotFoundError:
         return None
-    return Stage1Mask(data, status.get("config_hash"))
+    return Stage1Mask(data, status.get("config_hash"), status.get("scale"))
 
 
 def computed_mask(slide: Slide, config: RewriteConfig) -> np.ndarray:
     """The tissue mask stage 1 would compute for ``slide`` with the config's preset and scale."""
     rgb = slide.thumbnail(config.scale)
     ctx = FilterContext(
-        downsample=slide.dimensions[0] / rgb.shape[1], mpp=config.mpp or slide.mpp_x
+        downsample=mask_downsample(*slide.dimensions, rgb.shape, config.scale),
+        mpp=config.mpp or slide.mpp_x,
     )
     mask, _ = tissue_mask(rgb, config.tissue, ctx)
     return mask.array
