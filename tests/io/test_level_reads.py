@@ -32,21 +32,50 @@ def test_odd_sized_levels_are_read_as_their_own_pixels(odd_pyramid):
     np.testing.assert_array_equal(region, stored)
 
 
-@pytest.mark.parametrize("scale", [32, 40, 7.5])
+@pytest.mark.parametrize("scale", [40, 7.5, 10])
 def test_fractional_thumbnail_is_the_exact_area_average(odd_pyramid, scale):
+    """Levels are read on their own grid (a whole factor of level 0), at a fractional ratio."""
     with open_slide(str(odd_pyramid)) as slide:
         level = slide.best_level_for_downsample(scale)
+        factor = slide._impl.level_factor(level)
+        assert factor == round(slide.level_downsamples[level]) != slide.level_downsamples[level]
         full = slide.read_level(level, 0, 0, *slide.level_dimensions[level])
-        ratio = scale * slide.level_dimensions[level][0] / slide.dimensions[0]
+        ratio = scale / factor
         assert abs(ratio - round(ratio)) > 1e-6  # the fractional path
         thumb = slide.thumbnail(scale)
         blocks = slide.thumbnail(scale, block_px=333)
-    ry = scale * slide.level_dimensions[level][1] / slide.dimensions[1]
-    ref = reference_area_average(full, ratio, ry, thumb.shape[1::-1])
+    ref = reference_area_average(full, ratio, ratio, thumb.shape[1::-1])
     assert thumb.shape == ref.shape
     for got in (thumb, blocks):
         assert np.abs(got.astype(int) - ref).max() <= 1
         assert np.mean(got != ref) < 0.01  # only float rounding at ties
+
+
+def test_rounded_levels_are_read_on_their_own_grid(odd_pyramid):
+    """A level is level 0 reduced by a whole factor from the top-left, its size rounded: the
+    thumbnail at twice its factor is its exact 2 x 2 means (the reported downsample W / w,
+    3.9987 here, would stretch it by a pixel over the level), and it is closer to the exact
+    average of level 0 than the stretched one."""
+    with open_slide(str(odd_pyramid)) as slide:
+        assert [slide._impl.level_factor(i) for i in range(3)] == [1, 4, 16]
+        lw, lh = slide.level_dimensions[2]
+        level = slide.read_level(2, 0, 0, lw, lh)
+        thumb = slide.thumbnail(32)
+        w0, h0 = slide.dimensions
+        level0 = slide.read_level(0, 0, 0, w0, h0)
+    assert thumb.shape == (-(-h0 // 32), -(-w0 // 32), 3)
+    pad = np.pad(level, ((0, -lh % 2), (0, -lw % 2), (0, 0)), mode="edge").astype(np.int64)
+    counts = np.ones((lh, lw), np.int64)
+    counts = np.pad(counts, ((0, -lh % 2), (0, -lw % 2)))
+    pad[lh:] = 0
+    pad[:, lw:] = 0
+    sums = pad.reshape(-1, 2, pad.shape[1] // 2, 2, 3).sum(axis=(1, 3))
+    n = counts.reshape(-1, 2, counts.shape[1] // 2, 2).sum(axis=(1, 3))[..., None]
+    means = np.rint(sums / n).astype(np.uint8)
+    np.testing.assert_array_equal(thumb[: means.shape[0], : means.shape[1]], means)
+    exact = reference_area_average(level0, 32, 32, thumb.shape[1::-1]).astype(int)
+    stretched = reference_area_average(level, 32 * lw / w0, 32 * lh / h0, thumb.shape[1::-1])
+    assert np.abs(thumb - exact).mean() < 0.9 * np.abs(stretched.astype(int) - exact).mean()
 
 
 def test_whole_factor_thumbnail_reads_stored_tiles_one_at_a_time(tmp_path):

@@ -195,7 +195,9 @@ class Slide:
         """uint8 (ceil(H/scale), ceil(W/scale), 3), each pixel the area average of its box.
 
         Read from the smallest level whose downsample is ≤ ``scale``, in source blocks of at most
-        ``block_px`` level px a side (never a whole level at once).
+        ``block_px`` level px a side (never a whole level at once). A level that is a whole-
+        factor reduction of level 0 (see the backend's ``level_factor``) is read on its own
+        grid, not stretched by its rounded size.
         """
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"thumbnail scale must be a positive number, got {scale!r}")
@@ -206,16 +208,27 @@ class Slide:
         lw, lh = self.level_dimensions[level]
         ratio = (scale * lw / w0, scale * lh / h0)
         out_size = (math.ceil(w0 / scale), math.ceil(h0 / scale))
+        factor = getattr(self._impl, "level_factor", lambda level: None)(level)
+        covered = out_size
+        if factor is not None:  # the level's own grid: a whole factor of level 0's
+            ratio = (scale / factor, scale / factor)
+            # a level rounded down lacks level 0's last partial px: boxes past it copy the
+            # last box read (under one level px of level 0, at the slide's far edge)
+            covered = tuple(min(n, math.ceil(s / r)) for n, s, r in zip(out_size, (lw, lh), ratio))
 
         def read(x: int, y: int, w: int, h: int) -> np.ndarray:
             return self.read_level(level, x, y, w, h)
 
         tile_px = getattr(self._impl, "tile_px", None)
         tile = tile_px(level) if tile_px is not None and self._object is None else None
-        return self._guard(
+        thumb = self._guard(
             f"thumbnail at scale {scale}",
-            lambda: area_resample(read, (lw, lh), ratio, out_size, block_px, tile),
+            lambda: area_resample(read, (lw, lh), ratio, covered, block_px, tile),
         )
+        if covered != out_size:
+            pad = ((0, out_size[1] - covered[1]), (0, out_size[0] - covered[0]), (0, 0))
+            thumb = np.pad(thumb, pad, mode="edge")
+        return thumb
 
     def prefetch(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
         """Fetch in one concurrent batch what ``read_region`` of each ``(x, y, w, h)`` (level-0

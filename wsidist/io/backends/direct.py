@@ -246,6 +246,21 @@ class DirectTiffReader:
             for c in range(x0 // lv.tile_w, (x1 - 1) // lv.tile_w + 1)
         ]
 
+    def level_factor(self, level: int) -> int | None:
+        """The whole factor ``k`` by which ``level`` reduces level 0 from its top-left corner
+        (its pixel (i, j) covers level-0 [k j, k (j+1)) x [k i, k (i+1))), or None.
+
+        A scanner's level is such a reduction with its size rounded (floor or ceil of
+        ``W / k``), so its reported downsample ``W / w`` is off by up to one pixel over the
+        level; taken when both sides are ``W / k`` rounded."""
+        w0, h0 = self.level_dimensions[0]
+        lv = self._levels[level]
+        k = round(lv.downsample)
+        if k < 1 or abs(lv.downsample - k) > 0.01 * k:
+            return None
+        fits = lv.width in (w0 // k, -(-w0 // k)) and lv.height in (h0 // k, -(-h0 // k))
+        return k if fits else None
+
     def tile_px(self, level: int) -> int | None:
         """The side of ``level``'s stored tiles, or None when they are not square."""
         lv = self._levels[level]
@@ -382,6 +397,10 @@ class DirectOpenSlideBackend(OpenSlideBackend):
         if self.fast_path is None:  # OpenSlide resamples origins that fall between level px
             return super().read_level(level, x, y, w, h)
         return self.fast_path.read_level(level, x, y, w, h)  # the level's own pixels
+
+    def level_factor(self, level: int) -> int | None:
+        """:meth:`DirectTiffReader.level_factor` when the fast path reads the slide, else None."""
+        return None if self.fast_path is None else self.fast_path.level_factor(level)
 
     def tile_px(self, level: int) -> int | None:
         """The side of ``level``'s square stored tiles when they are decoded here, else None."""
