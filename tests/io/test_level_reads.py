@@ -94,3 +94,19 @@ def test_whole_factor_thumbnail_reads_stored_tiles_one_at_a_time(tmp_path):
         thumb = slide.thumbnail(32)
     sums = full.reshape(lh // 2, 2, lw // 2, 2, 3).sum(axis=(1, 3), dtype=np.int64)
     np.testing.assert_array_equal(thumb, np.rint(sums / 4).astype(np.uint8))
+
+
+def test_level_grids_are_whole_factors_where_levels_reduce_level_0(odd_pyramid):
+    """``grid_downsample`` is a rounded level's whole factor; other levels and backends keep
+    the reported downsample, and a level that is no such reduction has no whole factor."""
+    from wsidist.io.backends.tiff_pages import whole_factor
+
+    with open_slide(str(odd_pyramid)) as slide:
+        assert [slide.grid_downsample(i) for i in range(3)] == [1.0, 4.0, 16.0]
+        assert slide.level_downsamples[2] != 16.0
+        with pytest.raises(Exception, match="level"):
+            slide.grid_downsample(3)
+    assert whole_factor((9037, 6021), (2260, 1506), 3.9987) == 4  # ceil
+    assert whole_factor((4443, 3567), (2221, 1783), 2.0005) == 2  # floor (an Aperio level)
+    assert whole_factor((9037, 6021), (2000, 1506), 4.5) is None  # not W / k rounded
+    assert whole_factor((9037, 6021), (2262, 1506), 3.995) is None

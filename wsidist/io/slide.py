@@ -11,7 +11,6 @@ the slide are white. Every failure (missing, corrupt, truncated, unsupported, un
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import weakref
@@ -22,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from wsidist.errors import SlideError
-from wsidist.imaging.resample import DEFAULT_BLOCK_PX, area_resample
+from wsidist.imaging.resample import DEFAULT_BLOCK_PX
 from wsidist.io.accounting import ReadMeter
 from wsidist.io.backends import BACKENDS
-from wsidist.io.dicom_series import dcm_files, group_series, read_header, readable
+from wsidist.io.local_paths import resolve_local, sniff
 from wsidist.io.remote import CacheSpec, Lease, lease, local_path, source_version
 from wsidist.io.remote_range import REMOTE_READS, open_ranged_url, remote_read_mode
+from wsidist.io.thumbnail import level_thumbnail
 
 __all__ = [
     "DEFAULT_BLOCK_PX",
@@ -191,6 +191,16 @@ class Slide:
         self._check_level(level)
         return self._guard("read_level", lambda: self._impl.read_level(level, x, y, w, h))
 
+    def _level_factor(self, level: int) -> int | None:
+        return getattr(self._impl, "level_factor", lambda level: None)(level)
+
+    def grid_downsample(self, level: int) -> float:
+        """Level-0 px per px of ``level``'s pixel grid: the whole factor of a level that reduces
+        level 0 from its top-left corner (its size rounded), else the reported downsample."""
+        self._check_level(level)
+        factor = self._level_factor(level)
+        return float(factor) if factor is not None else float(self.level_downsamples[level])
+
     def thumbnail(self, scale: float, *, block_px: int = DEFAULT_BLOCK_PX) -> np.ndarray:
         """uint8 (ceil(H/scale), ceil(W/scale), 3), each pixel the area average of its box.
 
@@ -203,32 +213,18 @@ class Slide:
             raise ValueError(f"thumbnail scale must be a positive number, got {scale!r}")
         if block_px < 1:
             raise ValueError(f"block_px must be ≥ 1, got {block_px}")
-        w0, h0 = self.dimensions
         level = self.best_level_for_downsample(scale)
-        lw, lh = self.level_dimensions[level]
-        ratio = (scale * lw / w0, scale * lh / h0)
-        out_size = (math.ceil(w0 / scale), math.ceil(h0 / scale))
-        factor = getattr(self._impl, "level_factor", lambda level: None)(level)
-        covered = out_size
-        if factor is not None:  # the level's own grid: a whole factor of level 0's
-            ratio = (scale / factor, scale / factor)
-            # a level rounded down lacks level 0's last partial px: boxes past it copy the
-            # last box read (under one level px of level 0, at the slide's far edge)
-            covered = tuple(min(n, math.ceil(s / r)) for n, s, r in zip(out_size, (lw, lh), ratio))
 
         def read(x: int, y: int, w: int, h: int) -> np.ndarray:
             return self.read_level(level, x, y, w, h)
 
         tile_px = getattr(self._impl, "tile_px", None)
         tile = tile_px(level) if tile_px is not None and self._object is None else None
-        thumb = self._guard(
+        geometry = (self.dimensions, self.level_dimensions[level], self._level_factor(level))
+        return self._guard(
             f"thumbnail at scale {scale}",
-            lambda: area_resample(read, (lw, lh), ratio, covered, block_px, tile),
+            lambda: level_thumbnail(read, *geometry, scale, block_px, tile),
         )
-        if covered != out_size:
-            pad = ((0, out_size[1] - covered[1]), (0, out_size[0] - covered[0]), (0, 0))
-            thumb = np.pad(thumb, pad, mode="edge")
-        return thumb
 
     def prefetch(self, level: int, regions: list[tuple[int, int, int, int]]) -> None:
         """Fetch in one concurrent batch what ``read_region`` of each ``(x, y, w, h)`` (level-0
@@ -308,44 +304,6 @@ def _reopen(
     return open_slide(url, cache_dir=cache_dir, backend=backend, remote_read=remote_read)
 
 
-def _resolve_local(path: str) -> str:
-    """Existence checks; a DICOM series folder resolves to its series' main file."""
-    if os.path.isdir(path):
-        headers = [read_header(f) for f in dcm_files(os.listdir(path), path, os.path.join)]
-        series = readable(group_series(headers))
-        if not series:
-            raise SlideError(
-                f"{path}: a directory without readable DICOM (.dcm) files is not a slide"
-            )
-        if len(series) > 1:
-            raise SlideError(
-                f"{path}: the folder holds {len(series)} DICOM series: give one file of the "
-                "series to open (or the folder itself to a job, which lists each series)"
-            )
-        return series[0].main
-    if os.path.islink(path) and not os.path.exists(path):
-        try:
-            os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise SlideError(f"{path}: symbolic link loop") from None
-        raise SlideError(f"{path}: dangling symbolic link (to {os.readlink(path)})")
-    if not os.path.exists(path):
-        raise SlideError(f"slide not found: {path}")
-    if os.path.getsize(path) == 0:
-        raise SlideError(f"{path}: empty file")
-    return path
-
-
-def _sniff(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        return f"cannot read it: {exc}"
-    return f"not recognised by OpenSlide and not a TIFF (starts with {head!r})"
-
-
 def open_slide(
     url: str,
     *,
@@ -392,7 +350,7 @@ def open_slide(
 
 def _open_staged(url: str, staged: Lease, kwargs: dict[str, Any]) -> Slide:
     backend = kwargs["backend"]
-    path = _resolve_local(staged.path)
+    path = resolve_local(staged.path)
     names = [n for n in BACKENDS if backend in ("auto", n)]
     errors = []
     for name in names:
@@ -411,5 +369,5 @@ def _open_staged(url: str, staged: Lease, kwargs: dict[str, Any]) -> Slide:
         return Slide(url, path, impl, notes=notes, staged=staged, **kwargs)
     if errors:
         raise SlideError("; ".join(errors))
-    reason = _sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"
+    reason = sniff(path) if backend == "auto" else f"the {backend} backend cannot open it"
     raise SlideError(f"unsupported format: {path}: {reason}")

@@ -76,10 +76,10 @@ def read_tile(slide: Slide, dz: DeepZoom, level: int, col: int, row: int) -> np.
     x0, y0, x1, y1 = box
     d = dz.downsample(level)
     k = slide.best_level_for_downsample(d)
-    dk = float(slide.level_downsamples[k])
-    ratio = d / dk
-    if abs(ratio - 1) < 1e-9:
+    if abs(d / float(slide.level_downsamples[k]) - 1) < 1e-9:
         return slide.read_region(x0 * d, y0 * d, k, (x1 - x0, y1 - y0))
+    dk = slide.grid_downsample(k)  # the level's own grid (a rounded level is not stretched)
+    ratio = d / dk
     # the tile's box in level-k pixels (fractional edges are weighted by area_resample)
     lw, lh = slide.level_dimensions[k]
     sx0, sy0 = (x0 * d) / dk, (y0 * d) / dk

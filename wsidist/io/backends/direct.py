@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import imagecodecs
 import numpy as np
@@ -34,15 +34,11 @@ import tifffile
 from wsidist.errors import UnalignedRegion, UnsupportedSlide
 from wsidist.io.backends.byte_source import ByteSource
 from wsidist.io.backends.openslide_backend import OpenSlideBackend
+from wsidist.io.backends.tiff_pages import Level as _Level
+from wsidist.io.backends.tiff_pages import make_level, page_problem, whole_factor
 from wsidist.io.backends.tile_cache import DEFAULT_CACHE_BYTES, TileCache
 from wsidist.io.tiff_format import (
-    APERIO_J2K_RGB,
-    APERIO_J2K_YCBCR,
-    COMPRESSION_JPEG,
-    PHOTOMETRIC_RGB,
-    PHOTOMETRIC_YCBCR,
     is_tiff_header,
-    jpeg_colorspace,
 )
 
 __all__ = [
@@ -63,22 +59,6 @@ class Unsupported(str):
         return False
 
 
-@dataclass(frozen=True)
-class _Level:
-    width: int
-    height: int
-    tile_w: int
-    tile_h: int
-    across: int
-    down: int
-    offsets: np.ndarray
-    counts: np.ndarray
-    codec: str  # "jpeg" | "j2k"
-    tables: bytes | None
-    colorspace: str | None  # JPEG colour space of the data, None: let libjpeg guess
-    downsample: float
-
-
 def _openslide_geometry(path: str) -> tuple[str, tuple, tuple]:
     import openslide
 
@@ -88,45 +68,6 @@ def _openslide_geometry(path: str) -> tuple[str, tuple, tuple]:
             return vendor, tuple(osr.level_dimensions), tuple(osr.level_downsamples)
     except openslide.OpenSlideError as exc:
         raise UnsupportedSlide(f"OpenSlide cannot open it: {exc}") from exc
-
-
-def _page_problem(page: tifffile.TiffPage) -> str | None:
-    if not page.is_tiled:
-        name = getattr(page.compression, "name", page.compression)
-        return f"not tiled ({name} strips)"
-    if page.bitspersample != 8 or page.samplesperpixel != 3 or page.planarconfig != 1:
-        return (
-            f"{page.samplesperpixel} samples of {page.bitspersample} bits, planar "
-            f"{int(page.planarconfig)} (need 3 × 8-bit contiguous)"
-        )
-    if page.extrasamples:
-        return "extra samples"
-    comp = int(page.compression)
-    if comp == COMPRESSION_JPEG:
-        if int(page.photometric) not in (PHOTOMETRIC_RGB, PHOTOMETRIC_YCBCR):
-            return f"JPEG with photometric {int(page.photometric)}"
-        return None
-    if comp == APERIO_J2K_RGB:
-        return None
-    if comp == APERIO_J2K_YCBCR:
-        return (
-            "Aperio JPEG 2000 YCbCr (33003): OpenSlide converts to RGB with its own "
-            "arithmetic, not verified identical"
-        )
-    name = getattr(page.compression, "name", comp)
-    return f"compression {name} ({comp}) is not JPEG / Aperio JPEG 2000 RGB"
-
-
-def _make_level(page: tifffile.TiffPage, downsample: float) -> _Level:
-    w, h = int(page.imagewidth), int(page.imagelength)
-    tw, th = int(page.tilewidth), int(page.tilelength)
-    comp = int(page.compression)
-    colorspace = jpeg_colorspace(page) if comp == COMPRESSION_JPEG else None
-    offsets, counts = (np.asarray(v, np.int64) for v in (page.dataoffsets, page.databytecounts))
-    jpeg = comp == COMPRESSION_JPEG
-    return _Level(w, h, tw, th, math.ceil(w / tw), math.ceil(h / th), offsets, counts,
-                  "jpeg" if jpeg else "j2k", page.jpegtables if jpeg else None, colorspace,
-                  downsample)  # fmt: skip
 
 
 class DirectTiffReader:
@@ -162,11 +103,11 @@ class DirectTiffReader:
             if source is not None:
                 source.seek(0)
             with tifffile.TiffFile(self.path if source is None else source) as tif:
-                base_problem = _page_problem(tif.pages.first)
+                base_problem = page_problem(tif.pages.first)
                 pages = [p for p in tif.pages if p.is_tiled]
-                problems = [_page_problem(p) for p in pages]
+                problems = [page_problem(p) for p in pages]
                 found = tuple((int(p.imagewidth), int(p.imagelength)) for p in pages)
-                levels = [_make_level(p, 0.0) for p in pages]
+                levels = [make_level(p, 0.0) for p in pages]
         except Exception as exc:  # noqa: BLE001 — tifffile raises many types on bad files
             raise UnsupportedSlide(f"tifffile cannot parse it: {exc}") from exc
         if base_problem:
@@ -247,19 +188,9 @@ class DirectTiffReader:
         ]
 
     def level_factor(self, level: int) -> int | None:
-        """The whole factor ``k`` by which ``level`` reduces level 0 from its top-left corner
-        (its pixel (i, j) covers level-0 [k j, k (j+1)) x [k i, k (i+1))), or None.
-
-        A scanner's level is such a reduction with its size rounded (floor or ceil of
-        ``W / k``), so its reported downsample ``W / w`` is off by up to one pixel over the
-        level; taken when both sides are ``W / k`` rounded."""
-        w0, h0 = self.level_dimensions[0]
+        """The whole factor by which ``level`` reduces level 0 (:func:`whole_factor`), or None."""
         lv = self._levels[level]
-        k = round(lv.downsample)
-        if k < 1 or abs(lv.downsample - k) > 0.01 * k:
-            return None
-        fits = lv.width in (w0 // k, -(-w0 // k)) and lv.height in (h0 // k, -(-h0 // k))
-        return k if fits else None
+        return whole_factor(self.level_dimensions[0], (lv.width, lv.height), lv.downsample)
 
     def tile_px(self, level: int) -> int | None:
         """The side of ``level``'s stored tiles, or None when they are not square."""
