@@ -69,10 +69,32 @@ def synthetic_slides(tmp_path_factory) -> list[SyntheticSlide]:
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client():
-    """A Dask client of a real LocalCluster: 2 worker processes, one thread each, started as
-    wsidist starts its own."""
+    """A Dask client of a real LocalCluster for the whole session: 2 worker processes, one
+    thread each, started as wsidist starts its own. Tests that only need "a cluster" share it;
+    a test must not change it (kill or restart workers, register plugins): such tests take
+    `own_client`. Its workers do not see the S3 server's environment (see `s3_client`)."""
+    from wsidist.runtime.cluster import dask_client
+
+    with dask_client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3):
+    """Like `client`, but started after the S3 server, so its workers inherit the S3
+    environment (plain ``s3://`` URLs work on them without storage options)."""
+    from wsidist.runtime.cluster import dask_client
+
+    with dask_client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture
+def own_client():
+    """A Dask client of a LocalCluster of its own (2 worker processes) for one test that kills
+    or otherwise changes its workers."""
     from wsidist.runtime.cluster import dask_client
 
     with dask_client(workers=2) as c:

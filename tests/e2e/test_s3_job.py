@@ -7,7 +7,6 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from distributed import Client, LocalCluster
 from PIL import Image
 
 from wsidist.io.slide import open_slide
@@ -18,33 +17,29 @@ from wsidist.stage1.driver import run_stage1
 
 
 @pytest.mark.slow
-def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, tmp_path):
+def test_stage1_from_s3_to_s3(
+    s3, s3_bucket, real_slides_dir, synthetic_slides, tmp_path, s3_client
+):
     fs = s3.filesystem()
     bucket = s3_bucket.removeprefix("s3://")
     fs.put_file(str(real_slides_dir / "CMU-1-Small-Region.svs"), f"{bucket}/in/cmu.svs")
     fs.put_file(str(synthetic_slides[0].path), f"{bucket}/in/synth.svs")
     fs.pipe_file(f"{bucket}/in/bad.svs", b"II*\x00 truncated")
     out = f"{s3_bucket}/run1"
-    # workers start after the fixture set the S3 environment, so they inherit it
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        table = run_stage1(
-            [f"{s3_bucket}/in/*.svs"],
-            out,
-            Stage1Config(scale=16),
-            client=client,
-            cache_dir=str(tmp_path / "cache"),
-        )
-        # then select on s3 and extract the selection to s3, on the same cluster
-        selection = select(out, top=3, storage_options=s3.storage_options)
-        index = extract(
-            selection, f"{s3_bucket}/patches", size=256, client=client,
-            storage_options=s3.storage_options,
-        )  # fmt: skip
+    client = s3_client  # its workers started after the S3 server: they have its environment
+    table = run_stage1(
+        [f"{s3_bucket}/in/*.svs"],
+        out,
+        Stage1Config(scale=16),
+        client=client,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    # then select on s3 and extract the selection to s3, on the same cluster
+    selection = select(out, top=3, storage_options=s3.storage_options)
+    index = extract(
+        selection, f"{s3_bucket}/patches", size=256, client=client,
+        storage_options=s3.storage_options,
+    )  # fmt: skip
     rows = {r["slide_id"]: r for r in table.to_pylist()}
     assert rows["cmu"]["status"] == "ok" and rows["synth"]["status"] == "ok"
     assert rows["bad"]["status"] == "failed" and rows["bad"]["error"]
@@ -83,7 +78,9 @@ def test_stage1_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, 
 
 
 @pytest.mark.slow
-def test_rewrite_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides, tmp_path):
+def test_rewrite_from_s3_to_s3(
+    s3, s3_bucket, real_slides_dir, synthetic_slides, tmp_path, s3_client
+):
     """Stage 1 and the rewrite (lossy and transcode) read slides from and write to s3://."""
     from wsidist.stage2.config import RewriteConfig
     from wsidist.stage2.driver import run_rewrite
@@ -94,18 +91,13 @@ def test_rewrite_from_s3_to_s3(s3, s3_bucket, real_slides_dir, synthetic_slides,
     fs.put_file(str(synthetic_slides[0].path), f"{bucket}/in/synth.svs")
     out = f"{s3_bucket}/stage2"
     cache = str(tmp_path / "cache")
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        run_stage1([f"{s3_bucket}/in/synth.svs"], out, Stage1Config(), client=client,
-                   cache_dir=cache)  # fmt: skip
-        lossy = run_rewrite([f"{s3_bucket}/in/*.svs"], out, RewriteConfig(), client=client,
-                            cache_dir=cache)  # fmt: skip
-        transcoded = run_rewrite([f"{s3_bucket}/in/cmu.svs"], f"{s3_bucket}/tc",
-                                 RewriteConfig(transcode=True), client=client, cache_dir=cache)  # fmt: skip
+    client = s3_client  # its workers started after the S3 server: they have its environment
+    run_stage1([f"{s3_bucket}/in/synth.svs"], out, Stage1Config(), client=client,
+               cache_dir=cache)  # fmt: skip
+    lossy = run_rewrite([f"{s3_bucket}/in/*.svs"], out, RewriteConfig(), client=client,
+                        cache_dir=cache)  # fmt: skip
+    transcoded = run_rewrite([f"{s3_bucket}/in/cmu.svs"], f"{s3_bucket}/tc",
+                             RewriteConfig(transcode=True), client=client, cache_dir=cache)  # fmt: skip
     rows = {r["slide_id"]: r for r in lossy.to_pylist()}
     assert {r["status"] for r in rows.values()} == {"ok"}
     assert rows["synth"]["mask_source"] == "stage1" and rows["cmu"]["mask_source"] == "computed"

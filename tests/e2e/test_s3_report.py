@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from distributed import Client, LocalCluster
 
 from wsidist.report.driver import build_report
 from wsidist.stage1.config import Stage1Config
@@ -12,24 +11,18 @@ from wsidist.stage1.driver import run_stage1
 
 @pytest.mark.slow
 @pytest.mark.long  # a report over the S3 server
-def test_report_of_an_s3_output(s3, s3_bucket, synthetic_slides, tmp_path):
+def test_report_of_an_s3_output(s3, s3_bucket, synthetic_slides, tmp_path, s3_client):
     fs = s3.filesystem()
     bucket = s3_bucket.removeprefix("s3://")
     fs.put_file(str(synthetic_slides[0].path), f"{bucket}/in/synth.svs")
     out = f"{s3_bucket}/run1"
-    # workers start after the fixture set the S3 environment, so they inherit it
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        run_stage1([f"{s3_bucket}/in/"], out, Stage1Config(batch=True), client=client,
-                   cache_dir=str(tmp_path / "cache"))  # fmt: skip
-        local = build_report(out, str(tmp_path / "site"), client=client, cache_dir=str(tmp_path / "cache"),
-                             storage_options=s3.storage_options)  # fmt: skip
-        remote = build_report(out, client=client, cache_dir=str(tmp_path / "cache"),
-                              storage_options=s3.storage_options)  # fmt: skip
+    client = s3_client  # its workers started after the S3 server: they have its environment
+    run_stage1([f"{s3_bucket}/in/"], out, Stage1Config(batch=True), client=client,
+               cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    local = build_report(out, str(tmp_path / "site"), client=client, cache_dir=str(tmp_path / "cache"),
+                         storage_options=s3.storage_options)  # fmt: skip
+    remote = build_report(out, client=client, cache_dir=str(tmp_path / "cache"),
+                          storage_options=s3.storage_options)  # fmt: skip
     assert local.n_slides == 1 and not local.failed_pages
     page = (tmp_path / "site" / "slides" / "synth.html").read_text()
     assert "synth.svs" in page and (tmp_path / "site" / "slides" / "synth" / "classes.jpg").exists()

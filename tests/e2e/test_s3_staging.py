@@ -49,7 +49,7 @@ def _cache_bytes(root: Path) -> int:
 
 
 def test_stage1_of_staged_slides_on_two_workers_within_the_cache_bound(
-    s3, client, slides, tmp_path
+    s3, s3_client, slides, tmp_path
 ):
     fs = s3.filesystem()
     bucket = s3.make_bucket(f"staged-{secrets.token_hex(4)}")
@@ -58,7 +58,7 @@ def test_stage1_of_staged_slides_on_two_workers_within_the_cache_bound(
     largest = max(p.stat().st_size for p in slides)
     cache = CacheSpec(str(tmp_path / "cache"), max_gb=2.5 * largest / 1e9, wait_s=60)
     config = Stage1Config(scale=16)
-    local = run_stage1([str(p) for p in slides], str(tmp_path / "local"), config, client=client)
+    local = run_stage1([str(p) for p in slides], str(tmp_path / "local"), config, client=s3_client)
     remote_out = str(tmp_path / "remote")
     seen, done = [0], threading.Event()
 
@@ -70,7 +70,9 @@ def test_stage1_of_staged_slides_on_two_workers_within_the_cache_bound(
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        remote = run_stage1([f"{bucket}/in/"], remote_out, config, client=client, cache_dir=cache)
+        remote = run_stage1(
+            [f"{bucket}/in/"], remote_out, config, client=s3_client, cache_dir=cache
+        )
     finally:
         done.set()
         watcher.join()

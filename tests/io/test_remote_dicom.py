@@ -38,15 +38,6 @@ def bucket(s3) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3_client(s3):
-    """A LocalCluster started after the S3 server, so its workers have its credentials."""
-    from wsidist.runtime.cluster import dask_client
-
-    with dask_client(workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def tissue_rgb(tmp_path_factory) -> np.ndarray:
     """Level 0 of a generated H&E slide, 2304 × 1792 (the pixels the series carry)."""
     path = tmp_path_factory.mktemp("rdsrc") / "src.svs"

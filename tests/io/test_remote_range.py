@@ -32,15 +32,6 @@ VOLATILE = {"url", "worker", "started_at", "finished_at", "seconds", "source_ver
 
 
 @pytest.fixture(scope="module")
-def s3_client(s3):
-    """A LocalCluster started after the S3 server, so its workers have its credentials."""
-    from wsidist.runtime.cluster import dask_client
-
-    with dask_client(workers=2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def bucket(s3) -> str:
     import secrets
 

@@ -20,7 +20,7 @@ BASE_COLUMNS = ["slide_id", "url", "x", "y", "w", "h", "level", "mpp", "score", 
 
 
 @pytest.fixture(scope="module")
-def stage1_out(real_slides_dir, tmp_path_factory) -> Path:
+def stage1_out(real_slides_dir, tmp_path_factory, client) -> Path:
     """Stage 1 (scale 16) on two real slides and one garbage .svs, run once for the module."""
     folder = tmp_path_factory.mktemp("select")
     bad = folder / "garbage.svs"
@@ -31,7 +31,7 @@ def stage1_out(real_slides_dir, tmp_path_factory) -> Path:
         str(real_slides_dir / "kidney-48-5.tif"),
         str(bad),
     ]
-    table = run_stage1(inputs, str(out), Stage1Config(scale=16), workers=1)
+    table = run_stage1(inputs, str(out), Stage1Config(scale=16), client=client)
     status = dict(zip(table["slide_id"].to_pylist(), table["status"].to_pylist()))
     assert status == {"CMU-1-Small-Region": "ok", "kidney-48-5": "ok", "garbage": "failed"}
     return out

@@ -38,19 +38,17 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def report_out(dataset, tmp_path_factory):
+def report_out(dataset, tmp_path_factory, client):
     """(stage-1 OUT, report summary) for the dataset: stage 1 in batch mode, one rewrite."""
     from wsidist.report.config import ReportConfig
     from wsidist.report.driver import build_report
-    from wsidist.runtime.cluster import dask_client
     from wsidist.stage1.config import Stage1Config
     from wsidist.stage1.driver import run_stage1
     from wsidist.stage2.config import RewriteConfig
     from wsidist.stage2.driver import run_rewrite
 
     out = tmp_path_factory.mktemp("report_out") / "out"
-    with dask_client(workers=2) as client:
-        run_stage1([str(dataset)], str(out), Stage1Config(batch=True, tile_size=512), client=client)
-        run_rewrite([str(dataset / "sparse.svs")], str(out), RewriteConfig(), client=client)
-        summary = build_report(str(out), config=ReportConfig(top_n=6), client=client)
+    run_stage1([str(dataset)], str(out), Stage1Config(batch=True, tile_size=512), client=client)
+    run_rewrite([str(dataset / "sparse.svs")], str(out), RewriteConfig(), client=client)
+    summary = build_report(str(out), config=ReportConfig(top_n=6), client=client)
     return out, summary

@@ -148,13 +148,13 @@ def _killer(tile):
 
 
 @pytest.mark.slow
-def test_a_lost_slide_is_a_failed_status_without_outputs(client, glassy, tmp_path):
+def test_a_lost_slide_is_a_failed_status_without_outputs(own_client, glassy, tmp_path):
     """A slide whose worker dies every time: its status file says failed (the tables are built
     from the status files) and its earlier mask and tiles are gone."""
     slide, _ = glassy
     out = tmp_path / "out"
-    assert _row(run_stage1([str(slide)], str(out), client=client), "gen-a")["status"] == "ok"
-    table = run_stage1([str(slide)], str(out), client=client, overwrite=True, scorer=_killer)
+    assert _row(run_stage1([str(slide)], str(out), client=own_client), "gen-a")["status"] == "ok"
+    table = run_stage1([str(slide)], str(out), client=own_client, overwrite=True, scorer=_killer)
     row = _row(table, "gen-a")
     assert row["status"] == "failed" and "worker failed on the slide" in row["error"]
     assert json.loads((out / "status" / "gen-a.json").read_text())["status"] == "failed"

@@ -171,7 +171,7 @@ def test_cli_info_json(real_slides_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_retried(client, real_slides_dir, tmp_path):
+def test_a_killed_worker_is_retried(own_client, real_slides_dir, tmp_path):
     marker = tmp_path / "died-once"
 
     def dies_once(tile):
@@ -183,7 +183,7 @@ def test_a_killed_worker_is_retried(client, real_slides_dir, tmp_path):
     table = run_stage1(
         [str(real_slides_dir / "kidney-48-5.tif")],
         str(tmp_path / "out"),
-        client=client,
+        client=own_client,
         scorer=dies_once,
     )
     (row,) = table.to_pylist()

@@ -214,18 +214,11 @@ def test_parallel_thread_pool_matches_serial(multilevel):
     assert Path(rep.path).read_bytes() == Path(serial.path).read_bytes()
 
 
-def test_parallel_dask_processes_match_serial(multilevel):
-    distributed = pytest.importorskip("distributed")
+def test_parallel_dask_processes_match_serial(multilevel, client):
     src, mask, serial, folder = multilevel
-    with (
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        rep = transcode_pyramid(
-            str(src), mask, MASK_DS, folder / "dask.tif", margin_px0=64, submit=client.submit
-        )
+    rep = transcode_pyramid(
+        str(src), mask, MASK_DS, folder / "dask.tif", margin_px0=64, submit=client.submit
+    )
     assert Path(rep.path).read_bytes() == Path(serial.path).read_bytes()
 
 

@@ -12,7 +12,7 @@ SCRIPT_NAME = "<script>alert(1)</script>.svs"
 
 
 @pytest.fixture(scope="session")
-def view_out(tmp_path_factory) -> Path:
+def view_out(tmp_path_factory, client) -> Path:
     """OUT of stage 1 + rewrite (JPEG-XL) + select over two synthetic slides, one named like a
     script; levels at downsamples 1, 4, 16."""
     from wsidist.query.select import select, write_selection
@@ -28,11 +28,8 @@ def view_out(tmp_path_factory) -> Path:
     write_synthetic_slide(root / "plain.tiff", SynthSpec(width=3000, height=2600, seed=22,
                                                          n_blobs=2, vendor_style="generic"))  # fmt: skip
     out = root.parent / "out"
-    from wsidist.runtime.cluster import dask_client
-
-    with dask_client(workers=2) as client:
-        run_stage1([str(root)], str(out), Stage1Config(tile_size=512), client=client)
-        run_rewrite([str(root)], str(out), RewriteConfig(), client=client)
+    run_stage1([str(root)], str(out), Stage1Config(tile_size=512), client=client)
+    run_rewrite([str(root)], str(out), RewriteConfig(), client=client)
     write_selection(select(str(out), top=5), str(out / "selection.parquet"))
     return out
 
