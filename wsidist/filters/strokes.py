@@ -26,8 +26,9 @@ _THIN_SHARE = 0.5  # an ink-coloured object is a stroke when at most this share 
 _STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink is ink...
 _MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
 _HALO_PX = 2  # ... unless beyond its strokes and this halo (their blended edges) ...
-_REST_SHARE = 0.15  # ... this share of it is interior (pens: <= 0.07, stained tissue 0.26+)
-_REST_TEXTURE = 2.0  # ... with this mean |rgb mean - its 3x3 mean| (ink ~0.3, tissue 6+)
+_REST_SHARE = 0.03  # ... this share of it (and _REST_PX) is interior (broad pens: <= 0.07,
+_REST_PX = 20  # tissue under broad pens 0.06-0.5), and its texture (ink 0.3, tissue 4+) ...
+_REST_TEXTURE = 2.0  # ... at least this mean |grey - its 3x3 mean|: the object is tissue
 
 
 def object_ink(
@@ -71,7 +72,8 @@ def object_ink(
 def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -> np.ndarray:
     """Per label, among the ``judged`` ones: beyond its strict strokes (pieces of at least
     ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at least ``_REST_SHARE`` of the object
-    is interior (3x3) and that interior is textured (mean ``_REST_TEXTURE``)."""
+    and ``_REST_PX`` pixels are interior (3x3), and that interior is textured (mean
+    ``_REST_TEXTURE``): tissue under broad strokes, not the smooth body of a marker."""
     shape = candidates.shape
     at = judged[lab]
     strict = np.zeros(shape, bool)
@@ -83,7 +85,8 @@ def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -
     halo.reshape(-1)[runs.pixels(stroke)[0]] = True
     rest = candidates & ~square_max(halo, _HALO_PX)
     core = np.take(square_min(rest, 1).reshape(-1), index) & at
-    out = share(core) >= _REST_SHARE
+    n_core = np.bincount(lab[core], minlength=judged.size)
+    out = (share(core) >= _REST_SHARE) & (n_core >= _REST_PX)
     out &= judged
     if not out.any():
         return out
@@ -92,8 +95,7 @@ def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -
     lum = np.take(grey, neighbourhoods(where, shape, 1), axis=0).sum(axis=2, dtype=np.float32)
     texture = np.abs(lum[:, 4] - lum.mean(axis=1)) / 3.0  # the centre against its 3x3 mean
     sums = np.bincount(lab[core & out[lab]], weights=texture, minlength=out.size)
-    n_core = np.maximum(np.bincount(lab[core & out[lab]], minlength=out.size), 1)
-    return out & (sums / n_core >= _REST_TEXTURE)
+    return out & (sums / np.maximum(n_core, 1) >= _REST_TEXTURE)
 
 
 def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
