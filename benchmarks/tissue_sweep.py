@@ -49,7 +49,9 @@ def variants(seed: int) -> dict[str, SynthSpec]:
         "ihc_faint_frag": replace(
             base, stain="ihc", faint=0.4, n_blobs=0, n_fragments=25, pens=(), seed=28 + s
         ),
-        "fatty_pens": replace(base, fat=0.6, faint=0.7, pens=ALL_PENS, pen_style="ink", seed=29 + s),
+        "fatty_pens": replace(
+            base, fat=0.6, faint=0.7, pens=ALL_PENS, pen_style="ink", seed=29 + s
+        ),
         "nompp_frag": replace(base, mpp=None, n_blobs=1, n_fragments=20, seed=30 + s),
         "fluo_faint": replace(base, stain="fluorescence", faint=0.4, pens=(), seed=31 + s),
         "borders_pens": replace(
@@ -109,8 +111,10 @@ def main() -> None:
         r[0] >= DICE_TARGET and all(p <= PEN_TARGET for p in r[3].values()) for r in rows.values()
     )
     n_pen = sum(bool(r[3]) for r in rows.values())
-    print(f"  Dice >= {DICE_TARGET}: {ok_dice}/{len(rows)}; pens <= 1 % per colour: "
-          f"{ok_pen - (len(rows) - n_pen)}/{n_pen} slides with pens; both: {ok_all}/{len(rows)}")
+    print(
+        f"  Dice >= {DICE_TARGET}: {ok_dice}/{len(rows)}; pens <= 1 % per colour: "
+        f"{ok_pen - (len(rows) - n_pen)}/{n_pen} slides with pens; both: {ok_all}/{len(rows)}"
+    )
     print(f"  mean Dice {np.mean([r[0] for r in rows.values()]):.3f}")
 
 
