@@ -48,9 +48,10 @@ from .glass import (
     flatten_glass,
     tissue_score,
 )
-from .ink import ink_classes, ink_from_codes, ink_table
-from .morphology import square_max, square_min
+from .ink import ink_classes, ink_table
+from .morphology import square_max
 from .runs import label_runs
+from .strokes import object_ink
 
 __all__ = ["TissueDetection", "artefacts", "auto_tissue", "detect_tissue", "fluorescence_tissue"]
 
@@ -62,10 +63,6 @@ _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in h
 _RIM_NEUTRAL_TOLERANCE = 0.12
 # a hole stays open when more than this share of it is ink or artefact pixels
 _BLOCKED_SHARE = 0.1
-# an ink-coloured object is a stroke when at most this share of it is interior (3x3)
-_THIN_SHARE = 0.5
-_STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink is ink
-_MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -323,27 +320,7 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         flat_art[index[gray_obj[lab]]] = True
     free = ~flat_art[index]
     if pens:
-        # objects mostly of ink colour are ink, even where none of it is clearly so (a pen
-        # line thinner than a pixel, blended with the glass), when they are thin (strokes)
-        # or with a core of strict ink colour (real strokes: 0.3-0.9 of them); a wide object of a loose ink-like colour is tissue
-        # whose stain looks like ink (a dense blue counterstain: specks, ~0.06 strict)
-        inky_colour = (share(codes > 0) >= 0.6) & seeded
-        thin = share(np.take(square_min(candidates, 1).reshape(-1), index)) <= _THIN_SHARE
-        inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
-        grid = np.zeros(shape, np.uint8)
-        grid.reshape(-1)[index[free]] = codes[free]
-        stained = inky_colour & ~inky
-        lines = np.zeros(index.size, bool)
-        if stained.any():  # there, only strokes of strict ink colour are ink, and lines
-            # thinner than 3 px leaving the tissue (a pen line blended with the glass)
-            body = square_max(square_min(candidates, 1), 1).reshape(-1)
-            at = free & stained[lab]
-            lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
-            _stain_codes(grid, index[at & ~lines])
-        ink, ink_cls = ink_from_codes(grid)
-        whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index]
-        ink.reshape(-1)[index[whole]] = True
-        ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
+        ink, ink_cls = object_ink(rgb, candidates, seeded, index, lab, codes, free, share)
     if clean:  # dark neutral pixels left inside tissue objects (bubble rims, dust on tissue)
         # judged one pixel at a time, so with a margin: stain pixels near the neutral bound
         # (dark purple hematoxylin) cross a loose one under JPEG quantisation and chroma
@@ -351,22 +328,6 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         rest = free & ~ink.reshape(-1)[index] & dark_neutral
         flat_art[index[rest]] = True
     return ink, ink_cls, artefact
-
-
-def _stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
-    """At the flat pixels ``where`` (objects whose stain has an ink-like colour), keep only
-    the strict ink of strokes, in place: pieces of fewer than ``_MIN_STROKE_PX`` pixels
-    (8-connected; a pen leaves strokes, the stain leaves specks) and the loose ink-like colour
-    (the stain's own) are cleared, so no ink grows over the tissue from them."""
-    flat = codes.reshape(-1)
-    strict = np.zeros(codes.shape, bool)
-    strict.reshape(-1)[where] = (flat[where] & 7) > 0
-    flat[where] &= 7
-    runs = label_runs(strict, connectivity=2)
-    small = runs.sizes() < _MIN_STROKE_PX
-    small[0] = False
-    if small.any():
-        flat[runs.pixels(small)[0]] = 0
 
 
 def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.ndarray:

@@ -213,7 +213,8 @@ def grow_by_unmixing(
 
     Each front pixel's colour is projected on the line between the mean colours of the whole
     ``inside`` and whole ``outside`` pixels around it (as they were at the start); under half
-    of the way to ``inside`` means mostly ``outside``. The next front is the ``inside``
+    of the way to ``inside`` means mostly ``outside``; so is a pixel with no whole ``inside``
+    pixel around it (a sliver between strokes). The next front is the ``inside``
     neighbours of the pixels just moved, so a stroke is followed into the tissue.
     """
     shape = inside.shape
@@ -242,7 +243,9 @@ def grow_by_unmixing(
         here = np.take(colours, front, axis=0).astype(np.float32)
         share = ((here - cb) * axis).sum(1) / np.maximum(norm, 1)
         known = (n_a[:, 0] > 0) & (n_b[:, 0] > 0) & (norm > 100)
-        go = front[known & (share < 0.5)]
+        # no whole ``inside`` pixel within the radius: a sliver between two strokes (the
+        # blend of two crossing inks, in neither's colour), not a piece of tissue
+        go = front[(known & (share < 0.5)) | ((n_a[:, 0] == 0) & (n_b[:, 0] > 0))]
         if go.size == 0:
             break
         flat_in[go] = False

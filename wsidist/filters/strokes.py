@@ -1,0 +1,114 @@
+"""Pen strokes among the tissue objects of ink-like colour (the pen step of :mod:`.auto`).
+
+An object mostly of ink colour is ink when it is thin (a stroke), or wide with a core of
+strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain looks like
+ink (a dense blue counterstain: loose ink colour with specks of strict) is *stained*: it is
+wide with little strict ink, or, where broad strokes cross it and fuse with it into one
+object, what is left of it beyond its strokes and their blended halo is still wide, big and
+textured (marker ink is smooth, tissue has cells). In a stained object only strokes of
+strict ink colour are ink, and lines thinner than 3 px leaving the tissue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .coverage import neighbourhoods
+from .ink import ink_from_codes
+from .morphology import square_max, square_min
+from .runs import label_runs
+
+__all__ = ["object_ink", "stain_codes"]
+
+_THIN_SHARE = 0.5  # an ink-coloured object is a stroke when at most this share is interior
+_STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink is ink...
+_MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
+_HALO_PX = 2  # ... unless beyond its strokes and this halo (their blended edges) ...
+_REST_SHARE = 0.03  # ... this share of it (and _REST_PX) is interior (broad pens: <= 0.07,
+_REST_PX = 20  # tissue under broad pens 0.06-0.5), and its texture (ink 0.3, tissue 4+) ...
+_REST_TEXTURE = 2.0  # ... at least this mean |grey - its 3x3 mean|: the object is tissue
+
+
+def object_ink(
+    rgb: np.ndarray,
+    candidates: np.ndarray,
+    seeded: np.ndarray,
+    index: np.ndarray,
+    lab: np.ndarray,
+    codes: np.ndarray,
+    free: np.ndarray,
+    share: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, ink class) of the candidates: strict ink and loose ink beside it, and the whole
+    of ink-coloured objects that are strokes. ``index``/``lab``/``codes``: the candidates'
+    flat pixels, labels and ink-table entries; ``free``: those not yet artefacts;
+    ``share(flags)``: per label, the share of its pixels flagged."""
+    shape = candidates.shape
+    inky_colour = (share(codes > 0) >= 0.6) & seeded
+    thin = share(np.take(square_min(candidates, 1).reshape(-1), index)) <= _THIN_SHARE
+    inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
+    wide = inky & ~thin
+    if wide.any():  # broad strokes crossing a stained tissue: judged without them
+        inky &= ~_stained_beyond_strokes(rgb, candidates, index, lab, codes, wide, share)
+    grid = np.zeros(shape, np.uint8)
+    grid.reshape(-1)[index[free]] = codes[free]
+    stained = inky_colour & ~inky
+    lines = np.zeros(index.size, bool)
+    if stained.any():  # there, only strokes of strict ink colour are ink, and lines
+        # thinner than 3 px leaving the tissue (a pen line blended with the glass)
+        body = square_max(square_min(candidates, 1), 1).reshape(-1)
+        at = free & stained[lab]
+        lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
+        stain_codes(grid, index[at & ~lines])
+    ink, ink_cls = ink_from_codes(grid)
+    whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index]
+    ink.reshape(-1)[index[whole]] = True
+    ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
+    return ink, ink_cls
+
+
+def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -> np.ndarray:
+    """Per label, among the ``judged`` ones: beyond its strict strokes (pieces of at least
+    ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at least ``_REST_SHARE`` of the object
+    and ``_REST_PX`` pixels are interior (3x3), and that interior is textured (mean
+    ``_REST_TEXTURE``): tissue under broad strokes, not the smooth body of a marker."""
+    shape = candidates.shape
+    at = judged[lab]
+    strict = np.zeros(shape, bool)
+    strict.reshape(-1)[index[at]] = (codes[at] & 7) > 0
+    runs = label_runs(strict, connectivity=2)
+    stroke = runs.sizes() >= _MIN_STROKE_PX
+    stroke[0] = False
+    halo = np.zeros(shape, bool)
+    halo.reshape(-1)[runs.pixels(stroke)[0]] = True
+    rest = candidates & ~square_max(halo, _HALO_PX)
+    core = np.take(square_min(rest, 1).reshape(-1), index) & at
+    n_core = np.bincount(lab[core], minlength=judged.size)
+    out = (share(core) >= _REST_SHARE) & (n_core >= _REST_PX)
+    out &= judged
+    if not out.any():
+        return out
+    where = index[core & out[lab]]
+    grey = rgb.reshape(-1, rgb.shape[-1])[:, :3]
+    lum = np.take(grey, neighbourhoods(where, shape, 1), axis=0).sum(axis=2, dtype=np.float32)
+    texture = np.abs(lum[:, 4] - lum.mean(axis=1)) / 3.0  # the centre against its 3x3 mean
+    sums = np.bincount(lab[core & out[lab]], weights=texture, minlength=out.size)
+    return out & (sums / np.maximum(n_core, 1) >= _REST_TEXTURE)
+
+
+def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
+    """At the flat pixels ``where`` (objects whose stain has an ink-like colour), keep only
+    the strict ink of strokes, in place: pieces of fewer than ``_MIN_STROKE_PX`` pixels
+    (8-connected; a pen leaves strokes, the stain leaves specks) and the loose ink-like colour
+    (the stain's own) are cleared, so no ink grows over the tissue from them."""
+    flat = codes.reshape(-1)
+    strict = np.zeros(codes.shape, bool)
+    strict.reshape(-1)[where] = (flat[where] & 7) > 0
+    flat[where] &= 7
+    runs = label_runs(strict, connectivity=2)
+    small = runs.sizes() < _MIN_STROKE_PX
+    small[0] = False
+    if small.any():
+        flat[runs.pixels(small)[0]] = 0
