@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -70,7 +71,7 @@ def variants(seed: int) -> dict[str, SynthSpec]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/sweep"))
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "wsidist-sweep")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--only", nargs="*", default=None, help="variant names (without _sN)")
     args = ap.parse_args()

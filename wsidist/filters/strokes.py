@@ -47,7 +47,8 @@ def object_ink(
     ``share(flags)``: per label, the share of its pixels flagged."""
     shape = candidates.shape
     inky_colour = (share(codes > 0) >= 0.6) & seeded
-    thin = share(np.take(square_min(candidates, 1).reshape(-1), index)) <= _THIN_SHARE
+    interior = square_min(candidates, 1)
+    thin = share(np.take(interior.reshape(-1), index)) <= _THIN_SHARE
     inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
     wide = inky & ~thin
     if wide.any():  # broad strokes crossing a stained tissue: judged without them
@@ -58,7 +59,7 @@ def object_ink(
     lines = np.zeros(index.size, bool)
     if stained.any():  # there, only strokes of strict ink colour are ink, and lines
         # thinner than 3 px leaving the tissue (a pen line blended with the glass)
-        body = square_max(square_min(candidates, 1), 1).reshape(-1)
+        body = square_max(interior, 1).reshape(-1)
         at = free & stained[lab]
         lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
         stain_codes(grid, index[at & ~lines])
