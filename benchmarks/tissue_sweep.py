@@ -53,6 +53,15 @@ def variants(seed: int) -> dict[str, SynthSpec]:
         "fatty_pens": replace(
             base, fat=0.6, faint=0.7, pens=ALL_PENS, pen_style="ink", seed=29 + s
         ),
+        "fat_broad_pens": replace(
+            base,
+            fat=0.6,
+            faint=0.7,
+            pens=ALL_PENS,
+            pen_style="ink",
+            pen_width_um=160.0,
+            seed=33 + s,
+        ),
         "nompp_frag": replace(base, mpp=None, n_blobs=1, n_fragments=20, seed=30 + s),
         "fluo_faint": replace(base, stain="fluorescence", faint=0.4, pens=(), seed=31 + s),
         "borders_pens": replace(

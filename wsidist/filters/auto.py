@@ -13,10 +13,11 @@
 5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`), against the
    colour of the tissue itself (not of filled fat cells, which look like glass); a pixel is
    tissue when at least half of it is, so fragments carry no blended rim.
-6. **Size.** Holes (glass enclosed by tissue, at most a tenth of it ink or artefact) up to ``hole_px`` are filled (fat
-   cells, small tears), counted as whole tissue; the membranes of fat cells are thinner than a
-   pixel and leave gaps under the threshold, so pixels above half of it beside the tissue
-   close the walls when holes are looked for. Objects under ``min_px`` are dropped. Presets
+6. **Size.** Holes (glass enclosed by tissue; ink and artefacts count as wall, and a hole
+   ringed by more than 35 % of them stays open) up to ``hole_px`` are filled (fat cells, also
+   where a stroke cuts them; small tears), counted as whole tissue; the membranes of fat
+   cells are thinner than a pixel and leave gaps under the threshold, so pixels above half
+   of it beside the tissue close the walls when holes are looked for. Objects under ``min_px`` are dropped. Presets
    give both in µm² with a level-0 pixel fallback for slides without mpp.
 """
 
@@ -61,8 +62,8 @@ _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in h
 # channels of a lone dark pixel inside tissue must agree within this share of their mean for
 # it to count as dust or a bubble rim (objects are judged by shares of pixels, at 0.2)
 _RIM_NEUTRAL_TOLERANCE = 0.12
-# a hole stays open when more than this share of it is ink or artefact pixels
-_BLOCKED_SHARE = 0.1
+# a hole stays open when more than this share of the pixels around it is ink or artefact
+_BLOCKED_SHARE = 0.35
 Record = Callable[[str, np.ndarray], object]
 
 
@@ -119,10 +120,11 @@ def _fill_holes(
     rim_of: np.ndarray | None = None,
     thin: str = "any",
 ) -> np.ndarray:
-    """Holes of ``mask`` (4-connected background not touching the border) of at most ``max_px``
-    pixels, at most a tenth of them ``blocked`` (a pen loop or a bubble rim keeps its glass
-    open, a few stray ink or dust pixels in a lumen do not; they are not filled themselves),
-    that sit in thin or faint walls: at least 40 % of the rim (the mask pixels around the
+    """Holes of ``mask`` (4-connected glass not touching the border, ``blocked`` pixels count as
+    wall) of at most ``max_px`` pixels, at most half of whose ring (the pixels around them) is
+    ``blocked`` (a pen loop or a bubble rim keeps its glass open; a stroke across fat cuts its
+    cells, which still fill; stray ink or dust pixels in a lumen do not keep it open; blocked
+    pixels are never filled themselves), that sit in thin or faint walls: at least 40 % of the rim (the mask pixels around the
     hole) is within two pixels of other glass or scores below ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
     a tear in solid tissue stays open. ``rim_of``: the pixels that count as rim (default
     ``mask``); ``thin="holes"``: only a wall between two such holes counts as thin (not one
@@ -130,14 +132,12 @@ def _fill_holes(
     out = np.zeros(mask.shape, bool)
     if max_px <= 0:
         return out
-    glass = ~mask
+    glass = ~(mask | blocked)
     runs = label_runs(glass, connectivity=1)  # (labels only where looked at, from the runs)
     n = runs.n
     if n == 0:
         return out
-    size = runs.sizes()
-    hits = np.bincount(runs.at(np.flatnonzero(blocked)), minlength=n + 1)
-    ok = (size <= max_px) & (hits <= _BLOCKED_SHARE * size)
+    ok = runs.sizes() <= max_px
     ok[runs.border()] = False
     ok[0] = False
     if not ok.any():
@@ -145,11 +145,16 @@ def _fill_holes(
     inside, inside_labels = runs.pixels(ok)
     small = np.zeros(mask.size, np.int32)  # the label of each small hole's pixels, 0 elsewhere
     small[inside] = inside_labels
-    # the rim: pixels of ``rim_of`` among the 8 neighbours of the holes (sorted, like a scan)
-    rim = np.flatnonzero(dilate_index(inside, mask.shape, 1) & (mask if rim_of is None else rim_of))
-    near = neighbourhoods(rim, mask.shape, 1)
-    # the small hole each rim pixel belongs to (the largest label among its neighbours)
-    owner = np.take(small, near).max(axis=1)
+    # the ring: wall pixels among the 8 neighbours of the holes (sorted, like a scan), each
+    # with the small hole it belongs to (the largest label among its neighbours)
+    ring = np.flatnonzero(dilate_index(inside, mask.shape, 1) & ~glass)
+    ring_owner = np.take(small, neighbourhoods(ring, mask.shape, 1)).max(axis=1)
+    ring_n = np.maximum(np.bincount(ring_owner, minlength=n + 1), 1)
+    inked = np.take(blocked.reshape(-1), ring)
+    ok &= np.bincount(ring_owner, weights=inked, minlength=n + 1) <= _BLOCKED_SHARE * ring_n
+    # the rim: the ring's pixels of ``rim_of``
+    on_rim = np.take((mask if rim_of is None else rim_of).reshape(-1), ring)
+    rim, owner = ring[on_rim], ring_owner[on_rim]
     # another background component within two pixels of a rim pixel: a thin wall (any other
     # glass, or with ``thin="holes"`` another small hole only)
     around = neighbourhoods(rim, mask.shape, 2)
@@ -160,8 +165,7 @@ def _fill_holes(
     wall_like = other.any(axis=1) | (np.take(score.reshape(-1), rim) < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     ok &= np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
-    fill = np.take(ok, inside_labels) & ~np.take(blocked.reshape(-1), inside)
-    out.reshape(-1)[inside[fill]] = True
+    out.reshape(-1)[inside[np.take(ok, inside_labels)]] = True
     return out
 
 

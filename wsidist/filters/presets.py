@@ -78,8 +78,9 @@ AUTO_STEPS: tuple[str, ...] = (
     "inside tissue is dust only when its channels agree within 12 % (stain pixels near the "
     "bound cross a looser one under JPEG compression).",
     "Holes: glass enclosed by thin or faint walls (fat cells, loose stroma) up to 20,000 µm² "
-    "is filled (a few stray ink or dust pixels in it do not keep it open, a pen loop or a "
-    "bubble rim does); lumens and tears in solid tissue stay open. Fat cell walls thinner than a "
+    "is filled; ink and artefact pixels count as wall, so a stroke across fat cuts its cells "
+    "and they still fill, while glass ringed mostly (over 35 %) by ink or a bubble rim stays "
+    "open, as do lumens and tears in solid tissue. Fat cell walls thinner than a "
     "pixel leave gaps under the threshold: faint pixels beside the tissue close them for "
     "finding holes. Filled holes are whole tissue. Objects under 1,500 µm² are dropped. "
     "Without mpp the sizes are 80,000 and 3,000 level-0 pixels.",

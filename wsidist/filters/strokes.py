@@ -51,8 +51,12 @@ def object_ink(
     thin = share(np.take(interior.reshape(-1), index)) <= _THIN_SHARE
     inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
     wide = inky & ~thin
+    beyond = np.zeros(index.size, bool)
     if wide.any():  # broad strokes crossing a stained tissue: judged without them
-        inky &= ~_stained_beyond_strokes(rgb, candidates, index, lab, codes, wide, share)
+        stained_wide, beyond = _stained_beyond_strokes(
+            rgb, candidates, index, lab, codes, wide, share
+        )
+        inky &= ~stained_wide
     grid = np.zeros(shape, np.uint8)
     grid.reshape(-1)[index[free]] = codes[free]
     stained = inky_colour & ~inky
@@ -64,17 +68,22 @@ def object_ink(
         lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
         stain_codes(grid, index[at & ~lines])
     ink, ink_cls = ink_from_codes(grid)
-    whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index]
+    # pixels of no ink colour beyond the strokes of an ink object and their halo: tissue
+    # under the strokes (too little or too thin to make the object stained), not ink
+    whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index] & ~(beyond & (codes == 0))
     ink.reshape(-1)[index[whole]] = True
     ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
     return ink, ink_cls
 
 
-def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -> np.ndarray:
-    """Per label, among the ``judged`` ones: beyond its strict strokes (pieces of at least
-    ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at least ``_REST_SHARE`` of the object
-    and ``_REST_PX`` pixels are interior (3x3), and that interior is textured (mean
-    ``_REST_TEXTURE``): tissue under broad strokes, not the smooth body of a marker."""
+def _stained_beyond_strokes(
+    rgb, candidates, index, lab, codes, judged, share
+) -> tuple[np.ndarray, np.ndarray]:
+    """(per label, per candidate pixel). Per label, among the ``judged`` ones: beyond its
+    strict strokes (pieces of at least ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at
+    least ``_REST_SHARE`` of the object and ``_REST_PX`` pixels are interior (3x3), and that
+    interior is textured (mean ``_REST_TEXTURE``): tissue under broad strokes, not the smooth
+    body of a marker. Per pixel: of a judged object, beyond its strokes and their halo."""
     shape = candidates.shape
     at = judged[lab]
     strict = np.zeros(shape, bool)
@@ -85,18 +94,19 @@ def _stained_beyond_strokes(rgb, candidates, index, lab, codes, judged, share) -
     halo = np.zeros(shape, bool)
     halo.reshape(-1)[runs.pixels(stroke)[0]] = True
     rest = candidates & ~square_max(halo, _HALO_PX)
+    beyond = np.take(rest.reshape(-1), index) & at
     core = np.take(square_min(rest, 1).reshape(-1), index) & at
     n_core = np.bincount(lab[core], minlength=judged.size)
     out = (share(core) >= _REST_SHARE) & (n_core >= _REST_PX)
     out &= judged
     if not out.any():
-        return out
+        return out, beyond
     where = index[core & out[lab]]
     grey = rgb.reshape(-1, rgb.shape[-1])[:, :3]
     lum = np.take(grey, neighbourhoods(where, shape, 1), axis=0).sum(axis=2, dtype=np.float32)
     texture = np.abs(lum[:, 4] - lum.mean(axis=1)) / 3.0  # the centre against its 3x3 mean
     sums = np.bincount(lab[core & out[lab]], weights=texture, minlength=out.size)
-    return out & (sums / np.maximum(n_core, 1) >= _REST_TEXTURE)
+    return out & (sums / np.maximum(n_core, 1) >= _REST_TEXTURE), beyond
 
 
 def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
