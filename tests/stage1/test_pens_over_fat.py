@@ -3,6 +3,7 @@
 A stroke across fat cuts its cells: each piece is still a hole in thin walls and fills, the
 ink itself stays out. Tissue mostly under broad strokes, fused with them into one object of
 ink colour, keeps what lies beyond the strokes instead of going to the ink as a whole.
+Glass caught between a stroke and a tissue's edge stays glass.
 """
 
 from __future__ import annotations
@@ -63,3 +64,13 @@ def test_tissue_mostly_under_broad_pens_is_not_called_ink(tmp_path, seed):
     # before: the whole fused object went to the ink, an empty mask (Dice 0)
     assert recall >= 0.4 and precision >= 0.95
     assert pen_kept <= 0.01
+
+
+def test_glass_between_a_stroke_and_a_tissue_edge_stays_glass(tmp_path):
+    # dark H&E, a navy loop around a piece of tissue: the glass caught between the stroke and
+    # the tissue's edge has faint edge pixels for walls, no walls shared with other holes;
+    # filled, it cost 1.6 points of precision (0.920 against 0.935)
+    spec = replace(BASE, faint=2.0, pens=ALL_PENS, seed=21)
+    dice, precision, recall, _ = _measured(tmp_path, spec)
+    print(f"dice {dice:.3f} precision {precision:.3f} recall {recall:.3f}")
+    assert precision >= 0.93 and recall >= 0.99
