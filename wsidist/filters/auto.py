@@ -9,7 +9,8 @@
    glass noise does not, whatever the slide's brightness or tint.
 4. **Not tissue.** Neutral objects touching the border (scanner borders, label shadows),
    neutral objects elsewhere (bubble rims, dust) and pen ink of every colour, on and off the
-   tissue (:mod:`.artefacts`, :mod:`.ink`).
+   tissue (:mod:`.artefacts`, :mod:`.ink`). Of a neutral object, its neutral pixels and a
+   halo of 2 px go: tissue fused with a border keeps its stained pixels.
 5. **Coverage.** Edge pixels are unmixed into tissue and glass (:mod:`.coverage`), against the
    colour of the tissue itself (not of filled fat cells, which look like glass); a pixel is
    tissue when at least half of it is, so fragments carry no blended rim.
@@ -62,6 +63,8 @@ _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in h
 # channels of a lone dark pixel inside tissue must agree within this share of their mean for
 # it to count as dust or a bubble rim (objects are judged by shares of pixels, at 0.2)
 _RIM_NEUTRAL_TOLERANCE = 0.12
+# pixels of a neutral object within this many px of its neutral pixels are artefact too
+_NEUTRAL_HALO_PX = 2
 # a hole stays open when more than this share of the pixels around it is ink or artefact
 _BLOCKED_SHARE = 0.35
 # ... and when more than this share is, only walls shared with other holes make it fat
@@ -329,7 +332,13 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         gray = (share(neutral) >= 0.6) & seeded
         black = (share((codes & 7) == 4) >= 0.5) & pens
         gray_obj = (gray & border_labels(labels, n)) | (gray & ~black)
-        flat_art[index[gray_obj[lab]]] = True
+        at = gray_obj[lab]
+        if at.any():  # their neutral pixels and a halo: tissue fused with a scanner border
+            # or a label shadow (stained, away from the neutral pixels) is not an artefact
+            grey_px = np.zeros(shape, bool)
+            grey_px.reshape(-1)[index[at & neutral]] = True
+            near = np.take(square_max(grey_px, _NEUTRAL_HALO_PX).reshape(-1), index)
+            flat_art[index[at & (neutral | near)]] = True
     free = ~flat_art[index]
     if pens:
         ink, ink_cls = object_ink(rgb, candidates, seeded, index, lab, codes, free, share)
