@@ -68,9 +68,9 @@ def object_ink(
         lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
         stain_codes(grid, index[at & ~lines])
     ink, ink_cls = ink_from_codes(grid)
-    # pixels of no ink colour beyond the strokes of an ink object and their halo: tissue
-    # under the strokes (too little or too thin to make the object stained), not ink
-    whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index] & ~(beyond & (codes == 0))
+    # textured pixels of no ink colour beyond the strokes of an ink object and their halo:
+    # tissue under the strokes (too little or too thin to make the object stained), not ink
+    whole = free & (inky[lab] | lines) & ~ink.reshape(-1)[index] & ~beyond
     ink.reshape(-1)[index[whole]] = True
     ink_cls.reshape(-1)[index[whole]] = codes[whole] & 7
     return ink, ink_cls
@@ -83,7 +83,8 @@ def _stained_beyond_strokes(
     strict strokes (pieces of at least ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at
     least ``_REST_SHARE`` of the object and ``_REST_PX`` pixels are interior (3x3), and that
     interior is textured (mean ``_REST_TEXTURE``): tissue under broad strokes, not the smooth
-    body of a marker. Per pixel: of a judged object, beyond its strokes and their halo."""
+    body of a marker. Per pixel: of a judged object, of no ink colour, beyond its strokes and
+    their halo, in an object where such pixels are textured (tissue, not a stroke's fringe)."""
     shape = candidates.shape
     at = judged[lab]
     strict = np.zeros(shape, bool)
@@ -94,19 +95,31 @@ def _stained_beyond_strokes(
     halo = np.zeros(shape, bool)
     halo.reshape(-1)[runs.pixels(stroke)[0]] = True
     rest = candidates & ~square_max(halo, _HALO_PX)
-    beyond = np.take(rest.reshape(-1), index) & at
+    grey = rgb.reshape(-1, rgb.shape[-1])[:, :3]
+    # of no ink colour beyond the strokes and their halo: tissue when textured as a whole
+    # (a blurred stroke's wide fringe is smooth)
+    beyond = np.take(rest.reshape(-1), index) & at & (codes == 0)
+    if beyond.any():
+        sums = np.bincount(
+            lab[beyond], weights=_texture(grey, index[beyond], shape), minlength=judged.size
+        )
+        n_beyond = np.maximum(np.bincount(lab[beyond], minlength=judged.size), 1)
+        beyond &= (sums / n_beyond >= _REST_TEXTURE)[lab]
     core = np.take(square_min(rest, 1).reshape(-1), index) & at
     n_core = np.bincount(lab[core], minlength=judged.size)
     out = (share(core) >= _REST_SHARE) & (n_core >= _REST_PX)
     out &= judged
     if not out.any():
         return out, beyond
-    where = index[core & out[lab]]
-    grey = rgb.reshape(-1, rgb.shape[-1])[:, :3]
-    lum = np.take(grey, neighbourhoods(where, shape, 1), axis=0).sum(axis=2, dtype=np.float32)
-    texture = np.abs(lum[:, 4] - lum.mean(axis=1)) / 3.0  # the centre against its 3x3 mean
-    sums = np.bincount(lab[core & out[lab]], weights=texture, minlength=out.size)
+    where = core & out[lab]
+    sums = np.bincount(lab[where], weights=_texture(grey, index[where], shape), minlength=out.size)
     return out & (sums / np.maximum(n_core, 1) >= _REST_TEXTURE), beyond
+
+
+def _texture(grey: np.ndarray, where: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Per flat pixel ``where``: |its summed rgb - the 3x3 mean| / 3 (a marker's ink: ~0.3)."""
+    lum = np.take(grey, neighbourhoods(where, shape, 1), axis=0).sum(axis=2, dtype=np.float32)
+    return np.abs(lum[:, 4] - lum.mean(axis=1)) / 3.0
 
 
 def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
