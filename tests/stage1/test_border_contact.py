@@ -1,7 +1,9 @@
-"""Tissue that touches a scanner border or a label shadow is not taken for it.
+"""Tissue that touches a scanner border or a label shadow is not taken for it, nor the border
+for tissue.
 
-A neutral object touching the image border is an artefact; a fragment fused with it keeps its
-stained pixels away from the neutral ones (generated slides, exact truth at 1/32).
+Of a neutral object touching the image border, the neutral pixels are artefact; a fragment
+fused with it keeps its stained pixels away from them. On a dark slide the border glows gray,
+as no stain does (generated slides, exact truth at 1/32).
 """
 
 from __future__ import annotations
@@ -39,3 +41,32 @@ def test_fragments_fused_with_a_dark_border_stay_tissue(tmp_path, seed):
     assert (mask & truth).sum() / truth.sum() >= 0.97
     assert (mask & truth).sum() / mask.sum() >= 0.98  # the borders themselves stay out
     assert not (mask & ~truth)[:, -4:].any() and not (mask & ~truth)[-4:, :].any()
+
+
+FLUO = failure_specs(6000, 4500, seed=11)["fluorescence"]
+
+
+def _fluorescence(tmp_path, **changes):
+    spec = replace(FLUO, **changes)
+    path = tmp_path / "f.svs"
+    write_synthetic_slide(path, spec)
+    with open_slide(str(path)) as slide:
+        return analyse_slide(slide, Stage1Config()), synth_truth(spec).tissue_mask(32)
+
+
+def test_a_gray_border_on_an_empty_fluorescence_slide_is_no_tissue(tmp_path):
+    # the border eases from black to gray: on a dark slide it glows, gray as no stain does
+    result, truth = _fluorescence(tmp_path, n_blobs=0, dark_borders=("left",), seed=95)
+    assert not truth.any()
+    assert "dark_background" in result.qc.flags
+    assert not result.tissue.any()  # before: the border's 376 px were tissue
+    assert "no_tissue" in result.qc.flags
+
+
+@pytest.mark.parametrize("seed", [20, 35])
+def test_glowing_tissue_that_touches_a_border_stays_tissue(tmp_path, seed):
+    result, truth = _fluorescence(tmp_path, dark_borders=("left", "bottom"), n_blobs=4, seed=seed)
+    assert truth[:, :8].any() or truth[-8:].any()  # the tissue reaches into the borders
+    tp = (result.tissue & truth).sum()
+    # before: 0.865 and 0.860 (the border glowed as tissue, fused with it)
+    assert 2 * tp / (result.tissue.sum() + truth.sum()) >= 0.97

@@ -50,6 +50,7 @@ from .glass import (
     flatten_glass,
     tissue_score,
 )
+from .glow import foreign_glow, glow_sums, neutral_glow
 from .ink import ink_classes, ink_table
 from .morphology import square_max
 from .runs import label_runs
@@ -313,8 +314,14 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
     if not candidates.any():
         return ink, ink_cls, artefact
     if bg.dark:
+        if clean:  # gray glow in objects touching the image border, and 2 px around it: a
+            # scanner border or a label (no stain glows gray), not the tissue fused with it
+            at = border_labels(labels, n)[labels] & candidates
+            gray = np.zeros(shape, bool)
+            gray[at] = neutral_glow(rgb[at], bg)
+            artefact = square_max(gray, _NEUTRAL_HALO_PX) & at
         if pens:  # marker ink that glows in another colour than the stain
-            ink = _foreign_glow(rgb, labels, n, seeded, bg)[labels]
+            ink = foreign_glow(glow_sums(rgb, labels, n, seeded, bg))[labels] & ~artefact
         return ink, ink_cls, artefact
     index = np.flatnonzero(candidates)
     lab = np.take(labels.reshape(-1), index).astype(np.intp)  # (bincount needs no cast)
@@ -349,24 +356,6 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
         rest = free & ~ink.reshape(-1)[index] & dark_neutral
         flat_art[index[rest]] = True
     return ink, ink_cls, artefact
-
-
-def _foreign_glow(rgb, labels, n, keep, bg, max_angle_deg: float = 60.0) -> np.ndarray:
-    """Per label, on a dark slide: its mean emitted colour is more than ``max_angle_deg`` away
-    from the slide's overall emitted colour (e.g. red-glowing ink on a DAPI slide)."""
-    flat = labels.reshape(-1)
-    index = np.flatnonzero(keep[flat])
-    glow = np.clip(
-        np.take(rgb.reshape(-1, 3), index, axis=0).astype(np.float32) - np.asarray(bg.rgb), 0, None
-    )
-    lab = flat[index]
-    sums = np.stack([np.bincount(lab, weights=glow[:, c], minlength=n + 1) for c in range(3)], 1)
-    total = sums.sum(axis=0)
-    norms = np.linalg.norm(sums, axis=1) * max(float(np.linalg.norm(total)), 1e-9)
-    cosine = (sums @ total) / np.maximum(norms, 1e-9)
-    foreign = cosine < np.cos(np.radians(max_angle_deg))
-    foreign[0] = False
-    return foreign & keep
 
 
 def auto_tissue(

@@ -13,7 +13,8 @@
   itself. See :mod:`wsidist.filters.auto`.
 - ``fluorescence``: bright on dark: light emitted above the slide's black, the same
   hysteresis, holes and sizes; objects glowing in another colour than the stain (marker
-  ink) are dropped.
+  ink) are dropped, and so is gray glow touching the image border (a scanner border or a
+  label: no stain glows gray), but not the tissue fused with it.
 - ``seed000``: seed 000's chain: green channel and grays say tissue vs glass; objects under
   500 px at 1/32 scale (512000 level-0 px) are dropped *before* the red, green and blue pen
   keep-masks are ANDed in, so strokes across tissue do not cut it into pieces that then count
