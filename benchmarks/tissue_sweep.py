@@ -1,6 +1,7 @@
 """Tissue detection on generated slides the detector was not tuned on: variants x seeds.
 
     python benchmarks/tissue_sweep.py [--cache DIR] [--seeds 0 1] [--only NAME ...]
+    python benchmarks/tissue_sweep.py --random 110 [--first 0]
 
 Each variant changes the ``typical`` class of :mod:`wsidist.demo.classes` (dark or faint
 stain, tinted glass, low JPEG quality, huge tissue, dense blue IHC, fat, pens of every
@@ -9,11 +10,15 @@ class is drawn at other seeds than the one it was tuned on. Per slide: ``auto``'
 precision and recall against the exact truth at 1/32, and the share of each pen colour kept
 as tissue. Summary: the worst value per metric and how many slides meet the targets (Dice
 >= 0.98, pens <= 1 % per colour; the slides are written once and kept in ``--cache``).
+``--random N`` draws N slides of random combinations of every class's parameters instead
+(:func:`random_spec`): a search for what no variant thought of. Slides without tissue are
+listed apart, with what was called tissue on them.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 import time
@@ -78,19 +83,54 @@ def variants(seed: int) -> dict[str, SynthSpec]:
     return {f"{name}_s{seed}": spec for name, spec in v.items()}
 
 
+def random_spec(i: int) -> SynthSpec:
+    """Slide ``i`` of the random draw: every failure class's parameters, combined at random
+    (stain, pallor, fat, fragments, pens of any colour, style and width, tinted glass, JPEG
+    quality, borders, bubbles, blur, vendor layout, mpp); the same ``i`` draws the same slide."""
+    r = random.Random(i)
+    stain = r.choice(["he"] * 5 + ["ihc"] * 3 + ["fluorescence"])
+    dark = stain == "fluorescence"
+    glass = [(242, 240, 236), (230, 232, 236), (226, 232, 212), (250, 250, 250), (236, 228, 232)]
+    return SynthSpec(
+        width=r.choice([4000, 5000, 6000]), height=r.choice([3000, 4000]), seed=1000 + i,
+        mpp=r.choice([0.25, 0.5, 0.5, None]),
+        n_blobs=r.choice([0, 1, 2, 3, 4, 6]), blob_size=r.choice([0.5, 1.0, 1.5, 2.5]),
+        pens=() if dark else tuple(r.sample(ALL_PENS, r.choice([0, 0, 1, 2, 3, 5]))),
+        pen_style=r.choice(["opaque", "ink"]), pen_width_um=r.choice([None, 60.0, 160.0, 300.0]),
+        n_debris=0 if dark else r.choice([0, 40, 200]),
+        glass=r.choice([(4, 4, 7), (12, 10, 14), (20, 20, 24)] if dark else glass),
+        jpeg_quality=r.choice([50, 70, 85, 95]), vendor_style=r.choice(["aperio", "generic"]),
+        stain=stain, faint=r.choice([0.3, 0.5, 0.8, 1.0, 1.5, 2.0]),
+        fat=r.choice([0, 0, 0.3, 0.7]), n_fragments=r.choice([0, 0, 10, 30]),
+        n_bubbles=r.choice([0, 0, 2]),
+        dark_borders=tuple(r.sample(["left", "right", "top", "bottom"], r.choice([0, 0, 1, 2]))),
+        n_blur=r.choice([0, 0, 1]), texture=r.choice(["noise", "atlas"]),
+    )  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "wsidist-sweep")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--only", nargs="*", default=None, help="variant names (without _sN)")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--random",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N slides of random failure-class combinations instead of the variants",
+    )
+    ap.add_argument("--first", type=int, default=0, help="the first random slide's number")
+    args = ap.parse_args()  # fmt: skip
     args.cache.mkdir(parents=True, exist_ok=True)
     specs = {}
-    for seed in args.seeds:
+    for seed in args.seeds if not args.random else ():
         specs |= {
             k: v for k, v in variants(seed).items()
             if args.only is None or k.rsplit("_s", 1)[0] in args.only
         }  # fmt: skip
+    for i in range(args.first, args.first + args.random):
+        specs[f"random_{i}"] = random_spec(i)
     print(f"{'slide':20} {'dice':>6} {'prec':>6} {'rec':>6}  pen kept as tissue per colour (%)")
     rows = {}
     t0 = time.perf_counter()
@@ -104,6 +144,10 @@ def main() -> None:
         for colour in spec.pens:
             ink = truth.pen_mask(SCALE, (colour,))
             pens[colour] = float((mask & ink).sum() / max(ink.sum(), 1))
+        if not truth.tissue_mask(SCALE).any():
+            # nothing to find: Dice is undefined; report what was called tissue
+            print(f"{name:20} no tissue; {int(mask.sum())} px called tissue", flush=True)
+            continue
         rows[name] = (dice, prec, rec, pens)
         pen_text = " ".join(f"{c}={100 * p:.2f}" for c, p in pens.items())
         print(f"{name:20} {dice:6.3f} {prec:6.3f} {rec:6.3f}  {pen_text}", flush=True)
