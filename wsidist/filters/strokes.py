@@ -6,7 +6,9 @@ ink (a dense blue counterstain: loose ink colour with specks of strict) is *stai
 wide with little strict ink, or, where broad strokes cross it and fuse with it into one
 object, what is left of it beyond its strokes and their blended halo is still wide, big and
 textured (marker ink is smooth, tissue has cells). In a stained object only strokes of
-strict ink colour are ink, and lines thinner than 3 px leaving the tissue.
+strict ink colour are ink (a solid core or a line: the stain's nuclei clump into compact
+specks of strict colour), and lines thinner than 3 px leaving the tissue. A wide object whose
+strict colour is such specks (under 30 % of it, under 15 % of that solid) is stained too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ __all__ = ["object_ink", "stain_codes"]
 
 _THIN_SHARE = 0.5  # an ink-coloured object is a stroke when at most this share is interior
 _STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink is ink...
+_SOLID_SHARE = 0.15  # ... unless under this share of its strict ink is solid (3x3) ...
+_SPECKS_STRICT = 0.3  # ... and under this share of it is strict: specks of a stain
 _MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
+_LINE_ELONGATION = 2.5  # ... and so are compact ones without a solid core (not lines)
 _HALO_PX = 2  # ... unless beyond its strokes and this halo (their blended edges) ...
 _REST_SHARE = 0.03  # ... this share of it (and _REST_PX) is interior (broad pens: <= 0.07,
 _REST_PX = 20  # tissue under broad pens 0.06-0.5), and its texture (ink 0.3, tissue 4+) ...
@@ -57,6 +62,14 @@ def object_ink(
             rgb, candidates, index, lab, codes, wide, share
         )
         inky &= ~stained_wide
+        # small pieces of such a stain: its strict colour is specks (nuclei), a marker's is a
+        # solid core (most strict pixels with all 8 neighbours strict: 0.6-0.99, specks <= 0.1)
+        strict = np.zeros(shape, bool)
+        strict.reshape(-1)[index] = (codes & 7) > 0
+        solid = np.take(square_min(strict, 1).reshape(-1), index)
+        strict_share = share((codes & 7) > 0)
+        specks = share(solid) < _SOLID_SHARE * np.maximum(strict_share, 1e-9)
+        inky &= ~(wide & specks & (strict_share < _SPECKS_STRICT))
     grid = np.zeros(shape, np.uint8)
     grid.reshape(-1)[index[free]] = codes[free]
     stained = inky_colour & ~inky
@@ -90,15 +103,14 @@ def _stained_beyond_strokes(
     strict = np.zeros(shape, bool)
     strict.reshape(-1)[index[at]] = (codes[at] & 7) > 0
     runs = label_runs(strict, connectivity=2)
-    stroke = runs.sizes() >= _MIN_STROKE_PX
-    stroke[0] = False
+    stroke = _strokes(runs, strict)
     halo = np.zeros(shape, bool)
     halo.reshape(-1)[runs.pixels(stroke)[0]] = True
     rest = candidates & ~square_max(halo, _HALO_PX)
     grey = rgb.reshape(-1, rgb.shape[-1])[:, :3]
     # of no ink colour beyond the strokes and their halo: tissue when textured as a whole
     # (a blurred stroke's wide fringe is smooth)
-    beyond = np.take(rest.reshape(-1), index) & at & (codes == 0)
+    beyond = np.take(rest.reshape(-1), index) & at & ((codes & 7) == 0)
     if beyond.any():
         sums = np.bincount(
             lab[beyond], weights=_texture(grey, index[beyond], shape), minlength=judged.size
@@ -132,7 +144,35 @@ def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
     strict.reshape(-1)[where] = (flat[where] & 7) > 0
     flat[where] &= 7
     runs = label_runs(strict, connectivity=2)
-    small = runs.sizes() < _MIN_STROKE_PX
+    small = ~_strokes(runs, strict)
     small[0] = False
     if small.any():
         flat[runs.pixels(small)[0]] = 0
+
+
+def _strokes(runs, strict: np.ndarray) -> np.ndarray:
+    """bool per component of ``strict`` (label 0 False): a stroke, not a speck of stain: at
+    least ``_MIN_STROKE_PX`` pixels, and a solid core (a pixel whose 3x3 is all strict) or a
+    line (its longer side at least ``_LINE_ELONGATION`` x the square root of its pixels).
+    Nuclei of a dense stain clump into compact specks of strict colour with neither."""
+    size = runs.sizes()
+    out = size >= _MIN_STROKE_PX
+    out[0] = False
+    if not out.any():
+        return out
+    w = runs.shape[1]
+    row, col = np.divmod(runs.start, w)
+    n1 = runs.n + 1
+    big = np.iinfo(np.int64).max
+    r0, c0 = np.full(n1, big), np.full(n1, big)
+    r1, c1 = np.full(n1, -1), np.full(n1, -1)
+    np.minimum.at(r0, runs.label, row)
+    np.maximum.at(r1, runs.label, row)
+    np.minimum.at(c0, runs.label, col)
+    np.maximum.at(c1, runs.label, col + runs.length - 1)
+    side = np.maximum(r1 - r0, c1 - c0) + 1
+    line = side >= _LINE_ELONGATION * np.sqrt(np.maximum(size, 1))
+    core = np.flatnonzero(square_min(strict, 1))
+    solid = np.zeros(n1, bool)
+    solid[runs.at(core)] = True
+    return out & (line | solid)
