@@ -1,6 +1,6 @@
 """Pen strokes among the tissue objects of ink-like colour (the pen step of :mod:`.auto`).
 
-An object mostly of ink colour is ink when it is thin (a stroke), or wide with a core of
+An object mostly of ink colour is ink when it is thin and elongated (a stroke), or wide with a core of
 strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain looks like
 ink (a dense blue counterstain: loose ink colour with specks of strict) is *stained*: it is
 wide with little strict ink, or, where broad strokes cross it and fuse with it into one
@@ -54,6 +54,9 @@ def object_ink(
     inky_colour = (share(codes > 0) >= 0.6) & seeded
     interior = square_min(candidates, 1)
     thin = share(np.take(interior.reshape(-1), index)) <= _THIN_SHARE
+    thin &= inky_colour
+    if thin.any():  # and a line or a curve, not a small compact piece (a fragment of tissue)
+        thin &= _elongated(index, lab, thin, shape)
     inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
     wide = inky & ~thin
     beyond = np.zeros(index.size, bool)
@@ -176,3 +179,22 @@ def _strokes(runs, strict: np.ndarray) -> np.ndarray:
     solid = np.zeros(n1, bool)
     solid[runs.at(core)] = True
     return out & (line | solid)
+
+
+def _elongated(index: np.ndarray, lab: np.ndarray, judged: np.ndarray, shape) -> np.ndarray:
+    """bool per label, among the ``judged``: the longer side of its box is at least
+    ``_LINE_ELONGATION`` x the square root of its pixels (a stroke; a compact piece is not)."""
+    at = judged[lab]
+    where, labels = index[at], lab[at]
+    row, col = np.divmod(where, shape[1])
+    n1 = judged.size
+    big = np.iinfo(np.int64).max
+    r0, c0 = np.full(n1, big), np.full(n1, big)
+    r1, c1 = np.full(n1, -1), np.full(n1, -1)
+    np.minimum.at(r0, labels, row)
+    np.maximum.at(r1, labels, row)
+    np.minimum.at(c0, labels, col)
+    np.maximum.at(c1, labels, col)
+    side = np.maximum(r1 - r0, c1 - c0) + 1
+    size = np.bincount(labels, minlength=n1)
+    return judged & (side >= _LINE_ELONGATION * np.sqrt(np.maximum(size, 1)))
