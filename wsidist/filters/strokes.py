@@ -7,7 +7,9 @@ wide with little strict ink, or, where broad strokes cross it and fuse with it i
 object, what is left of it beyond its strokes and their blended halo is still wide, big and
 textured (marker ink is smooth, tissue has cells). In a stained object only strokes of
 strict ink colour are ink (a solid core or a line: the stain's nuclei clump into compact
-specks of strict colour), and lines thinner than 3 px leaving the tissue. A wide object whose
+specks of strict colour), and lines thinner than 3 px leaving the tissue; in any other tissue
+object such lines of ink-like colour are ink too when at least 4 px long (a thin pen line
+blended with the glass keeps its hue, not its saturation). A wide object whose
 strict colour is such specks (under 30 % of it, under 15 % of that solid) is stained too.
 """
 
@@ -29,6 +31,7 @@ _STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink 
 _SOLID_SHARE = 0.15  # ... unless under this share of its strict ink is solid (3x3) ...
 _SPECKS_STRICT = 0.3  # ... and under this share of it is strict: specks of a stain
 _MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
+_LINE_PX = 4  # ink-coloured lines under 3 px wide leaving a tissue: at least this long
 _LINE_ELONGATION = 2.5  # ... and so are compact ones without a solid core (not lines)
 _HALO_PX = 2  # ... unless beyond its strokes and this halo (their blended edges) ...
 _REST_SHARE = 0.03  # ... this share of it (and _REST_PX) is interior (broad pens: <= 0.07,
@@ -76,13 +79,21 @@ def object_ink(
     grid = np.zeros(shape, np.uint8)
     grid.reshape(-1)[index[free]] = codes[free]
     stained = inky_colour & ~inky
-    lines = np.zeros(index.size, bool)
+    body = np.take(square_max(interior, 1).reshape(-1), index)
+    lines = ~body & (codes > 0) & free & ~inky[lab]
     if stained.any():  # there, only strokes of strict ink colour are ink, and lines
         # thinner than 3 px leaving the tissue (a pen line blended with the glass)
-        body = square_max(interior, 1).reshape(-1)
         at = free & stained[lab]
-        lines[at] = ~np.take(body, index[at]) & (codes[at] > 0)
         stain_codes(grid, index[at & ~lines])
+    other = lines & ~stained[lab]
+    if other.any():  # elsewhere, such lines of at least _LINE_PX (not an edge's speck)
+        flag = np.zeros(shape, bool)
+        flag.reshape(-1)[index[other]] = True
+        runs = label_runs(flag, connectivity=2)
+        short = runs.sizes() < _LINE_PX
+        short[0] = False
+        flag.reshape(-1)[runs.pixels(short)[0]] = False
+        lines[other] = np.take(flag.reshape(-1), index[other])
     ink, ink_cls = ink_from_codes(grid)
     # textured pixels of no ink colour beyond the strokes of an ink object and their halo:
     # tissue under the strokes (too little or too thin to make the object stained), not ink
