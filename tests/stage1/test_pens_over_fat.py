@@ -3,7 +3,8 @@
 A stroke across fat cuts its cells: each piece is still a hole in thin walls and fills, the
 ink itself stays out. Tissue mostly under broad strokes, fused with them into one object of
 ink colour, keeps what lies beyond the strokes instead of going to the ink as a whole.
-Glass caught between a stroke and a tissue's edge stays glass.
+Glass caught between a stroke and a tissue's edge stays glass. Thin pen lines leaving a
+tissue are ink.
 """
 
 from __future__ import annotations
