@@ -167,45 +167,40 @@ def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
 def _strokes(runs, strict: np.ndarray) -> np.ndarray:
     """bool per component of ``strict`` (label 0 False): a stroke, not a speck of stain: at
     least ``_MIN_STROKE_PX`` pixels, and a solid core (a pixel whose 3x3 is all strict) or a
-    line (its longer side at least ``_LINE_ELONGATION`` x the square root of its pixels).
-    Nuclei of a dense stain clump into compact specks of strict colour with neither."""
+    line (:func:`_lines`). Nuclei of a dense stain clump into compact specks of strict colour
+    with neither."""
     size = runs.sizes()
     out = size >= _MIN_STROKE_PX
     out[0] = False
     if not out.any():
         return out
-    w = runs.shape[1]
-    row, col = np.divmod(runs.start, w)
-    n1 = runs.n + 1
-    big = np.iinfo(np.int64).max
-    r0, c0 = np.full(n1, big), np.full(n1, big)
-    r1, c1 = np.full(n1, -1), np.full(n1, -1)
-    np.minimum.at(r0, runs.label, row)
-    np.maximum.at(r1, runs.label, row)
-    np.minimum.at(c0, runs.label, col)
-    np.maximum.at(c1, runs.label, col + runs.length - 1)
-    side = np.maximum(r1 - r0, c1 - c0) + 1
-    line = side >= _LINE_ELONGATION * np.sqrt(np.maximum(size, 1))
-    core = np.flatnonzero(square_min(strict, 1))
-    solid = np.zeros(n1, bool)
-    solid[runs.at(core)] = True
+    row, col = np.divmod(runs.start, runs.shape[1])
+    line = _lines(runs.label, row, col, col + runs.length - 1, size)
+    solid = np.zeros(runs.n + 1, bool)
+    solid[runs.at(np.flatnonzero(square_min(strict, 1)))] = True
     return out & (line | solid)
 
 
 def _elongated(index: np.ndarray, lab: np.ndarray, judged: np.ndarray, shape) -> np.ndarray:
-    """bool per label, among the ``judged``: the longer side of its box is at least
-    ``_LINE_ELONGATION`` x the square root of its pixels (a stroke; a compact piece is not)."""
+    """bool per label, among the ``judged``: a line or a curve (:func:`_lines`), not a
+    compact piece."""
     at = judged[lab]
-    where, labels = index[at], lab[at]
-    row, col = np.divmod(where, shape[1])
-    n1 = judged.size
+    labels = lab[at]
+    row, col = np.divmod(index[at], shape[1])
+    return judged & _lines(labels, row, col, col, np.bincount(labels, minlength=judged.size))
+
+
+def _lines(labels, row, first_col, last_col, size) -> np.ndarray:
+    """bool per label (``size``: pixels per label): the longer side of its box is at least
+    ``_LINE_ELONGATION`` x the square root of its pixels. Pixels or runs are given by their
+    label, row and first and last column."""
+    n1 = size.size
     big = np.iinfo(np.int64).max
     r0, c0 = np.full(n1, big), np.full(n1, big)
     r1, c1 = np.full(n1, -1), np.full(n1, -1)
     np.minimum.at(r0, labels, row)
     np.maximum.at(r1, labels, row)
-    np.minimum.at(c0, labels, col)
-    np.maximum.at(c1, labels, col)
+    np.minimum.at(c0, labels, first_col)
+    np.maximum.at(c1, labels, last_col)
     side = np.maximum(r1 - r0, c1 - c0) + 1
-    size = np.bincount(labels, minlength=n1)
-    return judged & (side >= _LINE_ELONGATION * np.sqrt(np.maximum(size, 1)))
+    return side >= _LINE_ELONGATION * np.sqrt(np.maximum(size, 1))
