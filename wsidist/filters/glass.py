@@ -3,7 +3,8 @@
 Brightfield glass is the brightest large near-neutral mode of the histogram; its colour is the
 median of the pixels in that mode, and its noise (an RMS) is measured on the side of the mode
 no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A dark background
-(fluorescence) is the darkest mode instead. Distances are optical densities relative to the
+(fluorescence) is the darkest mode instead, its noise measured below it where its channels
+leave room for that (a black clipped at 0 is measured on both sides). Distances are optical densities relative to the
 glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
 it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
 same density to every channel, a stain does not.
@@ -36,6 +37,7 @@ DARK_BACKGROUND_LEVEL = 60  # median gray below this: a dark (fluorescence) slid
 OD_SCALE = 1000  # optical densities are stored as int16 thousandths
 _SAMPLE_PX = 150_000  # pixels looked at to find the background
 _MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
+_MIN_BLACK_ROOM = 4  # a dark background's noise below its black needs channels at >= this
 _MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
 _PLAIN_GLASS = (242.0, 242.0, 242.0)  # glass assumed when an image shows none
 
@@ -198,7 +200,16 @@ def _column_medians(px: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = False):
     score = tissue_score(px, channel_luts(provisional)).astype(np.float64)
-    clean = score[score <= 0] if not dark else score[np.abs(score) <= 30]
+    if not dark:
+        clean = score[score <= 0]
+    else:  # the side below the black, which no emission reaches, as on glass, where the
+        # black has room below it for its noise (its channels two noise and _MIN_BLACK_ROOM
+        # above 0; a side cut short at 0 measures too little); else both sides
+        clean = score[(score <= 0) & (score >= -30)]
+        black = min(provisional.rgb)
+        room = clean.size > 10 and black >= max(_MIN_BLACK_ROOM, 2 * _rms_lowest(-clean) / 3**0.5)
+        if not room:
+            clean = score[np.abs(score) <= 30]
     floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
     noise = floor
     if clean.size > 10 and not plain:
