@@ -20,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from distributed import Client
 
 from tests.deploy.k8s import _wait_for_port
+from tests.helpers.cli import run_in_process
 from tests.helpers.s3server import free_ports
 from wsidist.runtime.cluster import dask_client, tls_security
 
@@ -139,15 +140,17 @@ def test_job_over_tls(tls_cluster, synthetic_slides, tmp_path):
 
 
 def test_tls_options_are_checked_before_work(tls_cluster, synthetic_slides, tmp_path):
+    """The first through the console script, the others in this process (the same typer app;
+    they fail before any connection or work)."""
     address, pki, _ = tls_cluster
     slide = str(synthetic_slides[0].path)
     half = _wsidist("score", slide, "--out", str(tmp_path / "o"), "--tls-ca", pki["ca"])
     assert half.returncode == 2 and "missing tls_cert, tls_key" in half.stderr
-    plain = _wsidist("score", slide, "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:1",
-                     "--tls-ca", pki["ca"], "--tls-cert", pki["cert"], "--tls-key", pki["key"])  # fmt: skip
+    plain = run_in_process("score", slide, "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:1",
+                           "--tls-ca", pki["ca"], "--tls-cert", pki["cert"], "--tls-key", pki["key"])  # fmt: skip
     assert plain.returncode == 2 and "is not tls://" in plain.stderr
-    missing = _wsidist("score", slide, "--out", str(tmp_path / "o"), "--tls-ca", str(tmp_path / "no.pem"),
-                       "--tls-cert", pki["cert"], "--tls-key", pki["key"])  # fmt: skip
+    missing = run_in_process("score", slide, "--out", str(tmp_path / "o"), "--tls-ca", str(tmp_path / "no.pem"),
+                             "--tls-cert", pki["cert"], "--tls-key", pki["key"])  # fmt: skip
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert not (tmp_path / "o").exists()
 

@@ -10,9 +10,11 @@ import numpy as np
 def reference_area_average(
     img: np.ndarray, scale: float, scale_y: float | None = None, out_size=None
 ) -> np.ndarray:
-    """Brute force: dense overlap matrices over the whole image, float64, then rounding.
+    """Brute force: the overlap of every output pixel with every source pixel (matrices over
+    the whole image, stored sparse: most overlaps are 0), float64, then rounding.
 
     ``scale`` across (and down, unless ``scale_y``); ``out_size`` (w, h) defaults to ceil."""
+    from scipy import sparse
 
     def weights(n: int, n_out: int, scale: float) -> np.ndarray:
         k = np.arange(n)[None, :]
@@ -24,9 +26,9 @@ def reference_area_average(
     sy = scale if scale_y is None else scale_y
     ow, oh = out_size or (math.ceil(w / scale), math.ceil(h / sy))
     wy, wx = weights(h, oh, sy), weights(w, ow, scale)
-    img = img.astype(np.float64)
-    out = np.stack([wy @ img[..., c] @ wx.T for c in range(3)], axis=-1)
     area = wy.sum(1)[:, None, None] * wx.sum(1)[None, :, None]
+    wy, wx = sparse.csr_array(wy), sparse.csr_array(wx)
+    out = np.stack([(wx @ (wy @ img[..., c].astype(np.float64)).T).T for c in range(3)], axis=-1)
     return np.rint(out / area).astype(np.uint8)
 
 

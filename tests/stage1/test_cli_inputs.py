@@ -106,13 +106,19 @@ def test_top_tiles_in_um_without_mpp_is_a_clear_error(real_slides_dir, tmp_path,
     assert res.returncode == 2 and "microns per pixel" in res.stderr
 
 
-def test_markup_like_paths_print_as_text(client, cmu, tmp_path):
-    """A path containing "[/]" in every rich output: info, summaries, select, top-tiles, demo."""
+def test_markup_like_paths_print_as_text(client, cmu, tmp_path, monkeypatch):
+    """A path containing "[/]" in every rich output: info, summaries, select, top-tiles, demo.
+    score and demo run as subprocesses; info, select and top-tiles in this process (the same
+    typer app and consoles; tests/stage1/test_job.py runs each of them as a subprocess)."""
     odd = tmp_path / "a[" / "]b"
     odd.mkdir(parents=True)
     shutil.copy(cmu, odd / "s[x].svs")
     (odd / "bad[y].svs").write_text("not a slide [/]")
-    res = cli("info", odd / "s[x].svs", odd / "bad[y].svs", cwd=tmp_path)
+
+    def run(*args):
+        return cli_in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch)
+
+    res = run("info", odd / "s[x].svs", odd / "bad[y].svs")
     assert res.returncode == 1 and "s[x].svs" in res.stdout and "bad[y].svs" in res.stderr
     res = cli("score", odd, "--out", "o[/]", "--scheduler", client.scheduler.address,
               cwd=tmp_path)  # fmt: skip
@@ -122,15 +128,15 @@ def test_markup_like_paths_print_as_text(client, cmu, tmp_path):
         and "1 of 2 slide(s) failed" in res.stderr
     )
     shutil.copytree(tmp_path / "o[" / "]", tmp_path / "plain")
-    res = cli("select", "plain", "--top", "2", "--to", "sel[/]x/s.parquet", cwd=tmp_path)
+    res = run("select", "plain", "--top", "2", "--to", "sel[/]x/s.parquet")
     assert res.returncode == 0 and "sel[/]x" in res.stderr, res.stderr  # "outputs in …"
-    res = cli("top-tiles", odd / "s[x].svs", "--out", "t[/]", "--n", "1", cwd=tmp_path)
+    res = run("top-tiles", odd / "s[x].svs", "--out", "t[/]", "--n", "1")
     assert res.returncode == 0 and "t[/]" in res.stderr
     res = cli("demo", "--out", "d[/]", "--n", "1", "--workers", "1", "--no-batch", cwd=tmp_path)
     assert res.returncode == 0 and "d[/]" in res.stderr
 
 
-def test_info_on_one_file_of_a_two_series_folder(tmp_path):
+def test_info_on_one_file_of_a_two_series_folder(tmp_path, monkeypatch):
     rgb = np.full((500, 700, 3), 230, np.uint8)
     write_dicom_series(tmp_path / "m", pyramid(rgb, 2), prefix="big")
     other = write_dicom_series(tmp_path / "m", [np.full((300, 200, 3), 90, np.uint8)], prefix="s")
@@ -138,7 +144,7 @@ def test_info_on_one_file_of_a_two_series_folder(tmp_path):
     assert res.returncode == 0, res.stderr
     (info,) = json.loads(res.stdout)
     assert (info["width"], info["height"], info["level_count"]) == (200, 300, 1)
-    res = cli("info", "--json", tmp_path / "m", cwd=tmp_path)
+    res = cli_in_process("info", "--json", tmp_path / "m", cwd=tmp_path, monkeypatch=monkeypatch)
     assert sorted((i["width"], i["level_count"]) for i in json.loads(res.stdout)) == [
         (200, 1),
         (700, 2),

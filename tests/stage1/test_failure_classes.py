@@ -99,16 +99,45 @@ def _write_job(args):
     return write_synthetic_slide(*args)
 
 
+def _own_specs() -> dict[str, SynthSpec]:
+    """The slides the module's other tests generate for themselves, by name."""
+    from dataclasses import replace
+
+    odd = failure_specs(*ODD_SIZE)
+    return {
+        **{f"odd-{name}": odd[name] for name in ODD_CLASSES},
+        "nompp": SynthSpec(width=3000, height=2000, mpp=None, objective_power=None),
+        "dense-ihc": replace(
+            failure_specs(6000, 4500, seed=11)["typical"],
+            stain="ihc", faint=1.8, pens=("navy", "black"), seed=27,
+        ),
+        "dense-ihc-broad-pens": replace(
+            failure_specs(4000, 3000, seed=0)["typical"],
+            stain="ihc", faint=1.8, n_blobs=3, pens=("navy", "blue"), pen_style="ink",
+            pen_width_um=160.0, seed=50,
+        ),
+        "pens-seed2-small": failure_specs(4000, 3000, seed=2)["pens"],
+        "pens-seed2": failure_specs(8000, 6000, seed=2)["pens"],
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def odd_analyses(tmp_path_factory, pool):
-    """Three classes at a real-world size: levels are rounded (1/16 is 501 x 376 px, W / w =
-    15.97), so a reader that stretched them drifted by up to a pixel (Dice 0.969-0.973)."""
-    specs = failure_specs(*ODD_SIZE)
-    folder = tmp_path_factory.mktemp("odd-classes")
-    jobs = [(folder / f"{name}.svs", specs[name]) for name in ODD_CLASSES]
+def own_analyses(tmp_path_factory, pool):
+    """``{name: (analysis, truth)}`` of `_own_specs`, written and analysed (CONFIG) side by side
+    in the pool rather than one after another in the tests."""
+    specs = _own_specs()
+    folder = tmp_path_factory.mktemp("own-slides")
+    jobs = [(folder / f"{name}.svs", spec) for name, spec in specs.items()]
     truths = list(pool.map(_write_job, jobs))
     done = _analysed(pool, *((path, CONFIG) for path, _ in jobs))
-    return dict(zip(ODD_CLASSES, zip(done, truths)))
+    return dict(zip(specs, zip(done, truths)))
+
+
+@pytest.fixture(scope="module")
+def odd_analyses(own_analyses):
+    """Three classes at a real-world size: levels are rounded (1/16 is 501 x 376 px, W / w =
+    15.97), so a reader that stretched them drifted by up to a pixel (Dice 0.969-0.973)."""
+    return {name: own_analyses[f"odd-{name}"] for name in ODD_CLASSES}
 
 
 @pytest.mark.parametrize("name", ODD_CLASSES)
@@ -166,10 +195,8 @@ def test_tiny_fragments_and_low_tissue_fallback(slides, pool):
     assert analysis.tissue.any()
 
 
-def test_missing_mpp_is_flagged(tmp_path):
-    path = tmp_path / "nompp.svs"
-    write_synthetic_slide(path, SynthSpec(width=3000, height=2000, mpp=None, objective_power=None))
-    analysis = _analyse(path)
+def test_missing_mpp_is_flagged(own_analyses):
+    analysis, _ = own_analyses["nompp"]  # 3000 x 2000 px, no mpp nor objective power
     assert "missing_mpp" in analysis.qc.flags and analysis.tissue.any()
 
 
@@ -193,19 +220,11 @@ def test_qc_focus_flags_blurry_tiles(slides, pool):
     assert "out_of_focus" not in sharp.qc.flags
 
 
-def test_tissue_stained_in_an_ink_like_blue_is_kept(tmp_path):
+def test_tissue_stained_in_an_ink_like_blue_is_kept(own_analyses):
     """A dense blue counterstain (IHC) has the colour of blue pen ink: most of its pixels are
     loose ink colour, with specks of strict ink. It is wide, so it is tissue; a thin navy pen
     line over it is still taken out. (Before, the whole tissue went as ink: Dice 0.)"""
-    from dataclasses import replace
-
-    spec = replace(
-        failure_specs(6000, 4500, seed=11)["typical"],
-        stain="ihc", faint=1.8, pens=("navy", "black"), seed=27,
-    )  # fmt: skip
-    path = tmp_path / "dense-ihc.svs"
-    truth = write_synthetic_slide(path, spec)
-    analysis = _analyse(path)
+    analysis, truth = own_analyses["dense-ihc"]
     true = truth.tissue_mask(32) & ~truth.pen_mask(32)
     dice, _, recall = _scores(analysis.tissue, true)
     assert dice >= 0.95 and recall >= 0.95, (dice, recall)
@@ -221,48 +240,33 @@ def _pen_shares(mask, truth):
     }
 
 
-def test_broad_strokes_crossing_a_blue_stained_tissue_leave_it_tissue(tmp_path):
+def test_broad_strokes_crossing_a_blue_stained_tissue_leave_it_tissue(own_analyses):
     """Broad strokes (160 µm) of navy and blue ink crossing a dense blue IHC counterstain fuse
     with it into one object mostly of ink colour, with more than a fifth of strict ink. Beyond
     the strokes and their blended halo the object is still wide and textured: tissue, and the
     strokes alone are ink. (Before, the whole object went as ink: Dice 0.)"""
-    from dataclasses import replace
-
-    spec = replace(
-        failure_specs(4000, 3000, seed=0)["typical"],
-        stain="ihc", faint=1.8, n_blobs=3, pens=("navy", "blue"), pen_style="ink",
-        pen_width_um=160.0, seed=50,
-    )  # fmt: skip
-    path = tmp_path / "dense-ihc-broad-pens.svs"
-    truth = write_synthetic_slide(path, spec)
-    analysis = _analyse(path)
+    analysis, truth = own_analyses["dense-ihc-broad-pens"]
     dice, _, recall = _scores(analysis.tissue, truth.tissue_mask(32) & ~truth.pen_mask(32))
     assert dice >= 0.93 and recall >= 0.93, (dice, recall)
     assert max(_pen_shares(analysis.tissue, truth).values()) <= 0.01
 
 
-def test_tissue_under_broad_pens_is_kept_on_another_seed(tmp_path):
-    """The pens class drawn at another seed on a smaller slide: its five pens are broad
-    beside the tissue and cover most of one object with it; the smooth strokes go and the
+def test_tissue_under_broad_pens_is_kept_on_another_seed(own_analyses):
+    """The pens class drawn at another seed on a smaller slide (4000 x 3000): its five pens are
+    broad beside the tissue and cover most of one object with it; the smooth strokes go and the
     textured tissue beyond them stays. (Before, the whole tissue went as ink: Dice 0.)"""
-    spec = failure_specs(4000, 3000, seed=2)["pens"]
-    path = tmp_path / "pens-seed2.svs"
-    truth = write_synthetic_slide(path, spec)
-    analysis = _analyse(path)
+    analysis, truth = own_analyses["pens-seed2-small"]
     dice, _, recall = _scores(analysis.tissue, truth.tissue_mask(32))
     assert dice >= 0.94 and recall >= 0.94, (dice, recall)
     pen = truth.pen_mask(32)
     assert (analysis.tissue & pen).sum() <= 0.02 * pen.sum()
 
 
-def test_crossing_pens_at_another_seed_are_taken_out(tmp_path):
-    """The pens class at seed 2: where two pens cross over the tissue their blend (in neither
-    ink's colour) lies between the strokes and goes with them; every colour <= 1 % kept.
-    (Before: red 1.96 %, blue 1.79 %, navy 1.76 %.)"""
-    spec = failure_specs(8000, 6000, seed=2)["pens"]
-    path = tmp_path / "pens-seed2.svs"
-    truth = write_synthetic_slide(path, spec)
-    analysis = _analyse(path)
+def test_crossing_pens_at_another_seed_are_taken_out(own_analyses):
+    """The pens class at seed 2 (8000 x 6000): where two pens cross over the tissue their blend
+    (in neither ink's colour) lies between the strokes and goes with them; every colour <= 1 %
+    kept. (Before: red 1.96 %, blue 1.79 %, navy 1.76 %.)"""
+    analysis, truth = own_analyses["pens-seed2"]
     shares = _pen_shares(analysis.tissue, truth)
     assert max(shares.values()) <= 0.01, shares
     assert _scores(analysis.tissue, truth.tissue_mask(32))[0] >= 0.98

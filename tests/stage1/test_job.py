@@ -10,6 +10,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.cli import run_in_process
 from wsidist.stage1.config import Stage1Config
 from wsidist.stage1.driver import run_stage1
 
@@ -114,7 +115,9 @@ def _cli(*args, cwd):
 
 
 @pytest.mark.slow
-def test_cli_exit_code_and_summary_name_failed_slides(real_slides_dir, tmp_path):
+def test_cli_exit_code_and_summary_name_failed_slides(client, real_slides_dir, tmp_path):
+    """On the session cluster (``--scheduler``): a LocalCluster of the command's own is
+    test_summary's run (``--workers 1 --dashboard``)."""
     bad = tmp_path / "bad.svs"
     bad.write_text("not a slide")
     res = _cli(
@@ -123,8 +126,8 @@ def test_cli_exit_code_and_summary_name_failed_slides(real_slides_dir, tmp_path)
         str(bad),
         "--out",
         "out",
-        "--workers",
-        "1",
+        "--scheduler",
+        client.scheduler.address,
         cwd=tmp_path,
     )
     assert res.returncode == 1, res.stderr
@@ -158,7 +161,8 @@ def test_cli_bad_arguments_fail_before_any_work(
 
 
 def test_cli_missing_input_is_named(tmp_path):
-    res = _cli("score", "nowhere/*.svs", "--out", "out", cwd=tmp_path)
+    """In process (it fails before any work): the other commands here run as subprocesses."""
+    res = run_in_process("score", "nowhere/*.svs", "--out", "out", cwd=tmp_path)
     assert res.returncode == 2 and "nowhere" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
 
@@ -218,7 +222,9 @@ def test_existing_scheduler_by_address(client, real_slides_dir, tmp_path):
     assert row["worker"].rsplit(":", 1)[1] in pids
 
 
-def test_cli_select_and_top_tiles(real_slides_dir, tmp_path):
+def test_cli_select_and_top_tiles(client, real_slides_dir, tmp_path):
+    """extract runs on the session cluster (``--scheduler``); its own LocalCluster is
+    tests/cli/test_output.py's run (``--workers 1``)."""
     from wsidist.io.storage import Store
     from wsidist.stage1.worker import SlideTask, process_slide
 
@@ -245,17 +251,19 @@ def test_cli_select_and_top_tiles(real_slides_dir, tmp_path):
     selection = pq.read_table(out / "selection.parquet")
     assert selection.num_rows == 3 and min(selection.column("tissue_frac").to_pylist()) >= 0.8
     res = _cli(
-        "extract", str(out / "selection.parquet"), "--to", "patches", "--workers", "1", cwd=tmp_path
-    )
+        "extract", str(out / "selection.parquet"), "--to", "patches",
+        "--scheduler", client.scheduler.address, cwd=tmp_path,
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "3 written" in res.stderr
     index = pq.read_table(tmp_path / "patches" / "index.parquet")
     assert index.num_rows == 3 and set(index.column("status").to_pylist()) == {"written"}
     again = _cli(
-        "extract", str(out / "selection.parquet"), "--to", "patches", "--workers", "1", cwd=tmp_path
-    )
+        "extract", str(out / "selection.parquet"), "--to", "patches",
+        "--scheduler", client.scheduler.address, cwd=tmp_path,
+    )  # fmt: skip
     assert again.returncode == 0 and "0 written, 3 unchanged" in again.stderr
-    bad = _cli("select", str(out), "--stratum", "lots", cwd=tmp_path)
+    bad = run_in_process("select", str(out), "--stratum", "lots", cwd=tmp_path)
     assert bad.returncode == 2 and "lots" in bad.stderr
 
     res = _cli(

@@ -102,17 +102,23 @@ def test_stage1_masks_agree_with_histolab(real_slides_dir, tmp_path, slide, ref,
     assert iou >= floor
 
 
+def _pen_slide(folder, seed):
+    """A slide of realistic proportions with pens over tissue, and its truth."""
+    path = folder / f"pens{seed}.svs"
+    spec = SynthSpec(width=9000, height=7000, seed=seed, strokes_per_pen=2)
+    return path, write_synthetic_slide(path, spec)
+
+
 @pytest.fixture(scope="module")
-def pen_slides(tmp_path_factory):
+def pen_slide(tmp_path_factory):
+    """The first of `pen_slides` (the default run's test needs only it)."""
+    return _pen_slide(tmp_path_factory.mktemp("pen-slides"), 11)
+
+
+@pytest.fixture(scope="module")
+def pen_slides(pen_slide, tmp_path_factory):
     """Slides of realistic proportions with pens over tissue and known masks."""
-    folder = tmp_path_factory.mktemp("pen-slides")
-    slides = []
-    for seed in (11, 12):
-        spec = SynthSpec(width=9000, height=7000, seed=seed, strokes_per_pen=2)
-        slides.append(
-            (folder / f"pens{seed}.svs", write_synthetic_slide(folder / f"pens{seed}.svs", spec))
-        )
-    return slides
+    return [pen_slide, _pen_slide(tmp_path_factory.mktemp("pen-slides"), 12)]
 
 
 @pytest.mark.long  # the failure classes cover pens over tissue at 0.98
@@ -135,8 +141,8 @@ def test_default_preset_dice_on_generated_slides_with_pens(pen_slides, tmp_path)
         assert row["pen_frac"] > 0.005
 
 
-def test_batch_mode_writes_every_step(pen_slides, tmp_path):
-    path, _ = pen_slides[0]
+def test_batch_mode_writes_every_step(pen_slide, tmp_path):
+    path, _ = pen_slide
     row, store = _run(path, tmp_path / "auto", "a", batch=True)
     steps = store.list("batch/a/steps")
     assert any("ink" in s for s in steps) and any("coverage" in s for s in steps)

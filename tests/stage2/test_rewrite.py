@@ -16,6 +16,7 @@ import tifffile
 from distributed import Client, LocalCluster, get_task_stream
 from scipy import ndimage as ndi
 
+from tests.helpers.cli import run_in_process
 from tests.helpers.paths import REPO  # noqa: E402
 from wsidist.demo.synth import SynthSpec, write_synthetic_slide
 from wsidist.io.slide import open_slide
@@ -228,15 +229,19 @@ def test_transcode_job_and_restore_cli(client, slides, tmp_path):
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path, slides):
+    """The first as a user runs it (a subprocess), the others in this process (the same typer
+    app): they fail before a cluster starts."""
+
     def run(*args: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "wsidist.cli", "rewrite", *args]
         return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
 
     bad = run(str(slides["glassy"]), "--out", "o", "--codec", "webp")
     assert bad.returncode == 2 and "webp" in bad.stderr
-    bad = run(str(slides["glassy"]), "--out", "o", "--transcode", "--codec", "jpeg")
+    args = (slides["glassy"], "--out", "o")
+    bad = run_in_process("rewrite", *args, "--transcode", "--codec", "jpeg", cwd=tmp_path)
     assert bad.returncode == 2 and "transcode" in bad.stderr
-    bad = run(str(slides["glassy"]), "--out", "o", "--distance", "40")
+    bad = run_in_process("rewrite", *args, "--distance", "40", cwd=tmp_path)
     assert bad.returncode == 2 and "distance" in bad.stderr
     assert not (tmp_path / "o").exists()
 
