@@ -184,3 +184,19 @@ def test_two_series_of_one_folder_share_an_entry_each_with_its_own_path(s3, tmp_
     ):
         assert (a.bytes_downloaded, b.bytes_downloaded) == (200, 0)  # one folder, staged once
         assert Path(a.path).read_bytes() == b"a" * 100 and Path(b.path).read_bytes() == b"b" * 100
+
+
+def test_uses_closer_than_the_file_systems_clock_tick_keep_their_order(tmp_path):
+    # a file system stamps times with its clock tick (a few ms): two uses within one tick tied
+    # and the least recently used was then chosen by key (a hit evicted, fetched again)
+    from wsidist.io.staging_cache import _hit
+
+    entries = []
+    for name in ("b", "a"):  # "a" sorts first: a tie would put it first
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".entry.json").write_text("{}")
+        entries.append(tmp_path / name)
+    for _ in range(50):
+        assert _hit(entries[0]) and _hit(entries[1])
+        stamps = [(e / ".entry.json").stat().st_mtime_ns for e in entries]
+        assert stamps[0] < stamps[1]

@@ -155,7 +155,7 @@ def _remove_entry(root: Path, key: str) -> None:
     shutil.rmtree(root / key, ignore_errors=True)
 
 
-def _tally(root: Path, own_key: str) -> tuple[int, list[tuple[float, str, int]]]:
+def _tally(root: Path, own_key: str) -> tuple[int, list[tuple[int, str, int]]]:
     """Bytes the cache holds (downloads in progress at their reservation) and the complete
     entries (last use, key, bytes); orphans are removed on the way. Under the index lock."""
     used, complete = 0, []
@@ -166,7 +166,7 @@ def _tally(root: Path, own_key: str) -> tuple[int, list[tuple[float, str, int]]]
         size = _entry_bytes(entry)
         if size is not None:
             used += size
-            complete.append(((entry / _ENTRY).stat().st_mtime, key, size))
+            complete.append(((entry / _ENTRY).stat().st_mtime_ns, key, size))
             continue
         fd = _flock(root / f"{key}.lock", fcntl.LOCK_EX, block=False)
         if fd is not None:  # nobody is downloading it: an orphan
@@ -259,6 +259,7 @@ def acquire(
                 nbytes, nfiles = fetch(entry)
                 (entry / _RESERVE).unlink(missing_ok=True)
                 (entry / _ENTRY).write_text(json.dumps({"bytes": _tree_bytes(entry)}))
+                _touch(entry / _ENTRY)
             except BaseException:
                 shutil.rmtree(entry, ignore_errors=True)
                 raise
@@ -273,7 +274,14 @@ def acquire(
 def _hit(entry: Path) -> bool:
     """Whether the entry is complete (its last use set to now)."""
     try:
-        os.utime(entry / _ENTRY)
+        _touch(entry / _ENTRY)
     except OSError:
         return False
     return True
+
+
+def _touch(path: Path) -> None:
+    """Set the last use of ``path`` to now, to the nanosecond (a file system stamps with its
+    clock tick, a few ms: two uses within one tick would tie, and LRU would pick by key)."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
