@@ -68,13 +68,17 @@ PRESETS: Mapping[str, str] = MappingProxyType(
 AUTO_STEPS: tuple[str, ...] = (
     "Background: the slide's own glass colour is the brightest near-neutral peak of its "
     "histogram; its noise is measured on the pixels brighter than the glass, which no stain "
-    "can reach. A dark background (fluorescence) switches to the fluorescence detector.",
+    "can reach. A dark background (fluorescence) switches to the fluorescence detector; its "
+    "noise is measured below its black where the channels leave room (else robustly, from "
+    "the lower half of the deviations on both sides), so faint glow is not taken for noise.",
     "Tissue score: optical density above that glass, summed over R, G and B (light emitted "
     "above the slide's black on a dark slide), one uint8 lookup per channel.",
     "Hysteresis: pixels above 3 x noise that connect to pixels above 8 x noise are tissue "
     "candidates, so faint IHC, pale stroma and fat walls come through on white or tinted glass.",
     "Not tissue: pen ink by hue, saturation and darkness - red, green, blue, dark blue and "
-    "black, on tissue and off it, pen edges unmixed; neutral gray objects: scanner borders and "
+    "black, on tissue and off it, pen edges unmixed, and thin ink-coloured lines leaving a "
+    "tissue; a tissue stained in an ink-like colour (dense blue IHC) stays tissue: a stroke "
+    "has a solid core of strict ink colour or is a line, a stain has compact specks; neutral gray objects: scanner borders and "
     "label shadows at the image border, bubble rims and dust elsewhere (their neutral pixels "
     "and 2 px around them, so tissue fused with a border keeps its stained pixels); a lone dark pixel "
     "inside tissue is dust only when its channels agree within 12 % (stain pixels near the "
