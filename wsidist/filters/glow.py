@@ -31,9 +31,14 @@ def foreign_glow(sums: np.ndarray, max_angle_deg: float = 60.0) -> np.ndarray:
 
 
 def neutral_glow(px: np.ndarray, bg, max_chroma: float = 0.2, min_glow: float = 4.0):
-    """Per pixel (n, 3) of a dark slide: it glows gray, its channels above the slide's black
-    within ``max_chroma`` of the brightest one (at least ``min_glow`` levels), as no stain
-    does: a scanner border, a label lit from above."""
-    glow = px[:, :3].astype(np.float32) - np.asarray(bg.rgb, np.float32)
-    top = glow.max(axis=1)
-    return (top >= min_glow) & (top - glow.min(axis=1) <= max_chroma * top)
+    """Per pixel (n, 3) of a dark slide: it glows gray, as no stain does (a scanner border, a
+    label lit from above): at least ``min_glow`` levels above the slide's black, and its
+    channels (or the light they add to a tinted black) within ``max_chroma`` of the brightest
+    one."""
+    rgb = px[:, :3].astype(np.float32)
+    glow = rgb - np.asarray(bg.rgb, np.float32)
+    top, level = glow.max(axis=1), rgb.max(axis=1)
+    gray = (top - glow.min(axis=1) <= max_chroma * top) | (
+        level - rgb.min(axis=1) <= max_chroma * level
+    )
+    return (top >= min_glow) & gray
