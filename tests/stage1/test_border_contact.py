@@ -85,8 +85,8 @@ def test_glowing_tissue_that_touches_a_border_stays_tissue(tmp_path, seed):
 def test_faint_glow_is_found_over_any_black(tmp_path, changes):
     # the noise of a black above 0 is measured below it, where no emission reaches (measured
     # on both sides, the faint glow counted as noise: 16.8 and 13.0, and Dice 0); a black
-    # clipped at 0 is measured on both sides, from the lower half of the deviations (their
-    # RMS, the glow among them: 8.2, Dice 0.10)
+    # clipped at 0 is measured on both sides, from the lowest 90 % of the deviations (from
+    # all of them, the glow among them: 8.2, Dice 0.10)
     result, truth = _fluorescence(tmp_path, **changes)
     assert result.detection.background.noise < 5
     tp = (result.tissue & truth).sum()

@@ -4,8 +4,8 @@ Brightfield glass is the brightest large near-neutral mode of the histogram; its
 median of the pixels in that mode, and its noise (an RMS) is measured on the side of the mode
 no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A dark background
 (fluorescence) is the darkest mode instead, its noise measured below it where its channels
-leave room for that (a black clipped at 0 is measured on both sides, robustly: the lower half
-of the deviations). Distances are optical densities relative to the
+leave room for that (a black clipped at 0 is measured on both sides, robustly: the lowest
+90 % of the deviations). Distances are optical densities relative to the
 glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
 it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
 same density to every channel, a stain does not.
@@ -38,7 +38,7 @@ DARK_BACKGROUND_LEVEL = 60  # median gray below this: a dark (fluorescence) slid
 OD_SCALE = 1000  # optical densities are stored as int16 thousandths
 _SAMPLE_PX = 150_000  # pixels looked at to find the background
 _MIN_NOISE_OD = 0.004  # floor of the glass noise (a flat, compressed glass measures ~0)
-_HALF_RMS = 0.378  # RMS of the lower half of |x| for a normal x, in its sigma
+_RMS_90 = 0.789  # RMS of the lowest 90 % of |x| for a normal x, in its sigma
 _MIN_BLACK_ROOM = 4  # a dark background's noise below its black needs channels at >= this
 _MIN_NOISE_DARK = 1.0  # floor of a dark background's noise, in summed channel levels
 _PLAIN_GLASS = (242.0, 242.0, 242.0)  # glass assumed when an image shows none
@@ -216,9 +216,9 @@ def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = 
     noise = floor
     if clean.size > 10 and not plain:
         if dark and not room:  # both sides, faint glow among them: the RMS of the lowest
-            # half of |score|, scaled to a normal's sigma (0.378 of it), so glow on up to half
-            # of the near-black pixels does not count as noise
-            noise = max(_rms_lowest(np.abs(clean), share=0.5) / _HALF_RMS, floor)
+            # 90 % of |score|, scaled to a normal's sigma (0.789 of it), so glow on a tenth
+            # of the near-black pixels does not count as noise (and JPEG ringing still does)
+            noise = max(_rms_lowest(np.abs(clean), share=0.9) / _RMS_90, floor)
         else:
             # RMS of the half no stain reaches (quantised levels make a median of zero
             # common), without its most extreme half percent (dust, padding)

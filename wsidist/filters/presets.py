@@ -70,7 +70,7 @@ AUTO_STEPS: tuple[str, ...] = (
     "histogram; its noise is measured on the pixels brighter than the glass, which no stain "
     "can reach. A dark background (fluorescence) switches to the fluorescence detector; its "
     "noise is measured below its black where the channels leave room (else robustly, from "
-    "the lower half of the deviations on both sides), so faint glow is not taken for noise.",
+    "the lowest 90 % of the deviations on both sides), so faint glow is not taken for noise.",
     "Tissue score: optical density above that glass, summed over R, G and B (light emitted "
     "above the slide's black on a dark slide), one uint8 lookup per channel.",
     "Hysteresis: pixels above 3 x noise that connect to pixels above 8 x noise are tissue "
