@@ -2,7 +2,7 @@
 
     python benchmarks/tissue.py [--cache DIR] [--size 8000x6000] [--big 65536x49152]
                                 [--odd 65001x48903] [--huge 100352x100352] [--skip-huge]
-                                [--repeat 3]
+                                [--repeat 5]
 
 1. **Accuracy.** Every failure-class slide of :mod:`wsidist.demo.classes` (generated once,
    kept in ``--cache``) through every brightfield preset and histolab's ``TissueMask`` (its
@@ -14,7 +14,9 @@
    slide on one process, everything included (mask, features, scores, every write), at
    1024-px and 256-px tiles; histolab's ``TissueMask`` on the same file; the decode-only floor
    (the blocks of the level stage 1 reads, decoded and dropped) and decode + reduce (the
-   thumbnail). Median of ``--repeat`` runs after a warm-up, wall and CPU seconds.
+   thumbnail). Median of ``--repeat`` rounds after a warm-up round, wall and CPU seconds;
+   each round runs every one of them once, so a shared machine's drifting speed slows all
+   alike and the ratios hold.
    Targets (CPU seconds): stage 1 <= 0.5 x histolab and <= 3 x the floor, at both tile sizes.
 3. **Scale.** On a 100k x 100k slide, each run in a fresh process: peak RSS and seconds at
    1024 and 256 px. Targets: RSS <= 1 GB, 256 px <= 1.2 x 1024 px.
@@ -198,32 +200,41 @@ def stage1_once(url: str, config: Stage1Config, out: Path) -> tuple[float, float
     return time.perf_counter() - w, time.process_time() - c, row
 
 
-def median_of(fn, repeat: int) -> tuple[float, float]:
-    fn()  # warm-up: page cache, imports
-    runs = [fn()[:2] for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+def interleaved(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) of each of ``fns``, run round by round (one run of each per round,
+    after a warm-up round), so that a machine whose speed drifts slows them all alike."""
+    runs: dict[str, list] = {name: [] for name in fns}
+    for round_ in range(repeat + 1):
+        for name, fn in fns.items():
+            timed = fn()
+            if round_:  # round 0 warms the page cache and the imports
+                runs[name].extend(timed if isinstance(timed, list) else [timed[:2]])
+    return {
+        name: tuple(statistics.median(r[i] for r in got) for i in (0, 1))
+        for name, got in runs.items() if got
+    }  # fmt: skip
 
 
-def speed(url: str, histolab: dict, repeat: int, tmp: Path, qc: bool = True) -> None:
+def speed(url: str, python: str | None, repeat: int, tmp: Path, qc: bool = True) -> None:
     with open_slide(url) as slide:
         w, h = slide.dimensions
     print(f"\n2. speed on {Path(url).name}: {w} x {h} = {w * h / 1e9:.2f} gigapixels, one process")
-    floor = median_of(lambda: decode_only(url), repeat)
-    rows = [
-        ("decode only (floor)", floor),
-        ("decode + reduce (thumbnail)", median_of(lambda: decode_reduce(url), repeat)),
-    ]
-    hl = histolab.get(url)
-    hl_wall = hl_cpu = None
-    if hl:
-        hl_times = tuple(statistics.median(t[i] for t in hl) for i in (0, 1))
-        rows.append(("histolab TissueMask", hl_times))
-        hl_wall, hl_cpu = hl_times
-    stage1 = {}
+    fns = {
+        "decode only (floor)": lambda: decode_only(url),
+        "decode + reduce (thumbnail)": lambda: decode_reduce(url),
+    }
+    if python:  # its own process per round (its timing excludes the imports)
+        fns["histolab TissueMask"] = lambda: [
+            tuple(t) for t in run_histolab(python, [(url, "", 1)], tmp).get(url, [])
+        ]
     for tile in (1024, 256):
         config = Stage1Config(tile_size=tile)
-        stage1[tile] = median_of(lambda c=config: stage1_once(url, c, tmp / "speed"), repeat)
-        rows.append((f"stage 1, {tile}-px tiles", stage1[tile]))
+        fns[f"stage 1, {tile}-px tiles"] = lambda c=config: stage1_once(url, c, tmp / "speed")
+    times = interleaved(fns, repeat)
+    floor = times["decode only (floor)"]
+    hl_wall, hl_cpu = times.get("histolab TissueMask", (None, None))
+    stage1 = {tile: times[f"stage 1, {tile}-px tiles"] for tile in (1024, 256)}
+    rows = list(times.items())
     # on a busy machine wall time mostly measures the wait for a core; CPU seconds (all three
     # are single-process) give the ratios that survive sharing
     print(f"   {'':30} {'wall s':>8} {'cpu s':>8} {'/floor':>8} {'/histolab':>10}"
@@ -317,7 +328,7 @@ def main() -> None:
     parser.add_argument("--odd", default="65001x48903", help="speed slide of a real-world size")
     parser.add_argument("--huge", default="100352x100352", help="scale slide")
     parser.add_argument("--skip-huge", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     width, height = (int(v) for v in args.size.split("x"))
@@ -338,13 +349,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         jobs = [(str(p), str(tmp / f"{n}.npy"), 0) for n, (p, t) in slides.items()]
-        jobs += [(str(big), "", args.repeat), (str(odd), "", args.repeat)]
-        timed = run_histolab(python, jobs, tmp)
+        run_histolab(python, jobs, tmp)
         masks = {n: np.load(tmp / f"{n}.npy") for n in slides if (tmp / f"{n}.npy").exists()}
         results = accuracy(slides, masks)
         pens_per_colour(results, slides)
-        speed(str(big), timed, args.repeat, tmp)
-        speed(str(odd), timed, args.repeat, tmp, qc=False)
+        speed(str(big), python, args.repeat, tmp)
+        speed(str(odd), python, args.repeat, tmp, qc=False)
         if not args.skip_huge:
             hw, hh = (int(v) for v in args.huge.split("x"))
             huge_spec = SynthSpec(width=hw, height=hh, mpp=0.25, seed=8, n_blobs=6,
