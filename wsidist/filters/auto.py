@@ -18,8 +18,9 @@
    ringed by more than 35 % of them stays open) up to ``hole_px`` are filled (fat cells, also
    where a stroke cuts them; small tears), counted as whole tissue; the membranes of fat
    cells are thinner than a pixel and leave gaps under the threshold, so pixels above half
-   of it beside the tissue close the walls when holes are looked for. Objects under ``min_px`` are dropped. Presets
-   give both in µm² with a level-0 pixel fallback for slides without mpp.
+   of it beside the tissue close the walls when holes are looked for. Objects under
+   ``min_px`` are dropped. Presets give both in µm² with a level-0 pixel fallback for
+   slides without mpp.
 """
 
 from __future__ import annotations
@@ -127,12 +128,15 @@ def _fill_holes(
     thin: str = "any",
 ) -> np.ndarray:
     """Holes of ``mask`` (4-connected glass not touching the border, ``blocked`` pixels count as
-    wall) of at most ``max_px`` pixels, at most half of whose ring (the pixels around them) is
+    wall) of at most ``max_px`` pixels, at most 35 % of whose ring (the pixels around them) is
     ``blocked`` (a pen loop or a bubble rim keeps its glass open; a stroke across fat cuts its
     cells, which still fill; stray ink or dust pixels in a lumen do not keep it open; blocked
-    pixels are never filled themselves), that sit in thin or faint walls: at least 40 % of the rim (the mask pixels around the
-    hole) is within two pixels of other glass or scores below ``wall``. Fat cells (also where they meet solid tissue) and loose stroma fill; a lumen or
-    a tear in solid tissue stays open. ``rim_of``: the pixels that count as rim (default
+    pixels are never filled themselves), that sit in thin or faint walls: at least 40 % of the
+    rim (the ring's ``mask`` pixels) is within two pixels of other glass or scores below
+    ``wall``; where over a tenth of the ring is blocked, only walls shared with other holes
+    count (a cut fat cell, not glass between a stroke and a tissue's faint edge). Fat cells
+    (also where they meet solid tissue) and loose stroma fill; a lumen or a tear in solid
+    tissue stays open. ``rim_of``: the pixels that count as rim (default
     ``mask``); ``thin="holes"``: only a wall between two such holes counts as thin (not one
     between a hole and the open glass)."""
     out = np.zeros(mask.shape, bool)
@@ -314,8 +318,7 @@ def _not_tissue(rgb, candidates, labels, n, seeded, bg, pens, clean):
     if not candidates.any():
         return ink, ink_cls, artefact
     if bg.dark:
-        if clean:  # gray glow in objects touching the image border, and 2 px around it: a
-            # scanner border or a label (no stain glows gray), not the tissue fused with it
+        if clean:  # gray glow touching the border (+ 2 px): a scanner border, not a stain
             at = border_labels(labels, n)[labels] & candidates
             gray = np.zeros(shape, bool)
             gray[at] = neutral_glow(rgb[at], bg)

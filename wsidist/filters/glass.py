@@ -2,10 +2,10 @@
 
 Brightfield glass is the brightest large near-neutral mode of the histogram; its colour is the
 median of the pixels in that mode, and its noise (an RMS) is measured on the side of the mode
-no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A dark background
-(fluorescence) is the darkest mode instead, its noise measured below it where its channels
-leave room for that (a black clipped at 0 is measured on both sides, robustly: the lowest
-90 % of the deviations). Distances are optical densities relative to the
+no stain can reach (pixels at least as bright as the glass), so tissue never inflates it. A
+dark background (fluorescence) is the darkest mode instead, its noise measured below it where
+its channels leave room for that (a black clipped at 0 is measured on both sides, robustly:
+the lowest 90 % of the deviations). Distances are optical densities relative to the
 glass, looked up per channel in uint8 tables (no float copy of the image): tissue absorbs, so
 it has a positive density; a neutral absorber (dust, bubble rims, scanner borders) adds the
 same density to every channel, a stain does not.

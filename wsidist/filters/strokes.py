@@ -1,7 +1,7 @@
 """Pen strokes among the tissue objects of ink-like colour (the pen step of :mod:`.auto`).
 
-An object mostly of ink colour is ink when it is thin and elongated (a stroke), or wide with a core of
-strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain looks like
+An object mostly of ink colour is ink when it is thin and elongated (a stroke), or wide with
+a core of strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain looks like
 ink (a dense blue counterstain: loose ink colour with specks of strict) is *stained*: it is
 wide with little strict ink, or, where broad strokes cross it and fuse with it into one
 object, what is left of it beyond its strokes and their blended halo is still wide, big and
