@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 from typing import Annotated
 
 import click
@@ -59,6 +61,11 @@ def main(
     ] = None,  # fmt: skip
 ) -> None:
     """The wsidist command line."""
+    # at exit, collect what cycles still hold (DuckDB results, Arrow readers) while their
+    # libraries are alive: a native worker thread torn down only at interpreter finalization
+    # can abort a finished run (SIGABRT, "terminate called without an active exception")
+    atexit.unregister(gc.collect)
+    atexit.register(gc.collect)
 
 
 class Command(TyperCommand):
