@@ -65,8 +65,7 @@ _GAP_SHARE = 0.5  # pixels above this share of the low threshold close gaps in h
 # channels of a lone dark pixel inside tissue must agree within this share of their mean for
 # it to count as dust or a bubble rim (objects are judged by shares of pixels, at 0.2)
 _RIM_NEUTRAL_TOLERANCE = 0.12
-# pixels of a neutral object within this many px of its neutral pixels are artefact too
-_NEUTRAL_HALO_PX = 2
+_NEUTRAL_HALO_PX = 2  # pixels of a neutral object this near its neutral ones: artefact too
 # a hole stays open when more than this share of the pixels around it is ink or artefact
 _BLOCKED_SHARE = 0.35
 # ... and when more than this share is, only walls shared with other holes make it fat
@@ -160,9 +159,10 @@ def _fill_holes(
     ring = np.flatnonzero(dilate_index(inside, mask.shape, 1) & ~glass)
     ring_owner = np.take(small, neighbourhoods(ring, mask.shape, 1)).max(axis=1)
     ring_n = np.maximum(np.bincount(ring_owner, minlength=n + 1), 1)
-    inked = np.bincount(ring_owner, weights=np.take(blocked.reshape(-1), ring), minlength=n + 1)
-    ok &= inked <= _BLOCKED_SHARE * ring_n
-    inked = inked > _INKED_SHARE * ring_n
+    on_blocked = np.take(blocked.reshape(-1), ring)
+    ring_blocked = np.bincount(ring_owner, weights=on_blocked, minlength=n + 1)
+    ok &= ring_blocked <= _BLOCKED_SHARE * ring_n
+    inked = ring_blocked > _INKED_SHARE * ring_n
     # the rim: the ring's pixels of ``rim_of``
     on_rim = np.take((mask if rim_of is None else rim_of).reshape(-1), ring)
     rim, owner = ring[on_rim], ring_owner[on_rim]
@@ -171,16 +171,16 @@ def _fill_holes(
     around = neighbourhoods(rim, mask.shape, 2)
     hole = np.take(small, around)
     between = ((hole > 0) & (hole != owner[:, None])).any(axis=1)  # a wall between holes
-    other = between
+    thin_wall = between
     if thin != "holes":
-        other = other | ((hole == 0) & np.take(glass.reshape(-1), around)).any(axis=1)
-    wall_like = other | (np.take(score.reshape(-1), rim) < wall)
+        thin_wall = between | ((hole == 0) & np.take(glass.reshape(-1), around)).any(axis=1)
+    wall_like = thin_wall | (np.take(score.reshape(-1), rim) < wall)
     rim_n = np.maximum(np.bincount(owner, minlength=n + 1), 1)
     walled = np.bincount(owner, weights=wall_like, minlength=n + 1) >= _WALL_SHARE * rim_n
     # a hole that ink rings in part: a fat cell cut by a stroke has walls shared with other
     # holes; glass caught between a stroke and a tissue's edge has faint edge pixels only
-    between = np.bincount(owner, weights=between, minlength=n + 1) >= _WALL_SHARE * rim_n
-    ok &= np.where(inked, between, walled)
+    shared = np.bincount(owner, weights=between, minlength=n + 1) >= _WALL_SHARE * rim_n
+    ok &= np.where(inked, shared, walled)
     out.reshape(-1)[inside[np.take(ok, inside_labels)]] = True
     return out
 

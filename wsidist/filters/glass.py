@@ -202,27 +202,22 @@ def _column_medians(px: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 def _measure(px: np.ndarray, provisional: Background, dark: bool, plain: bool = False):
     score = tissue_score(px, channel_luts(provisional)).astype(np.float64)
-    if not dark:
-        clean = score[score <= 0]
-    else:  # the side below the black, which no emission reaches, as on glass, where the
-        # black has room below it for its noise (its channels two noise and _MIN_BLACK_ROOM
-        # above 0; a side cut short at 0 measures too little); else both sides
-        clean = score[(score <= 0) & (score >= -30)]
-        black = min(provisional.rgb)
-        room = clean.size > 10 and black >= max(_MIN_BLACK_ROOM, 2 * _rms_lowest(-clean) / 3**0.5)
-        if not room:
-            clean = score[np.abs(score) <= 30]
     floor = _MIN_NOISE_DARK if dark else _MIN_NOISE_OD * OD_SCALE
-    noise = floor
-    if clean.size > 10 and not plain:
-        if dark and not room:  # both sides, faint glow among them: the RMS of the lowest
-            # 90 % of |score|, scaled to a normal's sigma (0.789 of it), so glow on a tenth
-            # of the near-black pixels does not count as noise (and JPEG ringing still does)
-            noise = max(_rms_lowest(np.abs(clean), share=0.9) / _RMS_90, floor)
-        else:
-            # RMS of the half no stain reaches (quantised levels make a median of zero
-            # common), without its most extreme half percent (dust, padding)
-            noise = max(_rms_lowest(np.abs(clean)), floor)
+    # RMS of the side no stain or emission reaches (quantised levels make a median of zero
+    # common), without its most extreme half percent (dust, padding)
+    below = np.abs(score[(score <= 0) & (score >= -30)] if dark else score[score <= 0])
+    measured = _rms_lowest(below) if below.size > 10 else None
+    # a dark background's black needs room below it for that (its channels two noise and
+    # _MIN_BLACK_ROOM above 0): a side cut short at 0 measures too little
+    room = measured is not None and min(provisional.rgb) >= max(
+        _MIN_BLACK_ROOM, 2 * measured / 3**0.5
+    )
+    if dark and not room:  # both sides, faint glow among them: the RMS of the lowest 90 % of
+        # |score|, scaled to a normal's sigma, so glow on a tenth of the near-black pixels
+        # is not noise (JPEG ringing still is)
+        both = np.abs(score[np.abs(score) <= 30])
+        measured = _rms_lowest(both, share=0.9) / _RMS_90 if both.size > 10 else None
+    noise = floor if measured is None or plain else max(measured, floor)
     fraction = float((score < 3 * noise).mean())
     return Background(provisional.rgb, noise, dark, fraction)
 

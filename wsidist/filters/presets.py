@@ -78,9 +78,10 @@ AUTO_STEPS: tuple[str, ...] = (
     "Not tissue: pen ink by hue, saturation and darkness - red, green, blue, dark blue and "
     "black, on tissue and off it, pen edges unmixed, and thin ink-coloured lines leaving a "
     "tissue; a tissue stained in an ink-like colour (dense blue IHC) stays tissue: a stroke "
-    "has a solid core of strict ink colour or is a line, a stain has compact specks; neutral gray objects: scanner borders and "
-    "label shadows at the image border, bubble rims and dust elsewhere (their neutral pixels "
-    "and 2 px around them, so tissue fused with a border keeps its stained pixels); a lone dark pixel "
+    "has a solid core of strict ink colour or is a line, a stain has compact specks; "
+    "neutral gray objects: scanner borders and label shadows at the image border, bubble "
+    "rims and dust elsewhere (their neutral pixels and 2 px around them, so tissue fused "
+    "with a border keeps its stained pixels); a lone dark pixel "
     "inside tissue is dust only when its channels agree within 12 % (stain pixels near the "
     "bound cross a looser one under JPEG compression).",
     "Holes: glass enclosed by thin or faint walls (fat cells, loose stroma) up to 20,000 µm² "

@@ -1,16 +1,16 @@
 """Pen strokes among the tissue objects of ink-like colour (the pen step of :mod:`.auto`).
 
 An object mostly of ink colour is ink when it is thin and elongated (a stroke), or wide with
-a core of strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain looks like
-ink (a dense blue counterstain: loose ink colour with specks of strict) is *stained*: it is
-wide with little strict ink, or, where broad strokes cross it and fuse with it into one
-object, what is left of it beyond its strokes and their blended halo is still wide, big and
-textured (marker ink is smooth, tissue has cells). In a stained object only strokes of
-strict ink colour are ink (a solid core or a line: the stain's nuclei clump into compact
-specks of strict colour), and lines thinner than 3 px leaving the tissue; in any other tissue
-object such lines of ink-like colour are ink too when at least 4 px long (a thin pen line
-blended with the glass keeps its hue, not its saturation). A wide object whose
-strict colour is such specks (under 30 % of it, under 15 % of that solid) is stained too.
+a core of strict ink colour (real strokes: 0.3-0.9 of their pixels). A tissue whose stain
+looks like ink (a dense blue counterstain: loose ink colour with specks of strict) is
+*stained*: it is wide with little strict ink, or its strict colour is such specks (under
+30 % of it, under 15 % of that solid), or, where broad strokes cross it and fuse with it
+into one object, what is left of it beyond its strokes and their blended halo is still wide,
+big and textured (marker ink is smooth, tissue has cells). In a stained object only strokes
+of strict ink colour are ink (a solid core or a line: the stain's nuclei clump into compact
+specks of strict colour), and lines thinner than 3 px leaving the tissue; in any other
+tissue object such lines of ink-like colour are ink too when at least 4 px long (a thin pen
+line blended with the glass keeps its hue, not its saturation).
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ __all__ = ["object_ink", "stain_codes"]
 
 _THIN_SHARE = 0.5  # an ink-coloured object is a stroke when at most this share is interior
 _STRICT_SHARE = 0.2  # a wide ink-coloured object with this share of strict ink is ink...
-_SOLID_SHARE = 0.15  # ... unless under this share of its strict ink is solid (3x3) ...
-_SPECKS_STRICT = 0.3  # ... and under this share of it is strict: specks of a stain
-_MIN_STROKE_PX = 6  # smaller pieces of strict ink colour are specks of stain, not strokes
-_LINE_PX = 4  # ink-coloured lines under 3 px wide leaving a tissue: at least this long
-_LINE_ELONGATION = 2.5  # ... and so are compact ones without a solid core (not lines)
 _HALO_PX = 2  # ... unless beyond its strokes and this halo (their blended edges) ...
 _REST_SHARE = 0.03  # ... this share of it (and _REST_PX) is interior (broad pens: <= 0.07,
 _REST_PX = 20  # tissue under broad pens 0.06-0.5), and its texture (ink 0.3, tissue 4+) ...
 _REST_TEXTURE = 2.0  # ... at least this mean |grey - its 3x3 mean|: the object is tissue
+_SOLID_SHARE = 0.15  # ... or under this share of its strict ink is solid (3x3) ...
+_SPECKS_STRICT = 0.3  # ... and under this share of it is strict: specks of a stain
+_MIN_STROKE_PX = 6  # strict ink colour in smaller pieces is specks of stain, not strokes,
+_LINE_ELONGATION = 2.5  # ... and in compact ones with no solid core (box side / sqrt(px))
+_LINE_PX = 4  # ink-coloured lines under 3 px wide leaving a tissue: at least this long
 
 
 def object_ink(
@@ -60,7 +60,9 @@ def object_ink(
     thin &= inky_colour
     if thin.any():  # and a line or a curve, not a small compact piece (a fragment of tissue)
         thin &= _elongated(index, lab, thin, shape)
-    inky = inky_colour & (thin | (share((codes & 7) > 0) >= _STRICT_SHARE))
+    strict_px = (codes & 7) > 0
+    strict_share = share(strict_px)
+    inky = inky_colour & (thin | (strict_share >= _STRICT_SHARE))
     wide = inky & ~thin
     beyond = np.zeros(index.size, bool)
     if wide.any():  # broad strokes crossing a stained tissue: judged without them
@@ -71,9 +73,8 @@ def object_ink(
         # small pieces of such a stain: its strict colour is specks (nuclei), a marker's is a
         # solid core (most strict pixels with all 8 neighbours strict: 0.6-0.99, specks <= 0.1)
         strict = np.zeros(shape, bool)
-        strict.reshape(-1)[index] = (codes & 7) > 0
+        strict.reshape(-1)[index] = strict_px
         solid = np.take(square_min(strict, 1).reshape(-1), index)
-        strict_share = share((codes & 7) > 0)
         specks = share(solid) < _SOLID_SHARE * np.maximum(strict_share, 1e-9)
         inky &= ~(wide & specks & (strict_share < _SPECKS_STRICT))
     grid = np.zeros(shape, np.uint8)
@@ -107,7 +108,7 @@ def _stained_beyond_strokes(
     rgb, candidates, index, lab, codes, judged, share
 ) -> tuple[np.ndarray, np.ndarray]:
     """(per label, per candidate pixel). Per label, among the ``judged`` ones: beyond its
-    strict strokes (pieces of at least ``_MIN_STROKE_PX``) and ``_HALO_PX`` around them, at
+    strict strokes (:func:`_strokes`) and ``_HALO_PX`` around them, at
     least ``_REST_SHARE`` of the object and ``_REST_PX`` pixels are interior (3x3), and that
     interior is textured (mean ``_REST_TEXTURE``): tissue under broad strokes, not the smooth
     body of a marker. Per pixel: of a judged object, of no ink colour, beyond its strokes and
@@ -150,8 +151,8 @@ def _texture(grey: np.ndarray, where: np.ndarray, shape: tuple[int, int]) -> np.
 
 def stain_codes(codes: np.ndarray, where: np.ndarray) -> None:
     """At the flat pixels ``where`` (objects whose stain has an ink-like colour), keep only
-    the strict ink of strokes, in place: pieces of fewer than ``_MIN_STROKE_PX`` pixels
-    (8-connected; a pen leaves strokes, the stain leaves specks) and the loose ink-like colour
+    the strict ink of strokes, in place: pieces of strict colour that are no stroke
+    (:func:`_strokes`; a pen leaves strokes, the stain leaves specks) and the loose ink-like colour
     (the stain's own) are cleared, so no ink grows over the tissue from them."""
     flat = codes.reshape(-1)
     strict = np.zeros(codes.shape, bool)
